@@ -1,0 +1,42 @@
+# Two commands: `make run` serves the app, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+## run: set up .venv, apply migrations and serve on http://$(HOST):$(PORT) (SQLite under ./data/)
+run: $(VENV)/.installed
+	$(BIN)/trainboard serve --host $(HOST) --port $(PORT)
+
+## test: set up what the tests need (dev extras, Chromium) and run the whole suite
+test: $(VENV)/.installed-dev
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing: install it (apt-get install chromium) and run make test again"; exit 1; fi; }
+	$(BIN)/ruff check app tests bench
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check app tests bench
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/seed_mnist.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""Settings: one object, read from TRAINBOARD_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINBOARD_", env_file=None, extra="ignore")
+
+    # Where SQLite files, data sets, uploads and artifacts live.
+    data_dir: Path = Path("./data")
+    # Empty means SQLite at <data_dir>/trainboard.db; set a postgresql+psycopg:// URL to scale out.
+    database_url: str = ""
+    # Bind to loopback unless told otherwise: the app has no login yet.
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Caps that reject oversized models before anything is allocated.
+    max_params: int = Field(default=200_000_000, ge=1)
+    max_activation_bytes: int = Field(default=1 << 30, ge=1)  # per sample
+    # Caps on what one run may ask for.
+    max_epochs: int = Field(default=1000, ge=1)
+    max_batch_size: int = Field(default=65536, ge=1)
+
+    # Executor: "local" (a process per run) or "ray".
+    executor: str = "local"
+    ray_address: str = ""
+    # How many runs train at once with the local executor.
+    slots: int = Field(default=2, ge=1)
+    # Keep a trainer process warm (torch already imported) so runs start in well under a second.
+    warm_workers: bool = True
+    # A running run whose heartbeat is older than this is failed by the reaper.
+    heartbeat_timeout_s: float = 10.0
+    # After a cancel, a trainer that has not stopped in this many seconds is killed.
+    cancel_grace_s: float = 3.0
+    # SSE: how often the shared per-run poller reads new rows.
+    poll_interval_s: float = 0.1
+    sse_heartbeat_s: float = 15.0
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'trainboard.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return (self.data_dir / "artifacts").resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        return (self.data_dir / "datasets").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing env."""
+    return Settings()

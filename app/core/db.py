@@ -1,0 +1,110 @@
+"""Database engine and sessions. SQLite gets WAL, foreign keys and a busy timeout."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from fastapi import Request
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from app.core.config import get_settings
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # A deferred transaction that reads and then writes must upgrade its lock, and in WAL mode
+    # that fails at once ("database is locked") when another writer committed in between: the
+    # busy timeout does not apply. Writing sessions therefore take the write lock up front
+    # (BEGIN IMMEDIATE) and queue on the busy timeout; read-only sessions stay deferred.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for `url` with the project's per-dialect settings."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@lru_cache
+def get_engine() -> Engine:
+    settings = get_settings()
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return make_engine(url)
+
+
+@lru_cache
+def _session_factory(write: bool) -> sessionmaker[Session]:
+    engine = get_engine()
+    if write:
+        engine = engine.execution_options(sqlite_immediate=True)
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(*, write: bool = True) -> Iterator[Session]:
+    """A short session that commits on success: for background threads and trainers."""
+    session = _session_factory(write)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: one session per request; writing methods take the write lock first."""
+    session = _session_factory(request.method not in ("GET", "HEAD"))()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def reset_engine_cache() -> None:
+    """Forget cached engines (tests switch databases between cases)."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_engine.cache_clear()
+    _session_factory.cache_clear()
+
+
+def upgrade_database() -> None:
+    """Apply pending Alembic migrations (the only way tables are created)."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parents[2]
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
+    config.set_main_option("sqlalchemy.url", get_settings().sqlalchemy_url.replace("%", "%%"))
+    command.upgrade(config, "head")

@@ -1,0 +1,154 @@
+"""The engine's contract, torch-free so the web process and data sets can share it.
+
+A trainer calls `app.engine.loop.train(job, data, sink, should_stop)`; the engine reports
+everything it does as `sink.emit(kind, payload)` events (see `EventKind`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+EventKind = Literal[
+    "step",  # {"epoch", "step", "loss", "accuracy", "samples"}  (throttled, <= ~4/s)
+    "epoch",  # {"epoch", "epochs", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+    #            "lr", "epoch_time", "samples_per_sec"}
+    "evaluation",  # {"split": "val"|"test", "epoch", "accuracy", "loss", "confusion_matrix",
+    #                 "class_names", "per_class", "macro", "weighted", "top_k_accuracy", "top_k",
+    #                 "misclassified" (test only: {"true,pred": [indices]})}
+    "memory",  # {"peak_bytes", "kind": "rss"|"cuda"}
+    "checkpoint",  # {"epoch", "path"}
+    "artifact",  # {"name": "weights"|"torchscript"|"onnx", "path", "bytes"}
+    "log",  # {"level", "message"}
+]
+
+
+class Sink(Protocol):
+    """Receives engine events. The worker writes them to the database; tests keep them in memory."""
+
+    def emit(self, kind: str, payload: dict[str, Any]) -> None: ...
+
+
+class ListSink:
+    """An in-memory sink: the real fake used by tests and the in-process CLI."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        self.events.append((kind, payload))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [payload for k, payload in self.events if k == kind]
+
+
+class EngineError(Exception):
+    """A run that cannot go on; the message is shown to the user as the failure reason."""
+
+
+class DivergedError(EngineError):
+    """Loss became NaN or infinite: 'diverged at epoch E, step S'."""
+
+
+class StoppedError(EngineError):
+    """`should_stop()` answered True: the run was cancelled."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model trains. Defaults follow the Keras tutorial."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    # {"name": "sgd"|"adam"|"adamw"|"rmsprop", "lr": float, "momentum": float, "nesterov": bool,
+    #  "betas": [b1, b2], "eps": float, "alpha": float (rmsprop), "weight_decay": float}
+    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adam", "lr": 0.001})
+    # "cross_entropy" | "mse" (on one-hot targets) | "binary_cross_entropy"
+    loss: str = "cross_entropy"
+    # L2 penalty added to the loss: l2 * sum(w^2) over weights (not biases/norm parameters).
+    l2: float = 0.0
+    # None | {"name": "step", "step_size", "gamma"} | {"name": "cosine", "t_max"?, "eta_min"?}
+    #      | {"name": "plateau", "monitor", "factor", "patience", "min_lr"?}
+    schedule: dict[str, Any] | None = None
+    # None | {"monitor": "val_loss"|"val_accuracy", "patience": int, "min_delta": float,
+    #         "restore_best": bool}
+    early_stopping: dict[str, Any] | None = None
+    # Clip the global gradient norm to this value (None: no clipping).
+    grad_clip: float | None = None
+    seed: int = 0
+    # "auto" (CUDA, then MPS, then CPU) | "cpu" | "cuda" | "cuda:N" | "mps"
+    device: str = "auto"
+    # Mixed precision and channels-last apply on CUDA only.
+    mixed_precision: bool = True
+    channels_last: bool = True
+    # Fraction of the training set held out (seeded) for validation.
+    val_split: float = 0.1
+    top_k: int = 5
+    # Cap on the number of training samples used (None: all); handy for quick experiments.
+    max_train_samples: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:
+        """Build from a plain dict, rejecting unknown keys (they are almost always typos)."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DatasetArrays:
+    """A data set as numpy arrays (uint8 images where possible), split and ready for the engine.
+
+    Images are (N, C, H, W); tabular data (N, F) float32; sequences (N, T, F) float32 or (N, T)
+    int64 token ids. Labels are int64 class indices. `mean`/`std` (per channel or feature)
+    normalize inputs after scaling uint8 to [0, 1].
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    input_shape: list[int]
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+@dataclass
+class TrainJob:
+    """One training run as the engine sees it."""
+
+    spec: dict[str, Any]
+    config: TrainConfig
+    # Where per-epoch checkpoints go (epoch-0001.pt, ...).
+    checkpoint_dir: Path
+    # Where exported models go (model.safetensors, model.torchscript.pt, model.onnx).
+    artifacts_dir: Path
+    # A checkpoint to resume from (same run) or fork from (a new run with changed settings).
+    resume_from: Path | None = None
+    # Fork: load weights (and optimizer if compatible) but start a fresh epoch count.
+    fork: bool = False
+
+
+@dataclass
+class TrainResult:
+    epochs_completed: int
+    stopped_early: bool
+    test_accuracy: float | None
+    test_loss: float | None
+    best_epoch: int | None
+    train_time_s: float
+    peak_memory_bytes: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
