@@ -1,0 +1,1 @@
+"""JSON routers, one per domain. Thin: parse, call one service function, return."""

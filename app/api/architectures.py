@@ -1,0 +1,85 @@
+"""Architectures: CRUD, validation, Keras import, PyTorch export, presets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import PlainTextResponse
+
+from app.architectures import presets
+from app.architectures import service as architectures_service
+from app.architectures.schemas import (
+    ArchitectureCreate,
+    ArchitecturePublic,
+    ArchitecturesPublic,
+    ArchitectureUpdate,
+    KerasImportRequest,
+    ValidateRequest,
+)
+from app.core.deps import SessionDep
+
+router = APIRouter(tags=["architectures"])
+
+
+@router.post("/api/architectures/validate")
+def validate_architecture(body: ValidateRequest) -> dict[str, Any]:
+    """Shapes, parameter counts, FLOPs and memory per layer; 422 with per-layer details."""
+    return architectures_service.validate(spec=body.spec, input_shape=body.input_shape).model_dump()
+
+
+@router.post("/api/architectures/import-keras")
+def import_keras(body: KerasImportRequest) -> dict[str, Any]:
+    """Keras `Sequential` source (never executed) → spec and its summary."""
+    spec, summary = architectures_service.import_keras(code=body.code)
+    return {"spec": spec, "summary": summary.model_dump()}
+
+
+@router.get("/api/architectures", response_model=ArchitecturesPublic)
+def list_architectures(
+    db_session: SessionDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=500)
+) -> ArchitecturesPublic:
+    rows, total = architectures_service.list_(db_session=db_session, offset=offset, limit=limit)
+    return ArchitecturesPublic(items=[ArchitecturePublic.model_validate(r) for r in rows], total=total)
+
+
+@router.post("/api/architectures", response_model=ArchitecturePublic, status_code=201)
+def create_architecture(db_session: SessionDep, body: ArchitectureCreate) -> Any:
+    return architectures_service.create(db_session=db_session, architecture_in=body)
+
+
+@router.get("/api/architectures/{architecture_id}", response_model=ArchitecturePublic)
+def get_architecture(db_session: SessionDep, architecture_id: int) -> Any:
+    return architectures_service.get(db_session=db_session, architecture_id=architecture_id)
+
+
+@router.put("/api/architectures/{architecture_id}", response_model=ArchitecturePublic)
+def update_architecture(db_session: SessionDep, architecture_id: int, body: ArchitectureUpdate) -> Any:
+    return architectures_service.update(
+        db_session=db_session, architecture_id=architecture_id, architecture_in=body
+    )
+
+
+@router.delete("/api/architectures/{architecture_id}", status_code=204)
+def delete_architecture(db_session: SessionDep, architecture_id: int) -> Response:
+    architectures_service.delete(db_session=db_session, architecture_id=architecture_id)
+    return Response(status_code=204)
+
+
+@router.get("/api/architectures/{architecture_id}/pytorch", response_class=PlainTextResponse)
+def architecture_pytorch(db_session: SessionDep, architecture_id: int) -> str:
+    """Readable, standalone PyTorch source for the architecture."""
+    return architectures_service.pytorch_source(db_session=db_session, architecture_id=architecture_id)
+
+
+@router.get("/api/presets")
+def list_presets() -> list[dict[str, Any]]:
+    """The tutorial's models, ready to train or to open in the builder."""
+    return [presets_public(p) for p in presets.list_presets()]
+
+
+def presets_public(preset: Any) -> dict[str, Any]:
+    data = preset.model_dump() if hasattr(preset, "model_dump") else dict(vars(preset))
+    summary = architectures_service.validate(spec=data["spec"])
+    data["total_params"] = summary.total_params
+    return data

@@ -1,0 +1,127 @@
+"""Runs: launch, inspect, stream metrics, cancel/resume/fork, delete, artifacts, predict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from app.architectures import codegen
+from app.core.deps import SessionDep
+from app.core.errors import InvalidInput
+from app.runs import service as runs_service
+from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
+
+router = APIRouter(tags=["runs"])
+
+
+def _wake(request: Request) -> None:
+    executor = getattr(request.app.state, "executor", None)
+    if executor is not None:
+        executor.wake()
+
+
+@router.post("/api/runs", response_model=RunPublic, status_code=201)
+def create_run(request: Request, db_session: SessionDep, body: RunCreate) -> Any:
+    """Validate and queue a run; 422 (and nothing queued) when anything does not fit."""
+    run = runs_service.create(db_session=db_session, run_in=body)
+    _wake(request)
+    return run
+
+
+@router.get("/api/runs", response_model=RunsPublic)
+def list_runs(
+    db_session: SessionDep,
+    status: str | None = None,
+    dataset: str | None = None,
+    architecture_id: int | None = None,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+) -> RunsPublic:
+    rows, total = runs_service.list_(db_session=db_session, status=status, dataset=dataset,
+                                     architecture_id=architecture_id, offset=offset, limit=limit)
+    return RunsPublic(items=[RunPublic.model_validate(r) for r in rows], total=total, offset=offset, limit=limit)
+
+
+@router.get("/api/runs/{run_id}", response_model=RunPublic)
+def get_run(db_session: SessionDep, run_id: int) -> Any:
+    return runs_service.get(db_session=db_session, run_id=run_id)
+
+
+@router.get("/api/runs/{run_id}/metrics", response_model=list[RunEventPublic])
+def run_metrics(db_session: SessionDep, run_id: int, after: int = Query(0, ge=0),
+                limit: int = Query(1000, ge=1, le=10000)) -> Any:
+    """Events with seq > after (metrics, epochs, status changes, evaluations, logs)."""
+    return runs_service.metrics(db_session=db_session, run_id=run_id, after=after, limit=limit)
+
+
+@router.get("/api/runs/{run_id}/evaluation")
+def run_evaluation(db_session: SessionDep, run_id: int, epoch: int | None = Query(None, ge=0)) -> dict[str, Any]:
+    """The test evaluation, or the validation evaluation of `epoch`."""
+    return runs_service.evaluation(db_session=db_session, run_id=run_id, epoch=epoch)
+
+
+@router.post("/api/runs/{run_id}/cancel", response_model=RunPublic)
+def cancel_run(request: Request, db_session: SessionDep, run_id: int) -> Any:
+    run = runs_service.request_cancel(db_session=db_session, run_id=run_id)
+    _wake(request)
+    return run
+
+
+@router.post("/api/runs/{run_id}/resume", response_model=RunPublic)
+def resume_run(request: Request, db_session: SessionDep, run_id: int) -> Any:
+    run = runs_service.resume(db_session=db_session, run_id=run_id)
+    _wake(request)
+    return run
+
+
+@router.post("/api/runs/{run_id}/fork", response_model=RunPublic, status_code=201)
+def fork_run(request: Request, db_session: SessionDep, run_id: int, body: ForkRequest | None = None) -> Any:
+    body = body or ForkRequest()
+    run = runs_service.fork(db_session=db_session, run_id=run_id, epoch=body.epoch, name=body.name,
+                            config_changes=body.config)
+    _wake(request)
+    return run
+
+
+@router.delete("/api/runs/{run_id}", status_code=204)
+def delete_run(db_session: SessionDep, run_id: int) -> Response:
+    runs_service.delete(db_session=db_session, run_id=run_id)
+    return Response(status_code=204)
+
+
+@router.get("/api/runs/{run_id}/artifacts")
+def list_artifacts(db_session: SessionDep, run_id: int) -> list[dict[str, Any]]:
+    rows = runs_service.list_artifacts(db_session=db_session, run_id=run_id)
+    items = [{"name": a.name, "bytes": a.bytes, "url": f"/api/runs/{run_id}/artifacts/{a.name}"} for a in rows]
+    items.append({"name": "pytorch", "bytes": None, "url": f"/api/runs/{run_id}/artifacts/pytorch"})
+    return items
+
+
+_DOWNLOAD_NAMES = {"weights": "model.safetensors", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+
+
+@router.get("/api/runs/{run_id}/artifacts/{name}")
+def download_artifact(db_session: SessionDep, run_id: int, name: str) -> Any:
+    """Download by artifact name only; stored paths are checked to lie inside the artifacts dir."""
+    if name == "pytorch":
+        run = runs_service.get(db_session=db_session, run_id=run_id)
+        source = codegen.to_pytorch_source(run.spec, class_name="Model")
+        return PlainTextResponse(source, headers={
+            "Content-Disposition": f'attachment; filename="run-{run_id}-model.py"'})
+    path = runs_service.artifact_file(db_session=db_session, run_id=run_id, name=name)
+    filename = f"run-{run_id}-{_DOWNLOAD_NAMES.get(name, path.name)}"
+    return FileResponse(path, filename=filename, media_type="application/octet-stream")
+
+
+@router.post("/api/runs/{run_id}/predict")
+def predict(request: Request, db_session: SessionDep, run_id: int, file: UploadFile = File(...),
+            top_k: int = Query(5, ge=1, le=20)) -> dict[str, Any]:
+    """An uploaded image → the top-k classes with probabilities (inference runs outside the web process)."""
+    from app.runs import predict as predict_service
+
+    data = file.file.read(10 * 1024 * 1024 + 1)
+    if len(data) > 10 * 1024 * 1024:
+        raise InvalidInput("the image is larger than 10 MB", [{"field": "file", "message": "too large"}])
+    return predict_service.predict(db_session=db_session, run_id=run_id, image=data, top_k=top_k)

@@ -1,0 +1,56 @@
+"""create_app(): the FastAPI application (routers, static files, lifespan)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.api import architectures as architectures_api
+from app.api import datasets as datasets_api
+from app.api import health as health_api
+from app.api import runs as runs_api
+from app.api.errors import install_error_handlers
+from app.core.config import get_settings
+from app.executors import make_executor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Start the executor (picks up queued runs, reaps orphans) and stop it on shutdown."""
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    executor = make_executor(settings) if app.state.start_executor else None
+    app.state.executor = executor
+    if executor is not None:
+        executor.start()
+    try:
+        yield
+    finally:
+        if executor is not None:
+            executor.stop()
+
+
+def create_app(*, start_executor: bool = True) -> FastAPI:
+    """Build the app. Importing this module must not import torch (the web process stays light)."""
+    app = FastAPI(
+        title="Trainboard",
+        description="Define, train, watch and compare neural networks.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.start_executor = start_executor
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    app.include_router(health_api.router)
+    app.include_router(architectures_api.router)
+    app.include_router(runs_api.router)
+    app.include_router(datasets_api.router)
+    from app.web import install as install_web
+
+    install_web(app)
+    return app

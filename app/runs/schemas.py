@@ -1,0 +1,156 @@
+"""Run bodies shared by the JSON API and the HTML launch form (one `RunCreate`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class OptimizerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = Field(default=0.001, gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(default=0.0, ge=0)
+    betas: tuple[float, float] | None = None
+    eps: float | None = Field(default=None, gt=0)
+    alpha: float | None = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov needs the sgd optimizer with momentum > 0")
+        return self
+
+
+class ScheduleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["step", "cosine", "plateau"]
+    step_size: int | None = Field(default=None, ge=1)
+    gamma: float | None = Field(default=None, gt=0, le=1)
+    t_max: int | None = Field(default=None, ge=1)
+    eta_min: float | None = Field(default=None, ge=0)
+    monitor: Literal["val_loss", "val_accuracy"] | None = None
+    factor: float | None = Field(default=None, gt=0, lt=1)
+    patience: int | None = Field(default=None, ge=0)
+    min_lr: float | None = Field(default=None, ge=0)
+
+
+class EarlyStoppingConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    patience: int = Field(default=3, ge=0)
+    min_delta: float = Field(default=0.0, ge=0)
+    restore_best: bool = True
+
+
+class TrainConfigIn(BaseModel):
+    """Mirrors app.engine.types.TrainConfig, with limits and messages for people."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=5, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    loss: Literal["cross_entropy", "mse", "binary_cross_entropy"] = "cross_entropy"
+    l2: float = Field(default=0.0, ge=0)
+    schedule: ScheduleConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    grad_clip: float | None = Field(default=None, gt=0)
+    seed: int = Field(default=0, ge=0)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    mixed_precision: bool = True
+    channels_last: bool = True
+    val_split: float = Field(default=0.1, ge=0, lt=0.9)
+    top_k: int = Field(default=5, ge=1, le=20)
+    max_train_samples: int | None = Field(default=None, ge=1)
+
+    def to_engine_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["optimizer"] = {k: v for k, v in data["optimizer"].items() if v is not None}
+        for key in ("schedule",):
+            if data[key] is not None:
+                data[key] = {k: v for k, v in data[key].items() if v is not None}
+        return data
+
+
+class RunCreate(BaseModel):
+    """What to train: exactly one of architecture_id, spec or preset, on a data set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    architecture_id: int | None = None
+    spec: dict[str, Any] | None = None
+    preset: str | None = None
+    dataset: str | None = None
+    config: TrainConfigIn = Field(default_factory=TrainConfigIn)
+
+    @model_validator(mode="after")
+    def _exactly_one_model(self) -> RunCreate:
+        given = [k for k in ("architecture_id", "spec", "preset") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of architecture_id, spec or preset")
+        return self
+
+
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int | None = Field(default=None, ge=1, description="checkpoint epoch (default: the last)")
+    name: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict, description="settings to change")
+
+
+class RunPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    status: str
+    failure_reason: str | None
+    dataset: str
+    architecture_id: int | None
+    preset: str | None
+    spec: dict[str, Any]
+    config: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    epochs_total: int
+    epoch: int
+    best_val_accuracy: float | None
+    test_accuracy: float | None
+    test_loss: float | None
+    total_params: int
+    train_time_s: float | None
+    peak_memory_bytes: int | None
+    parent_run_id: int | None
+    fork_epoch: int | None
+    cancel_requested: bool
+    last_seq: int
+
+
+class RunsPublic(BaseModel):
+    items: list[RunPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class RunEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    kind: str
+    epoch: int | None
+    step: int | None
+    payload: dict[str, Any]
+    ts: float

@@ -1,0 +1,287 @@
+"""Run use cases: create (validated before queueing), list, cancel, resume, fork, delete.
+
+Keyword-only, session first; raises domain errors. Training itself happens in trainer
+processes started by an executor (app/executors), never here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.architectures import presets
+from app.architectures import service as architectures_service
+from app.core.config import get_settings
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.models_base import utcnow
+from app.datasets import registry as datasets_registry
+from app.runs.events import append_events, events_after
+from app.runs.models import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    Artifact,
+    Evaluation,
+    Run,
+    RunEvent,
+)
+from app.runs.schemas import RunCreate, TrainConfigIn
+
+
+def run_dir(run_id: int) -> Path:
+    """Everything a run writes (checkpoints, exports) lives here, inside the artifacts dir."""
+    return get_settings().artifacts_dir / f"run-{run_id}"
+
+
+def checkpoint_path(run_id: int, epoch: int) -> Path:
+    return run_dir(run_id) / "checkpoints" / f"epoch-{epoch:04d}.pt"
+
+
+def _resolve_model(db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], str | None]:
+    if run_in.architecture_id is not None:
+        architecture = architectures_service.get(db_session=db_session, architecture_id=run_in.architecture_id)
+        return dict(architecture.spec), run_in.dataset
+    if run_in.preset is not None:
+        preset = presets.get_preset(run_in.preset)
+        return dict(preset.spec), run_in.dataset or preset.dataset
+    return dict(run_in.spec or {}), run_in.dataset
+
+
+def check_config(config: TrainConfigIn) -> None:
+    """Caps from the settings; raises InvalidInput naming the field."""
+    settings = get_settings()
+    if config.epochs > settings.max_epochs:
+        raise InvalidInput(
+            f"epochs = {config.epochs} is over the limit of {settings.max_epochs} (TRAINBOARD_MAX_EPOCHS)",
+            [{"field": "config.epochs", "message": f"at most {settings.max_epochs}"}],
+        )
+    if config.batch_size > settings.max_batch_size:
+        raise InvalidInput(
+            f"batch_size = {config.batch_size} is over the limit of {settings.max_batch_size}",
+            [{"field": "config.batch_size", "message": f"at most {settings.max_batch_size}"}],
+        )
+
+
+def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], str, int]:
+    """Validate everything a run needs before it is queued: (spec, dataset, total_params)."""
+    spec, dataset = _resolve_model(db_session, run_in)
+    if not dataset:
+        raise InvalidInput("choose a data set", [{"field": "dataset", "message": "required"}])
+    info = datasets_registry.get_dataset_info(dataset, get_settings().data_dir)
+    if not info.available:
+        raise InvalidInput(
+            f"data set '{dataset}' is not available here: {info.how_to_get}",
+            [{"field": "dataset", "message": info.how_to_get}],
+        )
+    check_config(run_in.config)
+    declared = spec.get("input_shape")
+    if declared and list(declared) != list(info.input_shape):
+        raise InvalidInput(
+            f"the architecture expects input {tuple(declared)} but data set '{dataset}' has samples of "
+            f"shape {tuple(info.input_shape)}: change the input shape or pick another data set",
+            [{"field": "dataset", "message": "input shape does not fit the architecture"}],
+        )
+    spec["input_shape"] = list(info.input_shape)
+    summary = architectures_service.validate(spec=spec)
+    outputs = summary.output_shape
+    if list(outputs) != [info.num_classes]:
+        raise InvalidInput(
+            f"the model ends with output shape {tuple(outputs)} but data set '{dataset}' has "
+            f"{info.num_classes} classes: make the last layer Dense({info.num_classes})",
+            [{"field": "spec", "index": len(spec.get("layers", [])) - 1, "message": "wrong number of outputs"}],
+        )
+    return spec, dataset, summary.total_params
+
+
+def create(*, db_session: Session, run_in: RunCreate) -> Run:
+    """Validate and queue a run (status 'queued'); nothing is queued when validation fails."""
+    spec, dataset, total_params = prepare(db_session=db_session, run_in=run_in)
+    run = Run(
+        name=run_in.name or _default_name(run_in, dataset),
+        architecture_id=run_in.architecture_id,
+        preset=run_in.preset,
+        spec=spec,
+        dataset=dataset,
+        config=run_in.config.to_engine_dict(),
+        status=QUEUED,
+        epochs_total=run_in.config.epochs,
+        total_params=total_params,
+    )
+    db_session.add(run)
+    db_session.flush()
+    append_events(db_session, run.id, [("status", {"status": QUEUED})])
+    db_session.commit()
+    return run
+
+
+def _default_name(run_in: RunCreate, dataset: str) -> str:
+    model = run_in.preset or (f"architecture {run_in.architecture_id}" if run_in.architecture_id else "custom")
+    return f"{model} on {dataset}"
+
+
+def get(*, db_session: Session, run_id: int) -> Run:
+    run = db_session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+def list_(
+    *,
+    db_session: Session,
+    status: str | None = None,
+    dataset: str | None = None,
+    architecture_id: int | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Run], int]:
+    query = select(Run)
+    if status:
+        query = query.where(Run.status.in_(status.split(",")))
+    if dataset:
+        query = query.where(Run.dataset == dataset)
+    if architecture_id is not None:
+        query = query.where(Run.architecture_id == architecture_id)
+    total = db_session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db_session.scalars(query.order_by(Run.id.desc()).offset(offset).limit(limit)).all()
+    return list(rows), total
+
+
+def metrics(*, db_session: Session, run_id: int, after: int = 0, limit: int = 1000) -> list[RunEvent]:
+    get(db_session=db_session, run_id=run_id)
+    return events_after(db_session, run_id, after, limit)
+
+
+def evaluation(*, db_session: Session, run_id: int, epoch: int | None = None) -> dict[str, Any]:
+    """The test evaluation (default) or the validation evaluation of one epoch."""
+    get(db_session=db_session, run_id=run_id)
+    query = select(Evaluation).where(Evaluation.run_id == run_id)
+    if epoch is None:
+        row = db_session.scalars(query.where(Evaluation.split == "test").order_by(Evaluation.id.desc())).first()
+        missing = f"run {run_id} has no test evaluation yet (it is written when training completes)"
+    else:
+        row = db_session.scalars(query.where(Evaluation.split == "val", Evaluation.epoch == epoch)).first()
+        missing = f"run {run_id} has no validation evaluation for epoch {epoch}"
+    if row is None:
+        raise NotFound(missing)
+    epochs = db_session.scalars(
+        select(Evaluation.epoch).where(Evaluation.run_id == run_id, Evaluation.split == "val")
+        .order_by(Evaluation.epoch)
+    ).all()
+    return {**row.payload, "split": row.split, "epoch": row.epoch, "accuracy": row.accuracy,
+            "loss": row.loss, "epochs": list(epochs)}
+
+
+def request_cancel(*, db_session: Session, run_id: int) -> Run:
+    """Queued runs are cancelled at once; running ones stop at their next step (the executor
+    enforces a grace period). Cancelling twice, or a finished run, is harmless."""
+    run = get(db_session=db_session, run_id=run_id)
+    if run.status == QUEUED:
+        run.status = CANCELLED
+        run.finished_at = utcnow()
+        run.failure_reason = "cancelled before it started"
+        append_events(db_session, run.id, [("status", {"status": CANCELLED, "reason": run.failure_reason})])
+    elif run.status == RUNNING:
+        run.cancel_requested = True
+    db_session.commit()
+    return run
+
+
+def latest_checkpoint_epoch(run_id: int) -> int | None:
+    directory = run_dir(run_id) / "checkpoints"
+    epochs = sorted(int(p.stem.split("-")[1]) for p in directory.glob("epoch-*.pt")) if directory.exists() else []
+    return epochs[-1] if epochs else None
+
+
+def resume(*, db_session: Session, run_id: int) -> Run:
+    """Queue a failed or cancelled run again; it continues from its last checkpoint."""
+    run = get(db_session=db_session, run_id=run_id)
+    if run.status not in (FAILED, CANCELLED):
+        raise Conflict(f"run {run_id} is {run.status}: only failed or cancelled runs can be resumed")
+    run.resume_epoch = latest_checkpoint_epoch(run_id)
+    run.status = QUEUED
+    run.failure_reason = None
+    run.cancel_requested = False
+    run.finished_at = None
+    run.pid = None
+    reason = f"resume from epoch {run.resume_epoch}" if run.resume_epoch else "restart (no checkpoint yet)"
+    append_events(db_session, run.id, [("status", {"status": QUEUED, "reason": reason})])
+    db_session.commit()
+    return run
+
+
+def fork(*, db_session: Session, run_id: int, epoch: int | None, name: str | None,
+         config_changes: dict[str, Any]) -> Run:
+    """A new run that starts from a checkpoint of `run_id` with changed settings."""
+    parent = get(db_session=db_session, run_id=run_id)
+    epoch = epoch or latest_checkpoint_epoch(run_id)
+    if epoch is None or not checkpoint_path(run_id, epoch).exists():
+        raise InvalidInput(
+            f"run {run_id} has no checkpoint" + (f" for epoch {epoch}" if epoch else "")
+            + ": fork from an epoch that finished",
+            [{"field": "epoch", "message": "no such checkpoint"}],
+        )
+    merged = _deep_merge(dict(parent.config), config_changes)
+    config = TrainConfigIn.model_validate(merged)
+    check_config(config)
+    run = Run(
+        name=name or f"{parent.name} (fork of #{parent.id} @ epoch {epoch})",
+        architecture_id=parent.architecture_id,
+        preset=parent.preset,
+        spec=dict(parent.spec),
+        dataset=parent.dataset,
+        config=config.to_engine_dict(),
+        status=QUEUED,
+        epochs_total=config.epochs,
+        total_params=parent.total_params,
+        parent_run_id=parent.id,
+        fork_epoch=epoch,
+    )
+    db_session.add(run)
+    db_session.flush()
+    append_events(db_session, run.id, [("status", {"status": QUEUED, "reason": f"fork of run {parent.id}"})])
+    db_session.commit()
+    return run
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _deep_merge(dict(base[key]), value)
+        else:
+            base[key] = value
+    return base
+
+
+def delete(*, db_session: Session, run_id: int) -> None:
+    """Delete a finished or queued run with its rows and files; a running run must be cancelled first."""
+    run = get(db_session=db_session, run_id=run_id)
+    if run.status == RUNNING:
+        raise Conflict(f"run {run_id} is running: cancel it first, then delete it")
+    db_session.delete(run)
+    db_session.commit()
+    shutil.rmtree(run_dir(run_id), ignore_errors=True)
+
+
+def list_artifacts(*, db_session: Session, run_id: int) -> list[Artifact]:
+    get(db_session=db_session, run_id=run_id)
+    return list(db_session.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)))
+
+
+def artifact_file(*, db_session: Session, run_id: int, name: str) -> Path:
+    """The file of a named artifact, guaranteed to lie inside the artifacts directory."""
+    row = db_session.scalars(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)).first()
+    missing = NotFound(f"run {run_id} has no artifact '{name}'")
+    if row is None:
+        raise missing
+    root = get_settings().artifacts_dir
+    path = (root / row.path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise missing
+    return path

@@ -1,0 +1,120 @@
+"""Shared fixtures: each test gets its own data dir and SQLite file; live servers are real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data dir + SQLite database, migrated, and the settings pointed at it."""
+    from app.core.config import get_settings
+    from app.core.db import reset_engine_cache, upgrade_database
+
+    directory = tmp_path / "data"
+    directory.mkdir()
+    monkeypatch.setenv("TRAINBOARD_DATA_DIR", str(directory))
+    monkeypatch.delenv("TRAINBOARD_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    reset_engine_cache()
+    upgrade_database()
+    yield directory
+    reset_engine_cache()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(data_dir: Path):
+    """An in-process client for the JSON API and pages (no executor side effects needed)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """`trainboard serve` in its own process, on a free port and a temporary data dir."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), **(env or {})}
+        self.env.pop("TRAINBOARD_DATABASE_URL", None) if "TRAINBOARD_DATABASE_URL" not in (env or {}) else None
+        self.process: subprocess.Popen | None = None
+        self.log_path = data_dir / "server.log"
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not answer in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path / "server-data").start()
+    yield server
+    server.stop()
+
+
+# --- browser tests: Playwright drives the system Chromium (never `playwright install`) ---
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("Chromium is missing in CI: `make test` installs it with apt-get")
+        pytest.skip("Chromium is not installed: run `make test` (installs it) or apt-get install chromium")
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"],
+    }
