@@ -43,6 +43,43 @@ def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.core.config import get_settings
+    from app.core.errors import DomainError
+    from app.datasets import registry
+
+    try:
+        info = registry.import_idx(args.name, Path(args.dir), get_settings().data_dir)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"imported {args.name}: {info.train_size} training and {info.test_size} test samples")
+    return 0
+
+
+def _data_list(_args: argparse.Namespace) -> int:
+    from app.core.config import get_settings
+    from app.datasets import registry
+
+    for info in registry.list_datasets(get_settings().data_dir):
+        state = "ready" if info.available else "not available"
+        print(f"{info.name:16} {str(tuple(info.input_shape)):14} {info.num_classes:4} classes  {state}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from app import cli_run
+    from app.core.errors import DomainError
+
+    try:
+        return cli_run.run_remote(args) if args.server else cli_run.run_local(args)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trainboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=_migrate)
+
+    data = sub.add_parser("data", help="manage data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_import = data_sub.add_parser("import", help="import MNIST-style idx files or CIFAR-10 binary batches")
+    data_import.add_argument("name", help="mnist, fashion_mnist or cifar10")
+    data_import.add_argument("dir", help="folder with the files, e.g. ../shared/data/mnist")
+    data_import.set_defaults(func=_data_import)
+    data_list = data_sub.add_parser("list", help="list data sets")
+    data_list.set_defaults(func=_data_list)
+
+    run = sub.add_parser("run", help="train a model: on a server (--server URL) or in this process")
+    model = run.add_mutually_exclusive_group(required=True)
+    model.add_argument("--preset", help="e.g. mnist-mlp")
+    model.add_argument("--architecture", type=int, help="a saved architecture id (needs --server)")
+    model.add_argument("--spec", help="a JSON file with an architecture spec")
+    run.add_argument("--dataset", help="data set name (default: the preset's)")
+    run.add_argument("--epochs", type=int, default=5)
+    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "rmsprop"])
+    run.add_argument("--lr", type=float, default=0.001)
+    run.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse", "binary_cross_entropy"])
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto")
+    run.add_argument("--max-train-samples", type=int, default=None)
+    run.add_argument("--server", default=None, help="a running Trainboard, e.g. http://127.0.0.1:8000")
+    run.set_defaults(func=_run)
     return parser
 
 

@@ -125,3 +125,39 @@ def predict(request: Request, db_session: SessionDep, run_id: int, file: UploadF
     if len(data) > 10 * 1024 * 1024:
         raise InvalidInput("the image is larger than 10 MB", [{"field": "file", "message": "too large"}])
     return predict_service.predict(db_session=db_session, run_id=run_id, image=data, top_k=top_k)
+
+
+@router.get("/api/runs/{run_id}/events")
+async def run_events(request: Request, run_id: int, after: int | None = Query(None, ge=0)) -> Any:
+    """SSE: every event carries `id: <seq>`; resumes from Last-Event-ID or ?after=; `end` after
+    a terminal status; a heartbeat comment every 15 s."""
+    import anyio
+    from fastapi.responses import StreamingResponse
+
+    from app.core.errors import NotFound
+    from app.runs.stream import run_exists
+
+    if not await anyio.to_thread.run_sync(run_exists, run_id):
+        raise NotFound(f"run {run_id} does not exist")
+    cursor = after if after is not None else _last_event_id(request)
+    stream = request.app.state.stream_hub.run_events(run_id, cursor, request.is_disconnected)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.get("/api/events")
+async def all_events(request: Request, after: int | None = Query(None, ge=0)) -> Any:
+    """SSE: status changes of all runs (for the runs list)."""
+    from fastapi.responses import StreamingResponse
+
+    header = request.headers.get("last-event-id")
+    cursor = after if after is not None else (int(header) if header and header.isdigit() else None)
+    stream = request.app.state.stream_hub.status_events(cursor, request.is_disconnected)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _last_event_id(request: Request) -> int:
+    header = request.headers.get("last-event-id", "")
+    return int(header) if header.strip().isdigit() else 0

@@ -100,8 +100,9 @@ def upgrade_database() -> None:
     """Apply pending Alembic migrations (the only way tables are created)."""
     from pathlib import Path
 
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     root = Path(__file__).resolve().parents[2]
     config = Config(str(root / "alembic.ini"))

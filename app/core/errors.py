@@ -24,3 +24,7 @@ class InvalidInput(DomainError):
 
 class Conflict(DomainError):
     status_code = 409
+
+
+class EngineUnavailable(DomainError):
+    status_code = 503

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.runs.models import RunEvent, Run
+from app.runs.models import Run, RunEvent
 
 
 def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]]) -> int:

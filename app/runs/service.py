@@ -25,7 +25,6 @@ from app.runs.models import (
     FAILED,
     QUEUED,
     RUNNING,
-    TERMINAL_STATUSES,
     Artifact,
     Evaluation,
     Run,

@@ -1,0 +1,224 @@
+"""Server-Sent Events: one shared poller per run (or for all runs' status changes).
+
+Every subscriber of a run reads from its poller's in-memory buffer, so 500 open tabs on one
+run cost one database query per poll interval, not 500. A subscriber that asks for history
+older than the buffer reads it once from the database with its own short session. No stream
+ever holds a database session open; each read runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from sqlalchemy import func, select
+
+from app.core.db import session_scope
+from app.runs.models import TERMINAL_STATUSES, Run, RunEvent
+
+BUFFER_SIZE = 5000
+HISTORY_BATCH = 2000
+IDLE_STOP_S = 30.0
+SSE_KIND = {"step": "metric"}
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    id: int  # the run's seq (per-run streams) or the event row id (the all-runs stream)
+    kind: str
+    data: dict[str, Any]
+
+    def encode(self) -> str:
+        payload = json.dumps(self.data, separators=(",", ":"), default=str)
+        return f"id: {self.id}\nevent: {SSE_KIND.get(self.kind, self.kind)}\ndata: {payload}\n\n"
+
+
+def _is_terminal(event: StreamEvent) -> bool:
+    return event.kind == "status" and event.data.get("status") in TERMINAL_STATUSES
+
+
+class Poller:
+    """Reads new rows for one key every interval while anyone listens; fans them out."""
+
+    def __init__(self, fetch: Callable[[int, int], list[StreamEvent]], start_cursor: int, interval: float):
+        self.fetch = fetch
+        self.interval = interval
+        self.cursor = start_cursor  # the last id read from the database
+        self.buffer: deque[StreamEvent] = deque(maxlen=BUFFER_SIZE)
+        self.base = start_cursor  # ids <= base are not in the buffer (read them from the database)
+        self.subscribers = 0
+        self.polls = 0
+        self.finished = False  # a terminal status was seen (per-run pollers)
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+        self._idle_since: float | None = None
+        self._kick = asyncio.Event()
+
+    def ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def kick(self) -> None:
+        """A wake-up hint: poll now instead of at the end of the interval."""
+        self._kick.set()
+
+    async def _run(self) -> None:
+        while True:
+            if self.subscribers == 0:
+                self._idle_since = self._idle_since or time.monotonic()
+                if time.monotonic() - self._idle_since > IDLE_STOP_S:
+                    return
+            else:
+                self._idle_since = None
+                await self._poll_once()
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._kick.clear()
+
+    async def _poll_once(self) -> None:
+        self.polls += 1
+        try:
+            events = await anyio.to_thread.run_sync(self.fetch, self.cursor, HISTORY_BATCH)
+        except Exception:  # the database is busy or restarting: try again next interval
+            return
+        if not events:
+            return
+        self.buffer.extend(events)
+        if len(self.buffer) == self.buffer.maxlen:  # the oldest fell out: older cursors read the database
+            self.base = self.buffer[0].id - 1
+        self.cursor = events[-1].id
+        self.finished = self.finished or any(_is_terminal(e) for e in events)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def since(self, cursor: int) -> list[StreamEvent] | None:
+        """Buffered events after `cursor`, or None when the cursor is older than the buffer."""
+        if cursor < self.base:
+            return None
+        return [e for e in self.buffer if e.id > cursor] if self.buffer and self.buffer[-1].id > cursor else []
+
+    async def wait_beyond(self, cursor: int, timeout: float) -> bool:
+        """Wait until something newer than `cursor` arrives; False on timeout."""
+        if self.cursor > cursor:
+            return True
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.cursor > cursor), timeout)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+
+def _run_fetch(run_id: int) -> Callable[[int, int], list[StreamEvent]]:
+    def fetch(after: int, limit: int) -> list[StreamEvent]:
+        with session_scope(write=False) as db_session:
+            rows = db_session.execute(
+                select(RunEvent.seq, RunEvent.kind, RunEvent.payload)
+                .where(RunEvent.run_id == run_id, RunEvent.seq > after).order_by(RunEvent.seq).limit(limit)
+            ).all()
+        return [StreamEvent(seq, kind, payload) for seq, kind, payload in rows]
+
+    return fetch
+
+
+def _status_fetch(after: int, limit: int) -> list[StreamEvent]:
+    with session_scope(write=False) as db_session:
+        rows = db_session.execute(
+            select(RunEvent.id, RunEvent.run_id, RunEvent.seq, RunEvent.payload)
+            .where(RunEvent.kind == "status", RunEvent.id > after).order_by(RunEvent.id).limit(limit)
+        ).all()
+    return [StreamEvent(row_id, "status", {**payload, "run_id": run_id, "seq": seq})
+            for row_id, run_id, seq, payload in rows]
+
+
+def _latest_status_id() -> int:
+    with session_scope(write=False) as db_session:
+        return db_session.scalar(select(func.max(RunEvent.id))) or 0
+
+
+class StreamHub:
+    """Owns the pollers of one web process (kept on app.state)."""
+
+    def __init__(self, poll_interval: float, heartbeat_s: float):
+        self.poll_interval = poll_interval
+        self.heartbeat_s = heartbeat_s
+        self.pollers: dict[int | str, Poller] = {}
+
+    def poller_for_run(self, run_id: int) -> Poller:
+        poller = self.pollers.get(run_id)
+        if poller is None:
+            poller = Poller(_run_fetch(run_id), start_cursor=0, interval=self.poll_interval)
+            self.pollers[run_id] = poller
+        poller.ensure_running()
+        return poller
+
+    def kick(self, run_id: int) -> None:
+        for key in (run_id, "all"):
+            if key in self.pollers:
+                self.pollers[key].kick()
+
+    async def run_events(self, run_id: int, after: int, is_disconnected: Callable) -> AsyncIterator[str]:
+        """The SSE body for one run: history after `after`, then live events, then `end`."""
+        poller = self.poller_for_run(run_id)
+        poller.subscribers += 1
+        try:
+            yield "retry: 1000\n\n"
+            cursor = after
+            while True:
+                batch = poller.since(cursor)
+                if batch is None:  # older than the buffer: this subscriber reads history itself
+                    batch = await anyio.to_thread.run_sync(poller.fetch, cursor, HISTORY_BATCH)
+                for event in batch:
+                    yield event.encode()
+                    cursor = event.id
+                    if _is_terminal(event):
+                        yield f"event: end\ndata: {json.dumps({'status': event.data.get('status')})}\n\n"
+                        return
+                if batch:
+                    continue
+                if await is_disconnected():
+                    return
+                if not await poller.wait_beyond(cursor, self.heartbeat_s):
+                    yield ": heartbeat\n\n"
+        finally:
+            poller.subscribers -= 1
+
+    async def status_events(self, after: int | None, is_disconnected: Callable) -> AsyncIterator[str]:
+        """Status changes of all runs (for the runs list)."""
+        poller = self.pollers.get("all")
+        if poller is None:
+            start = await anyio.to_thread.run_sync(_latest_status_id)
+            poller = self.pollers.setdefault("all", Poller(_status_fetch, start, self.poll_interval))
+        poller.ensure_running()
+        poller.subscribers += 1
+        try:
+            yield "retry: 1000\n\n"
+            cursor = poller.cursor if after is None else after
+            while True:
+                batch = poller.since(cursor)
+                if batch is None:
+                    batch = await anyio.to_thread.run_sync(poller.fetch, cursor, HISTORY_BATCH)
+                for event in batch:
+                    yield event.encode()
+                    cursor = event.id
+                if batch:
+                    continue
+                if await is_disconnected():
+                    return
+                if not await poller.wait_beyond(cursor, self.heartbeat_s):
+                    yield ": heartbeat\n\n"
+        finally:
+            poller.subscribers -= 1
+
+
+def run_exists(run_id: int) -> bool:
+    with session_scope(write=False) as db_session:
+        return db_session.get(Run, run_id) is not None
