@@ -1,0 +1,48 @@
+"""Helpers for run tests: specs, waiting on a live server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+DIGITS_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 32, "activation": "relu"},
+                         {"type": "Dense", "units": 10, "activation": "softmax"}]}
+MOONS_MLP = {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
+                        {"type": "Dense", "units": 2, "activation": "softmax"}]}
+
+
+def run_body(spec=None, dataset="digits", **config: Any) -> dict[str, Any]:
+    base = {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.01}}
+    return {"spec": spec or DIGITS_MLP, "dataset": dataset, "config": {**base, **config}}
+
+
+def slow_body(**config: Any) -> dict[str, Any]:
+    """A run that keeps training for a long time (cancelled or killed by the test)."""
+    return run_body(epochs=500, batch_size=1, **config)
+
+
+def wait_for(api: httpx.Client, run_id: int, predicate, timeout: float = 60.0, what: str = "") -> dict:
+    deadline = time.monotonic() + timeout
+    run = {}
+    while time.monotonic() < deadline:
+        run = api.get(f"/api/runs/{run_id}").json()
+        if predicate(run):
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not reach {what or 'the state'} in {timeout}s: {run}")
+
+
+def wait_status(api: httpx.Client, run_id: int, *statuses: str, timeout: float = 60.0) -> dict:
+    return wait_for(api, run_id, lambda r: r["status"] in statuses, timeout, "/".join(statuses))
+
+
+def wait_metrics(api: httpx.Client, run_id: int, timeout: float = 60.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = api.get(f"/api/runs/{run_id}/metrics").json()
+        if any(r["kind"] in ("step", "epoch") for r in rows):
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} wrote no metric rows in {timeout}s")

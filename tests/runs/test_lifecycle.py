@@ -1,0 +1,180 @@
+"""Runs as real background processes against a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveServer
+from tests.runs.helpers import run_body, slow_body, wait_metrics, wait_status
+
+pytestmark = pytest.mark.xdist_group("runs-live")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> LiveServer:
+    live = LiveServer(tmp_path_factory.mktemp("runs") / "data", env={"TRAINBOARD_SLOTS": "2"}).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def api(server):
+    with server.api() as client:
+        yield client
+
+
+def test_run_goes_queued_running_completed_with_metrics_and_evaluation(api):
+    created = api.post("/api/runs", json=run_body(epochs=3))
+    assert created.status_code == 201, created.text
+    run = created.json()
+    assert run["status"] == "queued"
+    done = wait_status(api, run["id"], "completed", "failed")
+    assert done["status"] == "completed", done["failure_reason"]
+    assert done["test_accuracy"] > 0.5 and done["epoch"] == 3
+    rows = api.get(f"/api/runs/{run['id']}/metrics").json()
+    seqs = [r["seq"] for r in rows]
+    assert seqs == list(range(1, len(seqs) + 1)), "seq must be gap-free and increasing"
+    statuses = [r["payload"]["status"] for r in rows if r["kind"] == "status"]
+    assert statuses == ["queued", "running", "completed"]
+    assert sum(r["kind"] == "epoch" for r in rows) == 3
+    later = api.get(f"/api/runs/{run['id']}/metrics", params={"after": seqs[-3]}).json()
+    assert [r["seq"] for r in later] == seqs[-2:]
+    evaluation = api.get(f"/api/runs/{run['id']}/evaluation").json()
+    assert evaluation["split"] == "test" and len(evaluation["confusion_matrix"]) == 10
+    assert len(evaluation["per_class"]) == 10 and set(evaluation["per_class"][0]) >= {"precision", "recall", "f1", "support"}
+    assert evaluation["class_names"][:3] == ["0", "1", "2"]
+    assert evaluation["epochs"] == [1, 2, 3]
+    by_epoch = api.get(f"/api/runs/{run['id']}/evaluation", params={"epoch": 2}).json()
+    assert by_epoch["split"] == "val" and by_epoch["epoch"] == 2
+    names = {a["name"] for a in api.get(f"/api/runs/{run['id']}/artifacts").json()}
+    assert {"weights", "torchscript", "onnx", "pytorch"} <= names
+    weights = api.get(f"/api/runs/{run['id']}/artifacts/weights")
+    assert weights.status_code == 200 and len(weights.content) > 1000
+
+
+def test_cancel_stops_a_running_run_quickly_and_keeps_metrics(api):
+    run = api.post("/api/runs", json=slow_body()).json()
+    wait_metrics(api, run["id"])
+    started = time.monotonic()
+    assert api.post(f"/api/runs/{run['id']}/cancel").status_code == 200
+    assert api.post(f"/api/runs/{run['id']}/cancel").status_code == 200  # twice is harmless
+    done = wait_status(api, run["id"], "cancelled", "failed", "completed", timeout=10)
+    assert done["status"] == "cancelled"
+    assert time.monotonic() - started < 5
+    assert any(r["kind"] == "step" for r in api.get(f"/api/runs/{run['id']}/metrics").json())
+
+
+def test_cancelling_a_queued_run_means_it_never_starts(server, tmp_path):
+    # A server with no free slot: the queued run stays queued until cancelled.
+    with server.api() as api:
+        blockers = [api.post("/api/runs", json=slow_body()).json() for _ in range(2)]
+        queued = api.post("/api/runs", json=run_body()).json()
+        assert api.post(f"/api/runs/{queued['id']}/cancel").json()["status"] == "cancelled"
+        for blocker in blockers:
+            api.post(f"/api/runs/{blocker['id']}/cancel")
+        for blocker in blockers:
+            wait_status(api, blocker["id"], "cancelled", "failed", timeout=15)
+        time.sleep(0.5)
+        final = api.get(f"/api/runs/{queued['id']}").json()
+        assert final["status"] == "cancelled" and final["started_at"] is None
+
+
+def test_kill_9_marks_the_run_failed_and_the_server_keeps_answering(api):
+    run = api.post("/api/runs", json=slow_body()).json()
+    wait_metrics(api, run["id"])
+    pid = api.get(f"/api/runs/{run['id']}").json()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    done = wait_status(api, run["id"], "failed", timeout=10)
+    assert "killed" in done["failure_reason"] and "SIGKILL" in done["failure_reason"]
+    assert api.get("/healthz").status_code == 200
+
+
+def test_diverging_run_fails_with_diverged(api):
+    body = run_body(epochs=3, optimizer={"name": "sgd", "lr": 1000.0}, loss="mse")
+    run = api.post("/api/runs", json=body).json()
+    done = wait_status(api, run["id"], "failed", "completed")
+    assert done["status"] == "failed"
+    assert "diverged at epoch" in done["failure_reason"] and "step" in done["failure_reason"]
+
+
+def test_resume_continues_the_epochs_and_fork_makes_a_new_run(api):
+    run = api.post("/api/runs", json=run_body(epochs=40, batch_size=1)).json()
+    wait_for_epoch = time.monotonic() + 60
+    while api.get(f"/api/runs/{run['id']}").json()["epoch"] < 2 and time.monotonic() < wait_for_epoch:
+        time.sleep(0.05)
+    api.post(f"/api/runs/{run['id']}/cancel")
+    stopped = wait_status(api, run["id"], "cancelled", timeout=10)
+    reached = stopped["epoch"]
+    assert reached >= 2
+    last_seq = stopped["last_seq"]
+
+    # Resume with fewer epochs to go: change nothing, it continues from the last checkpoint.
+    resumed = api.post(f"/api/runs/{run['id']}/resume")
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued"
+    rows = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = api.get(f"/api/runs/{run['id']}/metrics", params={"after": last_seq}).json()
+        if any(r["kind"] == "epoch" for r in rows):
+            break
+        time.sleep(0.1)
+    epochs = [r["payload"]["epoch"] for r in rows if r["kind"] == "epoch"]
+    assert epochs and epochs[0] == reached + 1, f"resume restarted at {epochs[:1]}, expected {reached + 1}"
+    api.post(f"/api/runs/{run['id']}/cancel")
+    wait_status(api, run["id"], "cancelled", timeout=10)
+
+    fork = api.post(f"/api/runs/{run['id']}/fork", json={"epoch": 1, "config": {"epochs": 2, "batch_size": 64,
+                                                                                 "optimizer": {"lr": 0.005}}})
+    assert fork.status_code == 201, fork.text
+    child = fork.json()
+    assert child["parent_run_id"] == run["id"] and child["fork_epoch"] == 1
+    assert child["config"]["optimizer"]["lr"] == 0.005 and child["config"]["optimizer"]["name"] == "adam"
+    done = wait_status(api, child["id"], "completed", "failed")
+    assert done["status"] == "completed", done["failure_reason"]
+
+
+def test_delete_removes_artifacts_and_paths_cannot_escape(api, server):
+    run = api.post("/api/runs", json=run_body(epochs=1)).json()
+    wait_status(api, run["id"], "completed", "failed")
+    run_dir = Path(server.data_dir) / "artifacts" / f"run-{run['id']}"
+    assert run_dir.exists()
+    for bad in ["..%2F..%2Ftrainboard.db", "%2e%2e", "..", "%2Fetc%2Fpasswd", "/etc/passwd", "weights%2F..%2F..%2F.."]:
+        response = api.get(f"/api/runs/{run['id']}/artifacts/{bad}")
+        assert response.status_code == 404, (bad, response.status_code)
+    assert api.delete(f"/api/runs/{run['id']}").status_code == 204
+    assert not run_dir.exists()
+    assert api.get(f"/api/runs/{run['id']}").status_code == 404
+
+
+def test_restart_picks_up_queued_runs_and_marks_orphans_interrupted(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    data = tmp_path / "data"
+    first = LiveServer(data, env={"TRAINBOARD_SLOTS": "1"}).start()
+    with first.api() as api:
+        running = api.post("/api/runs", json=slow_body()).json()
+        queued = api.post("/api/runs", json=run_body(epochs=1)).json()
+        wait_metrics(api, running["id"])
+        pid = api.get(f"/api/runs/{running['id']}").json()["pid"]
+    # The server dies hard and takes its trainer with it (as a machine reboot would).
+    first.process.kill()
+    first.process.wait()
+    os.killpg(pid, signal.SIGKILL)
+    engine = create_engine(f"sqlite:///{data / 'trainboard.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("select status from runs where id=:i"), {"i": queued["id"]}).scalar() == "queued"
+    engine.dispose()
+    second = LiveServer(data, env={"TRAINBOARD_SLOTS": "1"}).start()
+    try:
+        with second.api() as api:
+            orphan = wait_status(api, running["id"], "failed", timeout=10)
+            assert "interrupted" in orphan["failure_reason"]
+            done = wait_status(api, queued["id"], "completed", "failed")
+            assert done["status"] == "completed"
+    finally:
+        second.stop()

@@ -1,0 +1,55 @@
+"""The queue: one slot runs one at a time in order; eight at once never lock SQLite."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from tests.conftest import LiveServer
+from tests.runs.helpers import run_body, wait_status
+
+pytestmark = pytest.mark.xdist_group("runs-queue")
+
+
+def test_three_runs_with_one_slot_run_in_order(tmp_path):
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_SLOTS": "1"}).start()
+    try:
+        with server.api() as api:
+            ids = [api.post("/api/runs", json=run_body(epochs=2)).json()["id"] for _ in range(3)]
+            runs = [wait_status(api, i, "completed", "failed") for i in ids]
+        assert [r["status"] for r in runs] == ["completed"] * 3
+        started = [datetime.fromisoformat(r["started_at"]) for r in runs]
+        finished = [datetime.fromisoformat(r["finished_at"]) for r in runs]
+        assert started == sorted(started), "runs must start in the order they were queued"
+        for i in range(2):
+            assert finished[i] <= started[i + 1], "with one slot, runs must not overlap"
+    finally:
+        server.stop()
+
+
+def test_eight_runs_at_once_never_lock_sqlite_and_the_list_keeps_answering(tmp_path):
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_SLOTS": "8"}).start()
+    try:
+        with server.api() as api:
+            ids = [api.post("/api/runs", json=run_body(epochs=3, batch_size=8)).json()["id"] for _ in range(8)]
+            slowest = 0.0
+            while True:
+                started = time.monotonic()
+                listing = api.get("/api/runs", params={"limit": 20})
+                slowest = max(slowest, time.monotonic() - started)
+                assert listing.status_code == 200
+                items = listing.json()["items"]
+                if all(r["status"] in ("completed", "failed") for r in items if r["id"] in ids):
+                    break
+                time.sleep(0.1)
+            runs = [api.get(f"/api/runs/{i}").json() for i in ids]
+        reasons = [r["failure_reason"] for r in runs if r["status"] != "completed"]
+        assert reasons == [], reasons
+        assert slowest < 5, f"the runs list took {slowest:.1f}s under load"
+        logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "data" / "logs").glob("*.log"))
+        logs += (tmp_path / "data" / "server.log").read_text(errors="replace")
+        assert "database is locked" not in logs
+    finally:
+        server.stop()
