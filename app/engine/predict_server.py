@@ -24,7 +24,7 @@ def _model(spec: dict, weights: str) -> torch.nn.Module:
     key = (weights, os.path.getmtime(weights))
     if key not in _cache:
         _cache.clear()  # keep one model in memory; people predict with one run at a time
-        model = build_model(spec)
+        model = build_model(spec, load_pretrained=False)  # the saved weights include the backbone
         model.load_state_dict(load_file(weights))  # safetensors: no pickle involved
         _cache[key] = model.eval()
     return _cache[key]

@@ -1,0 +1,1 @@
+"""Architectures: specs, their validation and summaries, Keras import, PyTorch export, presets."""

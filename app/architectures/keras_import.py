@@ -1,0 +1,401 @@
+"""Keras `Sequential` source → spec dict, by reading the syntax tree. The code is never executed.
+
+Accepts what tutorials and web pages show: `Sequential([...])` or `model.add(...)`, any prefix
+(`tf.keras.layers.Dense`, `layers.Dense`, `Dense`), `input_shape=` on the first layer or an
+`Input(shape=...)` first, `Bidirectional(LSTM(...))`, `keras.applications` backbones with
+`include_top=False`, and text pasted from a browser (curly quotes, non-breaking spaces,
+`>>> ` prompts, indented blocks). Keras shapes are channels-last; the spec's are channels-first.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from typing import Any
+
+from app.core.errors import InvalidInput
+
+ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu")
+
+# Keras name → (spec type, Keras's positional parameters in order).
+_LAYERS: dict[str, tuple[str, list[str]]] = {
+    "Dense": ("Dense", ["units", "activation", "use_bias"]),
+    "Conv2D": ("Conv2D", ["filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+                          "groups", "activation", "use_bias"]),
+    "MaxPooling2D": ("MaxPooling2D", ["pool_size", "strides", "padding", "data_format"]),
+    "AveragePooling2D": ("AveragePooling2D", ["pool_size", "strides", "padding", "data_format"]),
+    "GlobalAveragePooling2D": ("GlobalAveragePooling2D", ["data_format"]),
+    "Flatten": ("Flatten", ["data_format"]),
+    "Dropout": ("Dropout", ["rate", "noise_shape", "seed"]),
+    "BatchNormalization": ("BatchNormalization", ["axis", "momentum", "epsilon", "center", "scale"]),
+    "Activation": ("Activation", ["activation"]),
+    "SimpleRNN": ("SimpleRNN", ["units", "activation"]),
+    "LSTM": ("LSTM", ["units", "activation", "recurrent_activation"]),
+    "GRU": ("GRU", ["units", "activation", "recurrent_activation"]),
+    "Embedding": ("Embedding", ["input_dim", "output_dim"]),
+    "Reshape": ("Reshape", ["target_shape"]),
+}
+_ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
+            "GlobalAvgPool2D": "GlobalAveragePooling2D"}
+_ACTIVATION_LAYERS = {"ReLU": "relu", "Softmax": "softmax", "LeakyReLU": "leaky_relu", "ELU": "elu"}
+_APPLICATIONS = {"ResNet50": "resnet50", "MobileNetV3Small": "mobilenet_v3_small",
+                 "MobileNetV3Large": "mobilenet_v3_large", "EfficientNetB0": "efficientnet_b0"}
+# Arguments that do not change shapes or parameter counts: dropped with a note.
+_IGNORED = {"name", "dtype", "trainable", "kernel_initializer", "bias_initializer", "kernel_regularizer",
+            "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
+            "recurrent_initializer", "recurrent_regularizer", "recurrent_constraint", "beta_initializer",
+            "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer", "embeddings_initializer",
+            "embeddings_regularizer", "embeddings_constraint", "seed", "noise_shape", "unroll", "mask_zero",
+            "batch_size"}
+# Arguments we support only at their Keras default (value → accepted).
+_DEFAULT_ONLY = {"data_format": ("channels_last", None), "dilation_rate": (1, (1, 1)), "groups": (1,),
+                 "axis": (-1,), "recurrent_activation": ("sigmoid",), "dropout": (0, 0.0),
+                 "recurrent_dropout": (0, 0.0), "go_backwards": (False,), "stateful": (False,),
+                 "return_state": (False,), "reset_after": (True,), "time_major": (False,), "center": (True,),
+                 "scale": (True,), "merge_mode": ("concat",)}
+_SHAPE_KEYS = ("input_shape", "batch_input_shape", "input_length")
+_MODEL_CALLS = {"compile": "choose the optimizer, loss and metrics when you start a run",
+                "fit": "set epochs and batch size when you start a run",
+                "summary": "Trainboard shows the summary next to the spec"}
+_TEXT_FIXES = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " ", "\u2009": " ",
+               "\u202f": " ", "\u200b": "", "\ufeff": "", "\u2212": "-", "\t": "    "}
+_PROMPT = re.compile(r"^\s*(>>>|\.\.\.)(?: |$)")
+
+
+class KerasImportError(InvalidInput):
+    """Source we cannot turn into a spec; details: [{"line": n, "message": "line n: ..."}]."""
+
+    def __init__(self, details: list[dict[str, Any]]):
+        super().__init__("; ".join(d["message"] for d in details), details)
+
+
+class _Unsupported(Exception):
+    def __init__(self, line: int | None, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def import_keras(code: str) -> dict[str, Any]:
+    """Keras source → spec dict with a channels-first input_shape (None when the code gives none)."""
+    return import_keras_with_notes(code)[0]
+
+
+def import_keras_with_notes(code: str) -> tuple[dict[str, Any], list[str]]:
+    """Like `import_keras`, plus notes on what was ignored (compile/fit calls, regularizers...)."""
+    tree = _parse(clean_source(code))
+    reader = _Reader()
+    reader.statements(tree.body)
+    if reader.errors:
+        raise KerasImportError([{"line": line, "message": message} for line, message in reader.errors])
+    if reader.model_line is None:
+        raise KerasImportError([{"line": None, "message": (
+            "no Sequential model found: paste code that builds `Sequential([...])` or calls `model.add(...)`")}])
+    if not reader.layers:
+        raise KerasImportError([{"line": reader.model_line, "message": (
+            f"line {reader.model_line}: the Sequential model has no layers")}])
+    layers = [layer for layer, _ in reader.layers]
+    return {"input_shape": _channels_first(reader.input_shape, layers), "layers": layers}, reader.notes
+
+
+def clean_source(code: str) -> str:
+    """Undo what copying from a web page does to code; keeps line numbers unchanged."""
+    for bad, good in _TEXT_FIXES.items():
+        code = code.replace(bad, good)
+    lines = code.splitlines()
+    if any(line.lstrip().startswith(">>>") for line in lines):
+        # A REPL transcript: keep prompted lines, blank out printed output.
+        lines = [_PROMPT.sub("", line) if _PROMPT.match(line) else "" for line in lines]
+    return textwrap.dedent("\n".join(lines))
+
+
+def _parse(code: str) -> ast.Module:
+    try:
+        return ast.parse(code)
+    except IndentationError:
+        # Mixed indentation from a web page: statements inside brackets may start anywhere.
+        try:
+            return ast.parse("\n".join(line.lstrip() for line in code.splitlines()))
+        except SyntaxError as exc:
+            raise _syntax_error(exc) from exc
+    except SyntaxError as exc:
+        raise _syntax_error(exc) from exc
+
+
+def _syntax_error(exc: SyntaxError) -> KerasImportError:
+    return KerasImportError([{"line": exc.lineno, "message": f"line {exc.lineno}: not valid Python ({exc.msg})"}])
+
+
+def _name(node: ast.AST) -> str | None:
+    """'Dense' for Dense, layers.Dense and tf.keras.layers.Dense."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.layers: list[tuple[dict[str, Any], int]] = []
+        self.input_shape: list[Any] | None = None
+        self.model_name: str | None = None
+        self.model_line: int | None = None
+        self.constants: dict[str, Any] = {}  # num_classes = 10
+        self.variables: dict[str, ast.Call] = {}  # base = ResNet50(...)
+        self.frozen: dict[str, bool] = {}  # base.trainable = False
+        self.notes: list[str] = []
+        self.errors: list[tuple[int | None, str]] = []
+
+    def statements(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            try:
+                self.statement(stmt)
+            except _Unsupported as exc:
+                self.errors.append((exc.line, f"line {exc.line}: {exc.message}"))
+
+    def statement(self, stmt: ast.stmt) -> None:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Pass)):
+            return
+        if isinstance(stmt, (ast.FunctionDef, ast.With, ast.If)):  # def build_model(): ... / with scope:
+            self.statements(stmt.body)
+            return
+        if isinstance(stmt, ast.ClassDef):
+            raise _Unsupported(stmt.lineno, "subclassed models are not supported: write the model as "
+                                            "Sequential([...])")
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+            self.assignment(stmt.targets[0], stmt.value, stmt.lineno)
+            return
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+            self.expression_call(stmt.value)
+            return
+        if isinstance(stmt, ast.Return):
+            return
+        self.notes.append(f"line {stmt.lineno}: ignored a statement that does not build the model")
+
+    def assignment(self, target: ast.expr, value: ast.expr, line: int) -> None:
+        if isinstance(target, ast.Attribute) and target.attr == "trainable" and isinstance(target.value, ast.Name):
+            self.frozen[target.value.id] = not self.literal(value, "trainable")
+            return
+        if not isinstance(target, ast.Name):
+            self.notes.append(f"line {line}: ignored an assignment that does not build the model")
+            return
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Call):
+            raise _Unsupported(line, "the functional API (layer(...)(x)) is not supported: write the model as "
+                                     "Sequential([...])")
+        if isinstance(value, ast.Call) and _name(value.func) == "Sequential":
+            self.start_model(target.id, value)
+        elif isinstance(value, ast.Call) and _name(value.func) in ("Model", "Functional"):
+            raise _Unsupported(line, "the functional API (Model(inputs, outputs)) is not supported: write the "
+                                     "model as Sequential([...])")
+        elif isinstance(value, ast.Call):
+            self.variables[target.id] = value
+        else:
+            try:
+                self.constants[target.id] = ast.literal_eval(value)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                self.notes.append(f"line {line}: ignored '{target.id} = ...' (not part of the model)")
+
+    def start_model(self, name: str, call: ast.Call) -> None:
+        if self.model_line is not None:
+            raise _Unsupported(call.lineno, f"a second model (the first is on line {self.model_line}): paste "
+                                            "one model at a time")
+        self.model_name, self.model_line = name, call.lineno
+        elements = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "layers"), None)
+        if elements is None:
+            return
+        if not isinstance(elements, (ast.List, ast.Tuple)):
+            raise _Unsupported(call.lineno, "Sequential(...) needs a literal list of layers")
+        for element in elements.elts:
+            try:
+                self.add(element)
+            except _Unsupported as exc:
+                self.errors.append((exc.line, f"line {exc.line}: {exc.message}"))
+
+    def expression_call(self, call: ast.Call) -> None:
+        func = call.func
+        if isinstance(func, ast.Attribute) and func.attr == "add" and call.args:
+            if self.model_line is None:
+                self.model_line = call.lineno
+            self.add(call.args[0])
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            why = _MODEL_CALLS.get(func.attr, "not part of the architecture")
+            self.notes.append(f"line {call.lineno}: ignored {func.value.id}.{func.attr}(...): {why}")
+        else:
+            self.notes.append(f"line {call.lineno}: ignored {_name(func) or 'a call'}(...)")
+
+    def add(self, node: ast.expr) -> None:
+        """One element of the model: a layer call, an Input, or a backbone variable."""
+        line = getattr(node, "lineno", None)
+        if isinstance(node, ast.Name) and node.id in self.variables:
+            node, frozen = self.variables[node.id], self.frozen.get(node.id)
+            self.layer(node, frozen)
+            return
+        if not isinstance(node, ast.Call):
+            raise _Unsupported(line, "expected a layer call such as layers.Dense(10)")
+        if isinstance(node.func, ast.Call):
+            raise _Unsupported(line, "expected a layer call such as layers.Dense(10), not a layer applied to a "
+                                     "tensor (the functional API is not supported)")
+        self.layer(node, None)
+
+    def layer(self, call: ast.Call, frozen: bool | None) -> None:
+        keras_name = _name(call.func) or "?"
+        keras_name = _ALIASES.get(keras_name, keras_name)
+        args = self.arguments(call, keras_name)
+        if keras_name in ("Input", "InputLayer"):
+            self.set_input_shape(args.get("shape", args.get("input_shape", args.get("_0"))), call.lineno)
+            return
+        if keras_name == "Bidirectional":
+            inner = call.args[0] if call.args else None
+            if not isinstance(inner, ast.Call) or _name(inner.func) not in ("SimpleRNN", "LSTM", "GRU"):
+                raise _Unsupported(call.lineno, "Bidirectional(...) must wrap a SimpleRNN, LSTM or GRU")
+            self.check_defaults(args, keras_name, call.lineno, skip={"_0"})
+            self.take_shape(args, call.lineno)
+            self.layer(inner, None)
+            self.layers[-1][0]["bidirectional"] = True
+            return
+        if keras_name in _APPLICATIONS:
+            self.application(call, keras_name, args, frozen)
+            return
+        if keras_name in _ACTIVATION_LAYERS:
+            self.take_shape(args, call.lineno)
+            self.append({"type": "Activation", "activation": _ACTIVATION_LAYERS[keras_name]}, call.lineno)
+            return
+        if keras_name not in _LAYERS:
+            supported = ", ".join([*_LAYERS, "Bidirectional", "Input", *_ACTIVATION_LAYERS, *_APPLICATIONS])
+            raise _Unsupported(call.lineno, f"layer '{keras_name}' is not supported; supported: {supported}")
+        spec_type, positional = _LAYERS[keras_name]
+        for position, name in enumerate(positional):
+            if f"_{position}" in args:
+                args[name] = args.pop(f"_{position}")
+        self.take_shape(args, call.lineno, embedding=spec_type == "Embedding")
+        if spec_type in ("LSTM", "GRU", "SimpleRNN"):
+            args.setdefault("activation", "tanh")
+            if args["activation"] not in (("tanh", "relu") if spec_type == "SimpleRNN" else ("tanh",)):
+                choices = "'tanh' or 'relu'" if spec_type == "SimpleRNN" else "'tanh'"
+                raise _Unsupported(call.lineno, f"{spec_type} supports only activation={choices} (as PyTorch does)")
+            if args.pop("use_bias", True) is not True:
+                raise _Unsupported(call.lineno, f"{spec_type}(use_bias=False) is not supported")
+            if spec_type != "SimpleRNN":
+                args.pop("activation")
+        self.check_defaults(args, keras_name, call.lineno)
+        # Keras's parameter order reads best: Dense(units, activation), not the order typed.
+        ordered = [*(k for k in positional if k in args), *(k for k in args if k not in positional)]
+        layer = {"type": spec_type, **{k: args[k] for k in ordered if k not in _DEFAULT_ONLY}}
+        self.append(layer, call.lineno)
+
+    def application(self, call: ast.Call, keras_name: str, args: dict[str, Any], frozen: bool | None) -> None:
+        if args.get("include_top", True) is not False:
+            raise _Unsupported(call.lineno, f"{keras_name} needs include_top=False: Trainboard adds its own head")
+        weights = args.get("weights", "imagenet")
+        self.take_shape(args, call.lineno)
+        pooling = args.get("pooling")
+        layer = {"type": "Pretrained", "backbone": _APPLICATIONS[keras_name],
+                 "weights": "imagenet" if weights == "imagenet" else "none", "trainable": not frozen}
+        if pooling not in (None, "avg"):
+            raise _Unsupported(call.lineno, f"{keras_name}(pooling={pooling!r}) is not supported; use 'avg'")
+        self.append(layer, call.lineno)
+
+    def append(self, layer: dict[str, Any], line: int) -> None:
+        previous = self.layers[-1][0] if self.layers else None
+        if previous and previous["type"] == "Pretrained" and layer["type"] in ("GlobalAveragePooling2D", "Flatten"):
+            # Trainboard's backbones already end in average pooling.
+            self.notes.append(f"line {line}: dropped {layer['type']}: the Pretrained backbone already pools")
+            return
+        if "activation" in layer and layer["activation"] not in ACTIVATIONS:
+            raise _Unsupported(line, f"activation {layer['activation']!r} is not supported; supported: "
+                                     f"{', '.join(ACTIVATIONS)}")
+        if layer["type"] == "Reshape":
+            layer["target_shape"] = _to_channels_first(list(layer["target_shape"]))
+        for key in ("kernel_size", "pool_size", "strides"):
+            value = layer.get(key)
+            if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+                layer[key] = value[0]  # (3, 3) reads better as 3
+        self.layers.append((layer, line))
+
+    def arguments(self, call: ast.Call, keras_name: str) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        for position, node in enumerate(call.args):
+            if keras_name != "Bidirectional":
+                args[f"_{position}"] = self.value(node, keras_name, f"argument {position + 1}")
+        for keyword in call.keywords:
+            if keyword.arg is None:
+                raise _Unsupported(call.lineno, f"{keras_name}(**...) cannot be read without running the code")
+            if keyword.arg in _IGNORED:
+                self.notes.append(f"line {call.lineno}: ignored {keras_name}({keyword.arg}=...)")
+                continue
+            args[keyword.arg] = self.value(keyword.value, keras_name, keyword.arg)
+        return args
+
+    def value(self, node: ast.expr, keras_name: str, what: str) -> Any:
+        line = getattr(node, "lineno", None)
+        if isinstance(node, ast.Name) and node.id in self.constants:
+            return self.constants[node.id]
+        if what == "activation" and isinstance(node, (ast.Attribute, ast.Name)):
+            return _name(node)  # activation=tf.nn.relu
+        try:
+            value = ast.literal_eval(node)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise _Unsupported(line, f"cannot read {keras_name} {what} without running the code: write the "
+                                     "value itself (a number, a string or a tuple)") from None
+        if what == "activation" and value is None:
+            return "linear"
+        if isinstance(value, tuple):
+            value = list(value)
+        return value
+
+    def literal(self, node: ast.expr, what: str) -> Any:
+        try:
+            return ast.literal_eval(node)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise _Unsupported(getattr(node, "lineno", None), f"cannot read {what} without running the code") from None
+
+    def check_defaults(self, args: dict[str, Any], keras_name: str, line: int, skip: set[str] = frozenset()) -> None:
+        for key, value in list(args.items()):
+            if key in skip:
+                continue
+            if key.startswith("_"):
+                raise _Unsupported(line, f"{keras_name} takes fewer positional arguments; use keywords")
+            allowed = _DEFAULT_ONLY.get(key)
+            if allowed is not None and value not in allowed and not (isinstance(value, list) and tuple(value) in allowed):
+                raise _Unsupported(line, f"{keras_name}({key}={value!r}) is not supported; remove it")
+
+    def take_shape(self, args: dict[str, Any], line: int, embedding: bool = False) -> None:
+        """input_shape=, input_dim= (Dense), input_length= (Embedding): the model's input shape."""
+        # For an Embedding, input_dim is the vocabulary size, not a shape.
+        keys = _SHAPE_KEYS if embedding else (*_SHAPE_KEYS, "input_dim")
+        found = {key: args.pop(key) for key in keys if key in args}
+        if "input_length" in found:
+            found["input_shape"] = [found.pop("input_length")]
+        if not found:
+            return
+        if self.layers or self.input_shape is not None:
+            self.notes.append(f"line {line}: ignored an input shape given after the first layer")
+            return
+        if "batch_input_shape" in found:
+            found["input_shape"] = list(found["batch_input_shape"])[1:]
+        if "input_dim" in found:
+            found["input_shape"] = [found["input_dim"]]
+        self.set_input_shape(found["input_shape"], line)
+
+    def set_input_shape(self, shape: Any, line: int) -> None:
+        shape = [shape] if isinstance(shape, int) else shape
+        if not isinstance(shape, list) or not shape:
+            raise _Unsupported(line, f"cannot read the input shape {shape!r}: write it as a tuple, e.g. (28, 28)")
+        if any(v is None for v in shape):
+            raise _Unsupported(line, f"the input shape {tuple(shape)} has a variable size (None): write the size")
+        self.input_shape = shape
+
+
+def _to_channels_first(shape: list[Any]) -> list[Any]:
+    return [shape[2], shape[0], shape[1]] if len(shape) == 3 else shape
+
+
+def _channels_first(shape: list[Any] | None, layers: list[dict[str, Any]]) -> list[int] | None:
+    """Keras (H, W, C) → (C, H, W); a 2-D input is an image for Flatten/pooling, else (T, F)."""
+    if shape is None:
+        return None
+    if len(shape) == 2 and layers[0]["type"] in ("Flatten", "Reshape", "Conv2D", "MaxPooling2D",
+                                                 "AveragePooling2D", "GlobalAveragePooling2D", "Pretrained"):
+        return [1, shape[0], shape[1]]
+    return _to_channels_first(list(shape))

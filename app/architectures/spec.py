@@ -1,0 +1,340 @@
+"""The architecture spec: Keras-vocabulary layers as pydantic models, and `parse_spec`.
+
+Torch-free on purpose: the web process validates specs without importing torch.
+
+Numbering: `SpecError.details[i]["index"]` is the 0-based position of the layer in
+`spec["layers"]` (for programs); human messages say "layer N" with N = index + 1, which is
+how the UI numbers layers. Problems that belong to no layer carry `"index": None`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.core.errors import InvalidInput
+
+ActivationName = Literal["linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu"]
+Padding = Literal["valid", "same"]
+BACKBONES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+)
+Backbone = Literal[
+    "resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"
+]
+# Strict: `true` or "128" for a size is a mistake worth reporting, not coercing.
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
+
+
+class SpecError(InvalidInput):
+    """A spec a person must fix. details: [{"index", "type", "field", "message"}] (index 0-based)."""
+
+    def __init__(self, details: list[dict[str, Any]]):
+        messages = [d["message"] for d in details]
+        summary = messages[0] if len(messages) == 1 else f"{len(messages)} problems: " + "; ".join(messages)
+        super().__init__(summary, details)
+
+
+def layer_label(index: int | None, layer_type: str | None) -> str:
+    """'layer 3 (Dense)' for the 0-based index 2: how messages name a layer."""
+    if index is None:
+        return "the model"
+    return f"layer {index + 1} ({layer_type})" if layer_type else f"layer {index + 1}"
+
+
+def problem(index: int | None, layer_type: str | None, field: str | None, message: str) -> dict[str, Any]:
+    """One entry of SpecError.details."""
+    return {"index": index, "type": layer_type, "field": field, "message": message}
+
+
+def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """Keras accepts `3` or `(3, 3)` for sizes and strides; always give (h, w)."""
+    if isinstance(value, int):
+        return (value, value)
+    return (int(value[0]), int(value[1]))
+
+
+class _Layer(BaseModel):
+    # Unknown fields are almost always typos ("unit", "activaton"): reject them with a hint.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dense(_Layer):
+    type: Literal["Dense"] = "Dense"
+    units: PositiveInt
+    activation: ActivationName = "linear"
+    use_bias: bool = True
+
+
+class Conv2D(_Layer):
+    type: Literal["Conv2D"] = "Conv2D"
+    filters: PositiveInt
+    kernel_size: IntOrPair
+    strides: IntOrPair = 1
+    padding: Padding = "valid"
+    activation: ActivationName = "linear"
+    use_bias: bool = True
+
+
+class MaxPooling2D(_Layer):
+    type: Literal["MaxPooling2D"] = "MaxPooling2D"
+    pool_size: IntOrPair = 2
+    strides: IntOrPair | None = None  # None: the pool size, as in Keras
+    padding: Padding = "valid"
+
+
+class AveragePooling2D(_Layer):
+    type: Literal["AveragePooling2D"] = "AveragePooling2D"
+    pool_size: IntOrPair = 2
+    strides: IntOrPair | None = None
+    padding: Padding = "valid"
+
+
+class GlobalAveragePooling2D(_Layer):
+    type: Literal["GlobalAveragePooling2D"] = "GlobalAveragePooling2D"
+
+
+class Flatten(_Layer):
+    type: Literal["Flatten"] = "Flatten"
+
+
+class Dropout(_Layer):
+    type: Literal["Dropout"] = "Dropout"
+    rate: float = Field(ge=0.0, lt=1.0)
+
+
+class BatchNormalization(_Layer):
+    type: Literal["BatchNormalization"] = "BatchNormalization"
+    # Keras convention: new_running = momentum * running + (1 - momentum) * batch.
+    momentum: float = Field(default=0.99, ge=0.0, lt=1.0)
+    epsilon: float = Field(default=1e-3, gt=0.0)
+
+
+class Activation(_Layer):
+    type: Literal["Activation"] = "Activation"
+    activation: ActivationName
+
+
+class SimpleRNN(_Layer):
+    type: Literal["SimpleRNN"] = "SimpleRNN"
+    units: PositiveInt
+    return_sequences: bool = False
+    bidirectional: bool = False
+    # PyTorch's nn.RNN offers only these two nonlinearities.
+    activation: Literal["tanh", "relu"] = "tanh"
+
+
+class LSTM(_Layer):
+    type: Literal["LSTM"] = "LSTM"
+    units: PositiveInt
+    return_sequences: bool = False
+    bidirectional: bool = False
+
+
+class GRU(_Layer):
+    type: Literal["GRU"] = "GRU"
+    units: PositiveInt
+    return_sequences: bool = False
+    bidirectional: bool = False
+
+
+class Embedding(_Layer):
+    type: Literal["Embedding"] = "Embedding"
+    input_dim: PositiveInt  # vocabulary size: token ids are 0 .. input_dim - 1
+    output_dim: PositiveInt
+
+
+class Reshape(_Layer):
+    type: Literal["Reshape"] = "Reshape"
+    target_shape: list[int] = Field(min_length=1)
+
+    @field_validator("target_shape")
+    @classmethod
+    def _one_unknown_at_most(cls, value: list[int]) -> list[int]:
+        if any(v == 0 or v < -1 for v in value) or value.count(-1) > 1:
+            raise ValueError("use positive sizes, with at most one -1 for 'the rest'")
+        return value
+
+
+class Pretrained(_Layer):
+    type: Literal["Pretrained"] = "Pretrained"
+    backbone: Backbone
+    # "imagenet" | "none" (random init) | "file:<path relative to the data dir>"
+    weights: str = "imagenet"
+    trainable: bool = False  # frozen by default: the usual first step of transfer learning
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: str) -> str:
+        if value in ("imagenet", "none"):
+            return value
+        if value.startswith("file:"):
+            path = value[len("file:") :]
+            if not path or path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
+                raise ValueError("use 'file:<path inside the data directory>', e.g. 'file:weights/resnet18.pt'")
+            return value
+        raise ValueError("use 'imagenet', 'none' or 'file:<path inside the data directory>'")
+
+
+LAYER_TYPES: dict[str, type[_Layer]] = {
+    cls.__name__: cls
+    for cls in (
+        Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout,
+        BatchNormalization, Activation, SimpleRNN, LSTM, GRU, Embedding, Reshape, Pretrained,
+    )
+}
+Layer = Annotated[
+    Union[
+        Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout,
+        BatchNormalization, Activation, SimpleRNN, LSTM, GRU, Embedding, Reshape, Pretrained,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class ArchitectureSpec(BaseModel):
+    """A sequential model: channels-first `input_shape` (without the batch axis) and its layers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_shape: list[PositiveInt] | None = None
+    layers: list[Layer]
+
+
+def parse_spec(data: Any) -> ArchitectureSpec:
+    """Validate a plain spec (JSON-like) into an ArchitectureSpec; SpecError lists every problem."""
+    if isinstance(data, ArchitectureSpec):
+        return data
+    if not isinstance(data, dict):
+        raise SpecError([problem(None, None, None, (
+            f"the spec must be an object like {{\"input_shape\": [1, 28, 28], \"layers\": [...]}}, "
+            f"got {type(data).__name__}"
+        ))])
+    problems: list[dict[str, Any]] = []
+    for key in data:
+        if key not in ("input_shape", "layers"):
+            problems.append(problem(None, None, str(key), _unknown_field_message(
+                "the spec has no field", str(key), ["input_shape", "layers"])))
+
+    input_shape = data.get("input_shape")
+    if input_shape is not None and not (
+        isinstance(input_shape, (list, tuple)) and input_shape
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_shape)
+    ):
+        problems.append(problem(None, None, "input_shape", (
+            f"input_shape must be a list of positive whole numbers, channels first, e.g. [1, 28, 28]; "
+            f"got {input_shape!r}"
+        )))
+
+    raw_layers = data.get("layers")
+    layers: list[_Layer] = []
+    if raw_layers is None:
+        problems.append(problem(None, None, "layers", "the spec has no 'layers' list: add at least one layer"))
+    elif not isinstance(raw_layers, list):
+        problems.append(problem(None, None, "layers", f"'layers' must be a list, got {type(raw_layers).__name__}"))
+    elif not raw_layers:
+        problems.append(problem(None, None, "layers", "the model has no layers: add at least one layer"))
+    else:
+        for index, raw in enumerate(raw_layers):
+            parsed = _parse_layer(index, raw, problems)
+            if parsed is not None:
+                layers.append(parsed)
+
+    if problems:
+        raise SpecError(problems)
+    return ArchitectureSpec.model_construct(input_shape=list(input_shape) if input_shape else None, layers=layers)
+
+
+def _parse_layer(index: int, raw: Any, problems: list[dict[str, Any]]) -> _Layer | None:
+    label = layer_label(index, None)
+    if not isinstance(raw, dict):
+        problems.append(problem(index, None, None, (
+            f"{label} must be an object like {{\"type\": \"Dense\", \"units\": 10}}, got {raw!r}")))
+        return None
+    layer_type = raw.get("type")
+    if not isinstance(layer_type, str) or not layer_type:
+        problems.append(problem(index, None, "type", f"{label} has no 'type': say which layer it is, e.g. \"Dense\""))
+        return None
+    cls = LAYER_TYPES.get(layer_type)
+    if cls is None:
+        problems.append(problem(index, layer_type, "type", (
+            f"{label}: unknown layer type '{layer_type}'"
+            + _suggest_or_list(layer_type, list(LAYER_TYPES), "supported"))))
+        return None
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        label = layer_label(index, layer_type)
+        seen: set[str] = set()
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else None
+            if field in seen:  # a union reports one error per branch; one message per field is enough
+                continue
+            seen.add(field or "")
+            problems.append(problem(index, layer_type, field, f"{label}: {_explain(cls, error)}"))
+        return None
+
+
+def _explain(cls: type[_Layer], error: dict[str, Any]) -> str:
+    """Turn one pydantic error into words a person can act on."""
+    field = str(error["loc"][0]) if error["loc"] else "value"
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = [name for name in cls.model_fields if name != "type"]
+        return _unknown_field_message("no field", field, allowed)
+    if kind == "missing":
+        return f"'{field}' is required" + _example(field)
+    if kind == "literal_error":
+        choices = _literal_choices(ctx.get("expected", ""))
+        return f"unknown {field} {value!r}" + _suggest_or_list(str(value), choices, "choose one of")
+    if kind in ("greater_than", "greater_than_equal"):
+        bound = ctx.get("gt", ctx.get("ge"))
+        if bound == 0 and kind == "greater_than" and isinstance(value, int):
+            return f"'{field}' must be a positive whole number, got {value}"
+        return f"'{field}' must be {'>' if kind == 'greater_than' else '>='} {bound}, got {value!r}"
+    if kind in ("less_than", "less_than_equal"):
+        bound = ctx.get("lt", ctx.get("le"))
+        if field == "rate":
+            return f"'rate' is the fraction of units dropped and must be below 1 (e.g. 0.2), got {value!r}"
+        return f"'{field}' must be {'<' if kind == 'less_than' else '<='} {bound}, got {value!r}"
+    if kind == "value_error":
+        return f"'{field}': {error['msg'].removeprefix('Value error, ')}"
+    if field in ("kernel_size", "pool_size", "strides"):
+        return f"'{field}' must be a positive whole number or a pair [height, width], got {value!r}"
+    return f"'{field}': {error['msg'].lower()}, got {value!r}"
+
+
+def _example(field: str) -> str:
+    examples = {"units": 128, "filters": 32, "kernel_size": 3, "rate": 0.2, "activation": '"relu"',
+                "target_shape": "[28, 28]", "backbone": '"resnet18"', "input_dim": 10000, "output_dim": 64}
+    return f", e.g. \"{field}\": {examples[field]}" if field in examples else ""
+
+
+def _literal_choices(expected: str) -> list[str]:
+    # pydantic's ctx["expected"] reads "'relu', 'tanh' or 'linear'"
+    return [part.strip(" '\"") for part in expected.replace(" or ", ", ").split(",") if part.strip(" '\"")]
+
+
+def _suggest(word: str, choices: Any) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not match:
+        lowered = {c.lower(): c for c in choices}
+        match = [lowered[word.lower()]] if word.lower() in lowered else []
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def _suggest_or_list(word: str, choices: list[str], intro: str) -> str:
+    """"; did you mean 'relu'?" when a choice is close, else "; <intro> a, b, c"."""
+    return _suggest(word, choices) or f"; {intro} {', '.join(choices) if choices else 'none'}"
+
+
+def _unknown_field_message(owner: str, field: str, allowed: list[str]) -> str:
+    return f"{owner} '{field}'" + _suggest_or_list(field, allowed, "known fields:")
