@@ -15,6 +15,7 @@ from app.api import runs as runs_api
 from app.api.errors import install_error_handlers
 from app.core.config import get_settings
 from app.executors import make_executor
+from app.runs.stream import StreamHub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +27,7 @@ async def lifespan(app: FastAPI):
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     executor = make_executor(settings) if app.state.start_executor else None
     app.state.executor = executor
+    app.state.stream_hub = StreamHub(settings.poll_interval_s, settings.sse_heartbeat_s)
     if executor is not None:
         executor.start()
     try:

@@ -75,7 +75,7 @@ def _finish(run_id: int, status: str, reason: str | None, result=None) -> None:
 
 def train_run(run_id: int) -> int:
     """Train one claimed run to a terminal status. Returns the process exit code."""
-    from app.datasets import sources as dataset_sources
+    from app.datasets import registry as datasets_registry
     from app.engine.loop import train
     from app.engine.types import DivergedError, EngineError, StoppedError, TrainConfig, TrainJob
 
@@ -87,7 +87,7 @@ def train_run(run_id: int) -> int:
     result = None
     try:
         config = TrainConfig.from_dict(config_dict)
-        data = dataset_sources.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
+        data = datasets_registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
         directory = runs_service.run_dir(run_id)
         resume_from, fork = None, False
         if resume_epoch:
@@ -95,7 +95,8 @@ def train_run(run_id: int) -> int:
         elif parent_id and fork_epoch:
             resume_from, fork = runs_service.checkpoint_path(parent_id, fork_epoch), True
         job = TrainJob(spec=spec, config=config, checkpoint_dir=directory / "checkpoints",
-                       artifacts_dir=directory / "export", resume_from=resume_from, fork=fork)
+                       artifacts_dir=directory / "export", resume_from=resume_from, fork=fork,
+                       weights_root=settings.data_dir.resolve())
         result = train(job, data, sink, should_stop=stop)
         status, reason = COMPLETED, None
     except StoppedError:
@@ -114,7 +115,7 @@ def train_run(run_id: int) -> int:
 
 def standby() -> int:
     """Warm up (import torch and the engine, no CUDA), then train the run named on stdin."""
-    import app.datasets.sources  # noqa: F401
+    import app.datasets.registry  # noqa: F401
     import app.engine.loop  # noqa: F401
 
     print("ready", flush=True)

@@ -69,10 +69,13 @@ def check_config(config: TrainConfigIn) -> None:
 
 def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], str, int]:
     """Validate everything a run needs before it is queued: (spec, dataset, total_params)."""
-    spec, dataset = _resolve_model(db_session, run_in)
-    if not dataset:
-        raise InvalidInput("choose a data set", [{"field": "dataset", "message": "required"}])
-    info = datasets_registry.get_dataset_info(dataset, get_settings().data_dir)
+    try:
+        spec, dataset = _resolve_model(db_session, run_in)
+        if not dataset:
+            raise InvalidInput("choose a data set", [{"field": "dataset", "message": "required"}])
+        info = datasets_registry.get_dataset_info(dataset, get_settings().data_dir)
+    except NotFound as exc:  # in a request body, an unknown name is invalid input, not a missing page
+        raise InvalidInput(exc.message, exc.details) from exc
     if not info.available:
         raise InvalidInput(
             f"data set '{dataset}' is not available here: {info.how_to_get}",
