@@ -90,6 +90,23 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.kill_trainers()
+
+    def kill_trainers(self) -> None:
+        """Trainers outlive their server by design (own process group); tests clean them up."""
+        import signal
+        import sqlite3
+
+        db = self.data_dir / "trainboard.db"
+        if not db.exists():
+            return
+        with sqlite3.connect(db) as connection:
+            pids = [row[0] for row in connection.execute("select pid from runs where status='running'")]
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError, TypeError):
+                pass
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)

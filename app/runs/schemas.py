@@ -8,22 +8,36 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+OPTIMIZER_SETTINGS = {
+    "sgd": {"momentum", "nesterov", "weight_decay"},
+    "adam": {"betas", "eps", "weight_decay"},
+    "adamw": {"betas", "eps", "weight_decay"},
+    "rmsprop": {"momentum", "alpha", "eps", "weight_decay"},
+}
+
+
 class OptimizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
     lr: float = Field(default=0.001, gt=0)
-    momentum: float = Field(default=0.0, ge=0, lt=1)
-    nesterov: bool = False
-    weight_decay: float = Field(default=0.0, ge=0)
+    momentum: float | None = Field(default=None, ge=0, lt=1)
+    nesterov: bool | None = None
+    weight_decay: float | None = Field(default=None, ge=0)
     betas: tuple[float, float] | None = None
     eps: float | None = Field(default=None, gt=0)
     alpha: float | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> OptimizerConfig:
-        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
-            raise ValueError("nesterov needs the sgd optimizer with momentum > 0")
+    def _settings_fit_the_optimizer(self) -> OptimizerConfig:
+        given = {k for k in ("momentum", "nesterov", "weight_decay", "betas", "eps", "alpha")
+                 if getattr(self, k) is not None}
+        extra = sorted(given - OPTIMIZER_SETTINGS[self.name])
+        if extra:
+            takes = ", ".join(sorted(OPTIMIZER_SETTINGS[self.name]))
+            raise ValueError(f"{self.name} has no setting {', '.join(extra)}: it takes lr, {takes}")
+        if self.nesterov and not self.momentum:
+            raise ValueError("nesterov needs momentum > 0")
         return self
 
 
@@ -136,6 +150,8 @@ class RunPublic(BaseModel):
     fork_epoch: int | None
     cancel_requested: bool
     last_seq: int
+    pid: int | None
+    worker: str | None
 
 
 class RunsPublic(BaseModel):

@@ -95,7 +95,9 @@ def test_kill_9_marks_the_run_failed_and_the_server_keeps_answering(api):
 
 
 def test_diverging_run_fails_with_diverged(api):
-    body = run_body(epochs=3, optimizer={"name": "sgd", "lr": 1000.0}, loss="mse")
+    linear_head = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 32, "activation": "relu"},
+                              {"type": "Dense", "units": 10}]}
+    body = run_body(linear_head, epochs=3, optimizer={"name": "sgd", "lr": 1000.0}, loss="mse")
     run = api.post("/api/runs", json=body).json()
     done = wait_status(api, run["id"], "failed", "completed")
     assert done["status"] == "failed"
@@ -103,7 +105,7 @@ def test_diverging_run_fails_with_diverged(api):
 
 
 def test_resume_continues_the_epochs_and_fork_makes_a_new_run(api):
-    run = api.post("/api/runs", json=run_body(epochs=40, batch_size=1)).json()
+    run = api.post("/api/runs", json=run_body(epochs=300, batch_size=16)).json()
     wait_for_epoch = time.monotonic() + 60
     while api.get(f"/api/runs/{run['id']}").json()["epoch"] < 2 and time.monotonic() < wait_for_epoch:
         time.sleep(0.05)
