@@ -37,12 +37,12 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def client(data_dir: Path):
-    """An in-process client for the JSON API and pages (no executor side effects needed)."""
+    """An in-process client for the JSON API and pages; no executor (runs stay queued)."""
     from fastapi.testclient import TestClient
 
     from app.main import create_app
 
-    with TestClient(create_app()) as test_client:
+    with TestClient(create_app(start_executor=False)) as test_client:
         yield test_client
 
 

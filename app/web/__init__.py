@@ -1,0 +1,15 @@
+"""HTML pages (server-rendered Jinja2 + htmx). Pages call domain services only: never torch."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.web import architectures, home
+from app.web.templating import PageNotFound, not_found_page
+
+
+def install(app: FastAPI) -> None:
+    """Add the page routers and the HTML 404 page to the app."""
+    app.include_router(home.router)
+    app.include_router(architectures.router)
+    app.add_exception_handler(PageNotFound, not_found_page)
