@@ -140,6 +140,8 @@ class TrainJob:
     resume_from: Path | None = None
     # Fork: load weights (and optimizer if compatible) but start a fresh epoch count.
     fork: bool = False
+    # The data directory, for specs whose Pretrained weights are "file:<path inside it>".
+    weights_root: Path | None = None
 
 
 @dataclass

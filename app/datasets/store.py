@@ -1,0 +1,85 @@
+"""The on-disk cache: one folder of .npy files plus meta.json per data set, written atomically.
+
+Layout: <data_dir>/datasets/<name>/{x_train,y_train,x_test,y_test}.npy and meta.json.
+Arrays are saved with np.save and loaded with allow_pickle=False: nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+
+
+def datasets_root(data_dir: Path | str) -> Path:
+    """The folder that holds every cached data set."""
+    return Path(data_dir) / "datasets"
+
+
+def dataset_dir(data_dir: Path | str, name: str) -> Path:
+    """The cache folder of one data set (it may not exist yet)."""
+    return datasets_root(data_dir) / name
+
+
+def is_cached(data_dir: Path | str, name: str) -> bool:
+    """True when the data set has been materialized completely."""
+    folder = dataset_dir(data_dir, name)
+    return (folder / "meta.json").is_file() and all((folder / f"{a}.npy").is_file() for a in ARRAY_NAMES)
+
+
+def read_meta(data_dir: Path | str, name: str) -> dict[str, Any] | None:
+    """meta.json of a cached data set, or None when it is not cached."""
+    path = dataset_dir(data_dir, name) / "meta.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def read_arrays(data_dir: Path | str, name: str, *, mmap: bool = False) -> dict[str, np.ndarray]:
+    """The four arrays of a cached data set (memory-mapped when only a few samples are needed)."""
+    folder = dataset_dir(data_dir, name)
+    mode = "r" if mmap else None
+    return {a: np.load(folder / f"{a}.npy", mmap_mode=mode, allow_pickle=False) for a in ARRAY_NAMES}
+
+
+def write_dataset(data_dir: Path | str, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write arrays + meta into a temp folder inside data_dir, then rename it into place.
+
+    Readers never see a half-written data set, and a failure leaves nothing behind. If another
+    process materialized the same data set meanwhile, its copy wins and ours is discarded.
+    """
+    root = datasets_root(data_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    try:
+        for key in ARRAY_NAMES:
+            np.save(tmp / f"{key}.npy", np.ascontiguousarray(arrays[key]), allow_pickle=False)
+        meta = {**meta, "name": name, "train_size": int(len(arrays["y_train"])),
+                "test_size": int(len(arrays["y_test"]))}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if final.exists():
+            # Re-import: move the old copy aside first so the swap is one rename.
+            old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=root))
+            os.replace(final, old / name)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not is_cached(data_dir, name):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def remove_dataset(data_dir: Path | str, name: str) -> None:
+    """Delete a cached data set (used for uploads)."""
+    shutil.rmtree(dataset_dir(data_dir, name), ignore_errors=True)

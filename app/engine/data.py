@@ -1,0 +1,105 @@
+"""A data set's splits as tensors on the training device, batched by index.
+
+Everything is moved to the device once. Per epoch the training split is permuted with one
+gather (`x[perm]`), and batches are contiguous slices of that copy: a slice is a view, so
+a step costs no gather, no Python per sample, and no host-to-device copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from app.engine.types import DatasetArrays, EngineError
+
+# Below this many bytes of float32 inputs, normalize every split once up front. On CPU that
+# measured ~4% faster per MNIST epoch than normalizing uint8 batches (three fewer ops a step);
+# above it, keep uint8 (4x less memory) and normalize each batch on the device.
+FLOAT_ONCE_BUDGET = 1 << 30
+
+Batch = tuple[torch.Tensor, torch.Tensor, int]
+
+
+class DeviceData:
+    """Train/val/test tensors on `device`, normalized once or per batch (see FLOAT_ONCE_BUDGET)."""
+
+    def __init__(self, arrays: DatasetArrays, device: torch.device, *, max_train_samples: int | None = None,
+                 seed: int = 0, channels_last: bool = False):
+        self.device = device
+        self.class_names = list(arrays.class_names)
+        x_train, y_train = arrays.x_train, arrays.y_train
+        if max_train_samples is not None and max_train_samples < len(y_train):
+            keep = np.sort(np.random.default_rng(seed).permutation(len(y_train))[:max_train_samples])
+            x_train, y_train = x_train[keep], y_train[keep]
+        if len(y_train) == 0:
+            raise EngineError(f"data set {arrays.name!r} has no training samples")
+        self.is_tokens = np.issubdtype(x_train.dtype, np.integer) and x_train.dtype != np.uint8
+        self.scale, self.shift = self._affine(arrays, x_train)
+        total = sum(x.size for x in (x_train, arrays.x_val, arrays.x_test)) * 4
+        self.float_once = not self.is_tokens and total <= FLOAT_ONCE_BUDGET
+        self.memory_format = torch.channels_last if channels_last and x_train.ndim == 4 else None
+        self.splits = {
+            name: (self._to_device(x), torch.as_tensor(np.asarray(y, dtype=np.int64), device=device))
+            for name, (x, y) in {"train": (x_train, y_train), "val": (arrays.x_val, arrays.y_val),
+                                 "test": (arrays.x_test, arrays.y_test)}.items()
+        }
+
+    def _affine(self, arrays: DatasetArrays, x: np.ndarray) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        # normalized = x * scale + shift, folding the uint8 → [0, 1] scaling and (x - mean) / std.
+        if self.is_tokens:
+            return None, None
+        mean = np.asarray(arrays.mean if arrays.mean is not None else [0.0], dtype=np.float64)
+        std = np.asarray(arrays.std if arrays.std is not None else [1.0], dtype=np.float64)
+        std = np.where(std > 0, std, 1.0)
+        unit = 255.0 if x.dtype == np.uint8 else 1.0
+        scale, shift = 1.0 / (unit * std), -mean / std
+        shape = (1, -1, 1, 1) if x.ndim == 4 else (-1,)
+        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float32, device=self.device).reshape(shape)  # noqa: E731
+        return as_tensor(scale), as_tensor(shift)
+
+    def _to_device(self, x: np.ndarray) -> torch.Tensor:
+        tensor = torch.as_tensor(np.ascontiguousarray(x), device=self.device)
+        if self.float_once:
+            tensor = self._normalize(tensor)
+        return tensor
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_tokens:
+            return x
+        return torch.addcmul(self.shift, x.float(), self.scale)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as the model wants it: normalized float (unless done once) in the right memory format."""
+        if not self.float_once:
+            x = self._normalize(x)
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x
+
+    def size(self, split: str) -> int:
+        """Number of samples in a split."""
+        return int(self.splits[split][1].shape[0])
+
+    def sample_batch(self, n: int = 2) -> torch.Tensor:
+        """A few prepared training inputs (for probing output shapes and tracing exports)."""
+        return self.prepare(self.splits["train"][0][:n])
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled batches: one permutation and one gather, then slices (views)."""
+        x, y = self.splits["train"]
+        n = int(y.shape[0])
+        perm = torch.randperm(n, generator=generator).to(self.device, non_blocking=True)
+        x, y = x[perm], y[perm]
+        for start in range(0, n, batch_size):
+            end = min(start + batch_size, n)
+            yield self.prepare(x[start:end]), y[start:end], end - start
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
+        """A split in order, in batches (no shuffling: sample indices stay meaningful)."""
+        x, y = self.splits[split]
+        n = int(y.shape[0])
+        for start in range(0, n, batch_size):
+            end = min(start + batch_size, n)
+            yield self.prepare(x[start:end]), y[start:end], end - start

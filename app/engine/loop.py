@@ -1,0 +1,227 @@
+"""The training loop: `train(job, data, sink, should_stop)`.
+
+Flat on purpose (nanoGPT style). The hot loop does the math and O(1) bookkeeping: loss and
+accuracy accumulate in device tensors, and the host reads them (a sync point on GPU) only
+when a step event is flushed (~4 per second) and at the end of an epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from app.engine import checkpoint as ckpt
+from app.engine.data import DeviceData
+from app.engine.evaluate import eval_batch_size, evaluate
+from app.engine.export import export_all
+from app.engine.losses import make_loss, predictions
+from app.engine.optim import EarlyStopping, make_optimizer, make_scheduler, optimizer_kwargs
+from app.engine.runtime import mixed_precision, peak_memory, resolve_device, seed_everything, tune_for
+from app.engine.types import (
+    DatasetArrays,
+    DivergedError,
+    EngineError,
+    Sink,
+    StoppedError,
+    TrainJob,
+    TrainResult,
+)
+
+FLUSH_INTERVAL_S = 0.25  # step events at most ~4 per second
+
+
+def _check_config(job: TrainJob) -> None:
+    cfg = job.config
+    if cfg.epochs < 1:
+        raise EngineError("epochs must be at least 1")
+    if cfg.batch_size < 1:
+        raise EngineError("batch size must be at least 1")
+    if cfg.l2 < 0:
+        raise EngineError("l2 must not be negative")
+    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
+        raise EngineError("grad_clip must be above 0 (or unset)")
+
+
+def _output_size(model: nn.Module, data: DeviceData) -> int:
+    model.eval()
+    with torch.no_grad():
+        out = model(data.sample_batch(2))
+    model.train()
+    if out.ndim != 2:
+        raise EngineError(f"the model's output has shape {tuple(out.shape[1:])} per sample; a classifier must "
+                          "end in one value per class (add Flatten and a Dense layer)")
+    return int(out.shape[1])
+
+
+def _monitored(monitor: str, metrics: dict[str, Any]) -> float:
+    # Without a validation split, watch the training metric of the same kind.
+    value = metrics.get(monitor)
+    return metrics[monitor.replace("val_", "train_")] if value is None else value
+
+
+def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[[], bool] | None = None, *,
+          model: nn.Module | None = None) -> TrainResult:
+    """Train `job` on `data`, reporting through `sink`; `model` overrides building `job.spec`."""
+    cfg = job.config
+    _check_config(job)
+    started = time.monotonic()
+    device = resolve_device(cfg.device)
+    tune_for(device)
+    seed_everything(cfg.seed)
+    if model is None:
+        from app.engine.build import build_model
+
+        model = build_model(job.spec, data.input_shape, weights_root=job.weights_root)
+    channels_last = device.type == "cuda" and cfg.channels_last and len(data.input_shape) == 3
+    dd = DeviceData(data, device, max_train_samples=cfg.max_train_samples, seed=cfg.seed,
+                    channels_last=channels_last)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # NHWC: what tensor-core convolutions want
+    activation = getattr(model, "output_activation", None)
+    loss_fn = make_loss(cfg.loss, activation, len(dd.class_names), _output_size(model, dd))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decayed = [p for p in trainable if p.ndim >= 2]  # weights, not biases or norm scales
+    optimizer_name, _ = optimizer_kwargs(cfg.optimizer)
+    optimizer = make_optimizer(trainable, cfg.optimizer, device)
+    autocast, scaler, precision = mixed_precision(device, cfg.mixed_precision)
+    generator = torch.Generator().manual_seed(cfg.seed)  # batch order only: resumable on its own
+    early = EarlyStopping(cfg.early_stopping)
+    history: list[dict[str, Any]] = []
+    start_epoch, step, samples_total, best_state = 1, 0, 0, None
+
+    saved = ckpt.load(job.resume_from) if job.resume_from else None
+    if saved is not None:
+        ckpt.load_weights(model, saved["model"])
+        if job.fork and saved.get("optimizer_name") == optimizer_name:
+            ckpt.load_optimizer_for_fork(optimizer, saved["optimizer"])
+    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.epochs)
+    if saved is not None and not job.fork:
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved.get("scheduler") is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        early.load_state_dict(saved["early_stopping"])
+        history, best_state = list(saved["history"]), saved.get("best_model")
+        start_epoch, step, samples_total = int(saved["epoch"]) + 1, int(saved["step"]), int(saved["samples"])
+        ckpt.set_rng_state(saved["rng"], generator)
+    origin = f", {'forked' if job.fork else 'resumed'} from {job.resume_from}" if saved is not None else ""
+    sink.emit("log", {"level": "info", "message": f"training on {device} ({precision}), "
+                      f"{dd.size('train')} samples{origin}"})
+
+    eval_kwargs = {"top_k": cfg.top_k, "batch_size": eval_batch_size(cfg.batch_size), "autocast": autocast}
+    params_for_clip = trainable if cfg.grad_clip else []
+    stopped_early, epoch = False, start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        model.train()
+        epoch_start = time.monotonic()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        seen, flushed_loss, flushed_correct, flushed_seen = 0, 0.0, 0, 0
+        next_flush = epoch_start + FLUSH_INTERVAL_S
+        for xb, yb, n in dd.train_batches(cfg.batch_size, generator):
+            if should_stop is not None and should_stop():
+                raise StoppedError(f"stopped at epoch {epoch}, step {step}")
+            with autocast():
+                out = model(xb)
+                loss = loss_fn(out, yb)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # true gradients for L2 and clipping
+            else:
+                loss.backward()
+            if cfg.l2:
+                # d/dw of l2*sum(w^2), added in one multi-tensor op instead of a penalty graph.
+                torch._foreach_add_([p.grad for p in decayed], decayed, alpha=2.0 * cfg.l2)
+            if params_for_clip:
+                torch.nn.utils.clip_grad_norm_(params_for_clip, cfg.grad_clip, foreach=True)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            # Stay on the device: no .item() here (it would stall a GPU every step).
+            loss_sum.add_(loss.detach(), alpha=n)
+            correct.add_((predictions(out.detach()) == yb).sum())
+            step += 1
+            seen += n
+            # time.monotonic() is a ~50 ns vDSO call: cheap enough to ask every step.
+            now = time.monotonic()
+            if now >= next_flush:
+                next_flush = now + FLUSH_INTERVAL_S
+                total_loss, total_correct = loss_sum.item(), correct.item()
+                if not math.isfinite(total_loss):
+                    raise DivergedError(f"diverged at epoch {epoch}, step {step}")
+                window = seen - flushed_seen
+                sink.emit("step", {"epoch": epoch, "step": step, "loss": (total_loss - flushed_loss) / window,
+                                   "accuracy": (total_correct - flushed_correct) / window,
+                                   "samples": samples_total + seen})
+                flushed_loss, flushed_correct, flushed_seen = total_loss, total_correct, seen
+        epoch_time = time.monotonic() - epoch_start
+        samples_total += seen
+        train_loss, train_accuracy = loss_sum.item() / seen, correct.item() / seen
+        if not math.isfinite(train_loss):
+            raise DivergedError(f"diverged at epoch {epoch}, step {step}")
+
+        val = evaluate(model, dd, "val", loss_fn, epoch=epoch, **eval_kwargs)
+        if val is not None:
+            sink.emit("evaluation", val)
+        metrics = {"train_loss": train_loss, "train_accuracy": train_accuracy,
+                   "val_loss": val["loss"] if val else None, "val_accuracy": val["accuracy"] if val else None}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(_monitored(cfg.schedule.get("monitor", "val_loss"), metrics))
+        elif scheduler is not None:
+            scheduler.step()
+        if early.enabled and early.update(epoch, _monitored(early.monitor, metrics)) and early.restore_best:
+            best_state = ckpt.cpu_state_dict(model)
+        history.append({"epoch": epoch, **metrics, "lr": lr})
+
+        path = ckpt.save(ckpt.checkpoint_path(job.checkpoint_dir, epoch), {
+            "epoch": epoch, "step": step, "samples": samples_total, "model": ckpt.cpu_state_dict(model), "optimizer_name": optimizer_name,
+            "optimizer": ckpt.cpu_state_dict(optimizer),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "early_stopping": early.state_dict(), "history": history, "best_model": best_state,
+            "rng": ckpt.rng_state(generator), "config": cfg.to_dict()})
+        sink.emit("epoch", {"epoch": epoch, "epochs": cfg.epochs, "step": step, **metrics, "lr": lr,
+                            "epoch_time": epoch_time, "samples_per_sec": seen / max(epoch_time, 1e-9)})
+        sink.emit("checkpoint", {"epoch": epoch, "path": str(path)})
+        peak, kind = peak_memory(device)
+        sink.emit("memory", {"peak_bytes": peak, "kind": kind})
+        if early.should_stop:
+            stopped_early = True
+            sink.emit("log", {"level": "info", "message": f"early stopping at epoch {epoch}: {early.monitor} "
+                              f"has not improved since epoch {early.best_epoch}"})
+            break
+
+    if early.restore_best and best_state is not None and early.best_epoch != epoch:
+        model.load_state_dict(best_state)
+        sink.emit("log", {"level": "info", "message": f"restored the weights of epoch {early.best_epoch}"})
+    test = evaluate(model, dd, "test", loss_fn, epoch=epoch, with_misclassified=True, **eval_kwargs)
+    if test is not None:
+        sink.emit("evaluation", test)
+    for name, result in export_all(model, dd.sample_batch(2), job.artifacts_dir):
+        if isinstance(result, Exception):
+            sink.emit("log", {"level": "warning", "message": f"{name} export failed: {type(result).__name__}: "
+                              f"{result}"})
+        else:
+            sink.emit("artifact", {"name": name, "path": str(result), "bytes": result.stat().st_size})
+    peak, kind = peak_memory(device)
+    sink.emit("memory", {"peak_bytes": peak, "kind": kind})
+    return TrainResult(
+        epochs_completed=epoch if history else 0, stopped_early=stopped_early,
+        test_accuracy=test["accuracy"] if test else None, test_loss=test["loss"] if test else None,
+        best_epoch=_best_epoch(early, history), train_time_s=time.monotonic() - started,
+        peak_memory_bytes=peak, extra={"device": str(device), "precision": precision, "history": history})
+
+
+def _best_epoch(early: EarlyStopping, history: list[dict[str, Any]]) -> int | None:
+    if early.enabled:
+        return early.best_epoch
+    scored = [h for h in history if h.get("val_loss") is not None]
+    return min(scored, key=lambda h: h["val_loss"])["epoch"] if scored else None

@@ -1,0 +1,84 @@
+"""metrics.py agrees with scikit-learn on the same predictions, warning-free where ratios are undefined."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn import metrics as skm
+
+from app.engine import metrics
+from app.engine.data import DeviceData
+from app.engine.types import DatasetArrays
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    classes = 6
+    y_true = rng.integers(0, classes - 1, 300)  # the last class never occurs...
+    y_pred = np.where(rng.random(300) < 0.6, y_true, rng.integers(0, classes, 300))
+    y_pred[y_pred == 2] = 3  # ...and class 2 is never predicted: zero_division paths
+    labels = list(range(classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cm = metrics.confusion_matrix(y_true, y_pred, classes)
+        summary = metrics.summarize(cm, [f"c{i}" for i in labels])
+    assert np.array_equal(cm, skm.confusion_matrix(y_true, y_pred, labels=labels))
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    rows = summary["per_class"]
+    assert np.allclose([x["precision"] for x in rows], p) and np.allclose([x["recall"] for x in rows], r)
+    assert np.allclose([x["f1"] for x in rows], f) and [x["support"] for x in rows] == list(s)
+    for average in ("macro", "weighted"):
+        expected = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average,
+                                                       zero_division=0)[:3]
+        assert np.allclose([summary[average][k] for k in ("precision", "recall", "f1")], expected)
+    assert summary["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_top_k_matches_sklearn(k):
+    rng = np.random.default_rng(k)
+    scores = rng.normal(size=(200, 5))
+    y = rng.integers(0, 5, 200)
+    assert metrics.top_k_accuracy(scores, y, k) == pytest.approx(
+        skm.top_k_accuracy_score(y, scores, k=k, labels=list(range(5))))
+
+
+def test_misclassified_cells():
+    y_true = np.array([0] * 30 + [1, 1])
+    y_pred = np.array([1] * 30 + [1, 0])
+    cells = metrics.misclassified(y_true, y_pred)
+    assert cells == {"0,1": list(range(20)), "1,0": [31]}
+
+
+def _arrays(x: np.ndarray, mean, std) -> DatasetArrays:
+    y = np.arange(len(x)) % 3
+    return DatasetArrays("t", x, y, x[:4], y[:4], x[:5], y[:5], ["a", "b", "c"], list(x.shape[1:]), mean, std)
+
+
+def test_batches_cover_each_sample_once_and_normalize_alike(monkeypatch):
+    x = np.random.default_rng(0).integers(0, 256, (50, 3, 4, 4)).astype(np.uint8)
+    arrays = _arrays(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    once = DeviceData(arrays, torch.device("cpu"))
+    monkeypatch.setattr("app.engine.data.FLOAT_ONCE_BUDGET", 0)
+    per_batch = DeviceData(arrays, torch.device("cpu"))
+    assert once.float_once and not per_batch.float_once
+    expected = (torch.from_numpy(x).float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
+        / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    for data in (once, per_batch):
+        batches = list(data.train_batches(16, torch.Generator().manual_seed(0)))
+        assert [n for *_, n in batches] == [16, 16, 16, 2]
+        xs = torch.cat([b[0] for b in batches])
+        ys = torch.cat([b[1] for b in batches])
+        order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(ys, torch.from_numpy(arrays.y_train)[order])
+        assert torch.allclose(xs, expected[order], atol=1e-5)
+
+
+def test_max_train_samples():
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    data = DeviceData(_arrays(x, None, None), torch.device("cpu"), max_train_samples=10)
+    assert data.size("train") == 10 and data.size("test") == 5
