@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -55,7 +54,3 @@ def eval_batch_size(train_batch_size: int) -> int:
     """Evaluation needs no gradients, so bigger batches fit: fewer, better-filled kernel launches."""
     return max(train_batch_size, 512)
 
-
-def as_float(value: Any) -> float | None:
-    """A float for event payloads (None stays None)."""
-    return None if value is None else float(np.asarray(value))
