@@ -11,6 +11,7 @@ to stop at its next step.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -122,11 +123,16 @@ def standby() -> int:
     line = sys.stdin.readline()
     if not line.strip():
         return 0  # the server went away before handing us a run
-    parts = line.split()
-    if len(parts) > 1:
+    order = json.loads(line)
+    if order.get("gpu") is not None:
         # Set before any CUDA call: CUDA reads it when it initializes, not at `import torch`.
-        os.environ["CUDA_VISIBLE_DEVICES"] = parts[1]
-    return train_run(int(parts[0]))
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(order["gpu"])
+    if order.get("threads"):
+        import torch
+
+        # Concurrent runs share the cores: more threads than cores per run only adds contention.
+        torch.set_num_threads(int(order["threads"]))
+    return train_run(int(order["run_id"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ A scheduler thread in the web process:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -88,6 +89,8 @@ class LocalExecutor:
         self._thread = threading.Thread(target=self._loop, name="local-executor", daemon=True)
         self._last_reap = 0.0
         self.logs_dir = settings.data_dir.resolve() / "logs"
+        # Split the cores between the slots (at least one thread each) unless told otherwise.
+        self.threads_per_run = settings.trainer_threads or max(1, (os.cpu_count() or 1) // settings.slots)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -169,7 +172,8 @@ class LocalExecutor:
             self.active[run_id] = trainer
             with session_scope() as db_session:
                 db_session.execute(update(Run).where(Run.id == run_id).values(pid=trainer.process.pid))
-            line = f"{run_id} {trainer.gpu}\n" if trainer.gpu is not None else f"{run_id}\n"
+            order = {"run_id": run_id, "gpu": trainer.gpu, "threads": self.threads_per_run}
+            line = json.dumps(order) + "\n"
             try:
                 trainer.process.stdin.write(line.encode())
                 trainer.process.stdin.close()
