@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import time
@@ -145,9 +146,14 @@ def test_delete_removes_artifacts_and_paths_cannot_escape(api, server):
     wait_status(api, run["id"], "completed", "failed")
     run_dir = Path(server.data_dir) / "artifacts" / f"run-{run['id']}"
     assert run_dir.exists()
-    for bad in ["..%2F..%2Ftrainboard.db", "%2e%2e", "..", "%2Fetc%2Fpasswd", "/etc/passwd", "weights%2F..%2F..%2F.."]:
-        response = api.get(f"/api/runs/{run['id']}/artifacts/{bad}")
-        assert response.status_code == 404, (bad, response.status_code)
+    for bad in ["..%2F..%2Ftrainboard.db", "%2e%2e", "..", "%2e%2e%2f%2e%2e%2ftrainboard.db", "%2Fetc%2Fpasswd",
+                "/etc/passwd", "weights%2F..%2F..%2F..", "../../trainboard.db"]:
+        # http.client sends the path as written; httpx would normalize the dots away client-side.
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", f"/api/runs/{run['id']}/artifacts/{bad}")
+        status = connection.getresponse().status
+        connection.close()
+        assert status == 404, (bad, status)
     assert api.delete(f"/api/runs/{run['id']}").status_code == 204
     assert not run_dir.exists()
     assert api.get(f"/api/runs/{run['id']}").status_code == 404

@@ -98,8 +98,9 @@ def test_reconnect_with_last_event_id_yields_exactly_the_missed_events(app):
         assert client.get("/api/runs/999/events").status_code == 404
 
 
-async def _subscribe(url: str, received: dict, key: int, target: int, ready: asyncio.Event, counter: list):
-    async with httpx.AsyncClient(timeout=30) as client, client.stream("GET", url) as response:
+async def _subscribe(client: httpx.AsyncClient, url: str, received: dict, key: int, target: int,
+                     ready: asyncio.Event, counter: list):
+    async with client.stream("GET", url) as response:
         counter[0] += 1
         if counter[0] == len(received):
             ready.set()
@@ -130,17 +131,21 @@ def test_200_subscribers_cost_one_poll_per_interval(app):
             async def main():
                 received = dict.fromkeys(range(subscribers), 0)
                 ready, counter = asyncio.Event(), [0]
-                tasks = [asyncio.create_task(_subscribe(url, received, k, final_seq, ready, counter))
+                limits = httpx.Limits(max_connections=subscribers + 10, max_keepalive_connections=0)
+                client = httpx.AsyncClient(timeout=120, limits=limits)
+                tasks = [asyncio.create_task(_subscribe(client, url, received, k, final_seq, ready, counter))
                          for k in range(subscribers)]
-                await asyncio.wait_for(ready.wait(), 60)
+                await asyncio.wait_for(ready.wait(), 120)
                 while min(received.values()) < 5:
                     await asyncio.sleep(0.05)
                 window_start = time.monotonic()
                 for i in range(20):
                     await asyncio.to_thread(_append, run_id, [("step", {"epoch": 1, "step": 100 + i})])
                     await asyncio.sleep(0.05)
-                await asyncio.wait_for(asyncio.gather(*tasks), 60)
-                return received, window_start, time.monotonic()
+                await asyncio.wait_for(asyncio.gather(*tasks), 120)
+                window_end = time.monotonic()
+                await client.aclose()
+                return received, window_start, window_end
 
             received, start, end = asyncio.run(main())
         assert set(received.values()) == {final_seq}, "every subscriber must get every event"
