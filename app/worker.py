@@ -116,8 +116,14 @@ def train_run(run_id: int) -> int:
 
 def standby() -> int:
     """Warm up (import torch and the engine, no CUDA), then train the run named on stdin."""
+    import torch
+
     import app.datasets.registry  # noqa: F401
+    import app.engine.export  # noqa: F401
     import app.engine.loop  # noqa: F401
+
+    # The first optimizer constructed imports torch._dynamo (~2.5 s here): pay that now, not in the run.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     print("ready", flush=True)
     line = sys.stdin.readline()
