@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     ray_address: str = ""
     # How many runs train at once with the local executor.
     slots: int = Field(default=2, ge=1)
-    # torch threads per trainer; 0 splits the machine's cores between the slots.
+    # torch threads per trainer; 0 splits the machine's cores (less one) between the slots.
     trainer_threads: int = Field(default=0, ge=0)
     # Keep a trainer process warm (torch already imported) so runs start in well under a second.
     warm_workers: bool = True
