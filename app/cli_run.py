@@ -81,8 +81,7 @@ def run_remote(args: argparse.Namespace) -> int:
 
 def _show(progress: ProgressLine, kind: str, data: dict[str, Any]) -> str | None:
     if kind == "metric":
-        steps = data.get("steps_per_epoch") or 0
-        fraction = (data.get("step_in_epoch", 0) / steps) if steps else 0.0
+        fraction = float(data.get("epoch_progress", 0.0))
         progress.show(int(data.get("epoch", 1)), fraction, data.get("loss"), data.get("accuracy"))
     elif kind == "epoch":
         progress.show(int(data["epoch"]), 1.0, data.get("val_loss"), data.get("val_accuracy"),

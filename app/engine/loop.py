@@ -116,6 +116,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     eval_kwargs = {"top_k": cfg.top_k, "batch_size": eval_batch_size(cfg.batch_size), "autocast": autocast}
     params_for_clip = trainable if cfg.grad_clip else []
     stopped_early, epoch = False, start_epoch - 1
+    train_size = max(dd.size("train"), 1)
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         epoch_start = time.monotonic()
@@ -161,7 +162,8 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
                 window = seen - flushed_seen
                 sink.emit("step", {"epoch": epoch, "step": step, "loss": (total_loss - flushed_loss) / window,
                                    "accuracy": (total_correct - flushed_correct) / window,
-                                   "samples": samples_total + seen})
+                                   "samples": samples_total + seen, "epochs": cfg.epochs,
+                                   "epoch_progress": seen / train_size})
                 flushed_loss, flushed_correct, flushed_seen = total_loss, total_correct, seen
         epoch_time = time.monotonic() - epoch_start
         samples_total += seen
