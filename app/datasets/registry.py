@@ -229,3 +229,14 @@ def delete_dataset(name: str, data_dir: Path | str) -> None:
     """Delete an uploaded data set (built-ins cannot be deleted, only their cache)."""
     get_dataset_info(name, data_dir)
     store.remove_dataset(data_dir, name)
+
+
+def class_counts(name: str, data_dir: Path | str) -> dict[str, list[int]]:
+    """Samples per class in each split ({"train": [...], "test": [...]}), for class-balance charts."""
+    info = get_dataset_info(name, data_dir)
+    if not info.available:
+        raise DatasetUnavailable(info.how_to_get or f"{name} is not on this machine")
+    ensure_cached(name, data_dir, download=False)
+    arrays = store.read_arrays(data_dir, name, mmap=True)
+    return {split: np.bincount(np.asarray(arrays[f"y_{split}"]), minlength=info.num_classes).tolist()
+            for split in ("train", "test")}

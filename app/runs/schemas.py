@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 OPTIMIZER_SETTINGS = {
     "sgd": {"momentum", "nesterov", "weight_decay"},
     "adam": {"betas", "eps", "weight_decay"},

@@ -289,3 +289,11 @@ def artifact_file(*, db_session: Session, run_id: int, name: str) -> Path:
     if not path.is_relative_to(root) or not path.is_file():
         raise missing
     return path
+
+
+def validation_epochs(*, db_session: Session, run_id: int) -> list[int]:
+    """The epochs that have a validation evaluation (confusion matrix), oldest first."""
+    return list(db_session.scalars(
+        select(Evaluation.epoch).where(Evaluation.run_id == run_id, Evaluation.split == "val")
+        .order_by(Evaluation.epoch)
+    ))

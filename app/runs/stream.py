@@ -172,6 +172,9 @@ class StreamHub:
         try:
             yield "retry: 1000\n\n"
             cursor = after
+            # A terminal status ends the stream only if it is the run's latest word: a cancelled
+            # run that was resumed later has more history after it.
+            ended_with: str | None = None
             while True:
                 batch = poller.since(cursor)
                 if batch is None:  # older than the buffer: this subscriber reads history itself
@@ -179,11 +182,12 @@ class StreamHub:
                 for event in batch:
                     yield event.encode()
                     cursor = event.id
-                    if _is_terminal(event):
-                        yield f"event: end\ndata: {json.dumps({'status': event.data.get('status')})}\n\n"
-                        return
+                    ended_with = event.data.get("status") if _is_terminal(event) else None
                 if batch:
                     continue
+                if ended_with is not None and await anyio.to_thread.run_sync(_is_finished, run_id):
+                    yield f"event: end\ndata: {json.dumps({'status': ended_with})}\n\n"
+                    return
                 if await is_disconnected():
                     return
                 if not await poller.wait_beyond(cursor, self.heartbeat_s):
@@ -217,6 +221,11 @@ class StreamHub:
                     yield ": heartbeat\n\n"
         finally:
             poller.subscribers -= 1
+
+
+def _is_finished(run_id: int) -> bool:
+    with session_scope(write=False) as db_session:
+        return db_session.scalar(select(Run.status).where(Run.id == run_id)) in TERMINAL_STATUSES
 
 
 def run_exists(run_id: int) -> bool:

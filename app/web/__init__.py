@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.web import architectures, home
+from app.web import architectures, datasets, home, pages, runs
 from app.web.templating import PageNotFound, not_found_page
 
 
 def install(app: FastAPI) -> None:
     """Add the page routers and the HTML 404 page to the app."""
     app.include_router(home.router)
+    app.include_router(runs.router)
     app.include_router(architectures.router)
+    app.include_router(datasets.router)
+    app.include_router(pages.router)
     app.add_exception_handler(PageNotFound, not_found_page)

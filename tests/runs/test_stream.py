@@ -84,7 +84,7 @@ def app(data_dir):
 
 
 def test_reconnect_with_last_event_id_yields_exactly_the_missed_events(app):
-    run_id = _make_run(events=30)
+    run_id = _make_run(events=30, status="completed")
     _append(run_id, [("status", {"status": "completed"})])
     with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         full = _parse(client.get(f"/api/runs/{run_id}/events").text)
@@ -156,3 +156,19 @@ def test_200_subscribers_cost_one_poll_per_interval(app):
                                        f"{end - start:.2f}s (one poller allows ~{allowed:.0f})"
     finally:
         event.remove(get_engine(), "before_cursor_execute", count)
+
+
+def test_a_resumed_run_streams_past_its_old_terminal_status(app):
+    from app.core.db import session_scope
+    from app.runs.models import Run
+
+    run_id = _make_run(events=3)
+    _append(run_id, [("status", {"status": "cancelled"}), ("status", {"status": "queued"}),
+                     ("status", {"status": "running"}), ("step", {"epoch": 2, "step": 9}),
+                     ("status", {"status": "completed"})])
+    with session_scope() as db_session:
+        db_session.get(Run, run_id).status = "completed"
+    with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        events = _parse(client.get(f"/api/runs/{run_id}/events").text)
+    assert [int(e["id"]) for e in events if "id" in e] == list(range(1, 9))
+    assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["status"] == "completed"

@@ -1,0 +1,88 @@
+"""The data sets page: what is here (sample grids, class balance), how to get the rest, and uploads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
+
+from app.core.config import get_settings
+from app.core.errors import DomainError
+from app.datasets import registry as datasets_registry
+from app.web.architectures import FormDep
+from app.web.templating import is_htmx, render
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+SAMPLES = 16
+
+
+def _cards() -> list[dict[str, Any]]:
+    data_dir = get_settings().data_dir
+    cards = []
+    for info in datasets_registry.list_datasets(data_dir):
+        counts: dict[str, list[int]] | None = None
+        problem = None
+        if info.available:
+            try:
+                counts = datasets_registry.class_counts(info.name, data_dir)
+            except DomainError as exc:  # e.g. a built-in that cannot be generated here
+                problem = exc.message
+        test_size = sum(counts["test"]) if counts else info.test_size
+        samples = 1 if info.kind == "points" else min(SAMPLES if info.kind == "image" else 4, test_size)
+        largest = max(counts["train"], default=0) if counts else 0
+        cards.append({"info": info, "counts": counts, "largest": largest, "samples": list(range(samples)),
+                      "problem": problem})
+    return cards
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request, uploaded: str = "") -> HTMLResponse:
+    """Every data set with samples and class counts; the upload form."""
+    return _page(request, {"values": {"label_column": "label"}, "errors": {}},
+                 notice=f"Imported “{uploaded}”." if uploaded else "")
+
+
+@router.post("/datasets", response_class=HTMLResponse)
+def upload(request: Request, form: FormDep) -> Response:
+    """Import a CSV (features + label column) or a zip of class folders; errors go next to their field."""
+    name = str(form.get("name", "")).strip()
+    label_column = str(form.get("label_column", "")).strip() or "label"
+    file = form.get("file")
+    errors: dict[str, list[str]] = {}
+    data_dir = get_settings().data_dir
+    try:
+        datasets_registry.check_upload_name(name, data_dir)
+    except DomainError as exc:
+        errors["name"] = [exc.message]
+    filename = file.filename.lower() if isinstance(file, UploadFile) and file.filename else ""
+    if not filename:
+        errors["file"] = ["choose a .csv file (features + a label column) or a .zip of class folders of images"]
+    elif not filename.endswith((".csv", ".zip")):
+        errors["file"] = [f"“{file.filename}” is neither .csv nor .zip: upload a CSV with a label column or a zip "
+                          "with one folder of images per class"]
+    if not errors and isinstance(file, UploadFile):
+        try:
+            if filename.endswith(".csv"):
+                datasets_registry.import_csv(name, file.file, data_dir, label_column=label_column)
+            else:
+                datasets_registry.import_image_zip(name, file.file, data_dir)
+        except DomainError as exc:
+            fields = [d["field"] for d in exc.details if d.get("field")]
+            field = fields[0] if fields else ("label_column" if "column" in exc.message and filename.endswith(".csv")
+                                              else "file")
+            errors.setdefault(field if field in ("name", "file", "label_column") else "file", []).append(exc.message)
+    if errors:
+        values = {"name": name, "label_column": label_column}
+        return _page(request, {"values": values, "errors": errors}, status_code=422)
+    url = f"/datasets?uploaded={name}#dataset-{name}"
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def _page(request: Request, upload: dict[str, Any], *, notice: str = "", status_code: int = 200) -> HTMLResponse:
+    return render(request, "datasets/list.html", {"cards": _cards(), "upload": upload, "notice": notice},
+                  partial="datasets/_upload.html", status_code=status_code)

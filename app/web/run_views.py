@@ -1,0 +1,115 @@
+"""What the run pages show, computed from service answers: progress and ETA, the confusion-matrix
+heatmap's cells, the architecture summary. Plain data for the templates; no HTTP, no SQL, no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from app.architectures import service as architectures_service
+from app.core.errors import DomainError
+from app.runs.models import COMPLETED, RUNNING, Run
+from app.web.svg import DiagramBox, architecture_diagram
+
+HEAT_STEPS = 5  # ticks on the colour-scale legend
+
+
+@dataclass(frozen=True)
+class Progress:
+    epoch: int
+    epochs: int
+    percent: float
+    eta_s: float | None
+
+    @property
+    def eta(self) -> str:
+        return duration(self.eta_s)
+
+
+def duration(seconds: float | None) -> str:
+    """12 → '12 s', 754 → '12 min 34 s', 7300 → '2 h 1 min'; None → '–'."""
+    if seconds is None:
+        return "–"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def progress(run: Run, now: datetime | None = None) -> Progress:
+    """Epoch x of y and an ETA from the mean time per finished epoch so far."""
+    epochs = max(run.epochs_total or 0, 1)
+    epoch = min(run.epoch or 0, epochs)
+    percent = 100.0 if run.status == COMPLETED else 100.0 * epoch / epochs
+    eta = None
+    if run.status == RUNNING and run.started_at is not None and epoch > 0:
+        now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+        started = run.started_at.replace(tzinfo=None)
+        elapsed = (now - started).total_seconds()
+        eta = elapsed / epoch * (epochs - epoch)
+    return Progress(epoch=epoch, epochs=epochs, percent=percent, eta_s=eta)
+
+
+@dataclass(frozen=True)
+class Cell:
+    true: int
+    pred: int
+    count: int
+    share: float  # of the row (the true class's support)
+    heat: float  # 0..1, what the colour shows (count / max count, or share)
+
+    @property
+    def wrong(self) -> bool:
+        return self.true != self.pred
+
+
+@dataclass(frozen=True)
+class ConfusionView:
+    class_names: list[str]
+    rows: list[list[Cell]]
+    normalized: bool
+    max_count: int
+    legend: list[str]
+
+
+def confusion_view(confusion_matrix: list[list[int]], class_names: list[str], *, normalized: bool) -> ConfusionView:
+    """Cells with counts and row shares; colour by share (normalized) or by count."""
+    max_count = max((max(row) for row in confusion_matrix if row), default=0)
+    rows = []
+    for t, row in enumerate(confusion_matrix):
+        support = sum(row)
+        cells = []
+        for p, count in enumerate(row):
+            share = count / support if support else 0.0
+            heat = share if normalized else (count / max_count if max_count else 0.0)
+            cells.append(Cell(true=t, pred=p, count=count, share=share, heat=heat))
+        rows.append(cells)
+    names = list(class_names) or [str(i) for i in range(len(confusion_matrix))]
+    top = 1.0 if normalized else max_count
+    legend = [f"{top * i / (HEAT_STEPS - 1):.0%}" if normalized else f"{round(top * i / (HEAT_STEPS - 1)):,}"
+              for i in range(HEAT_STEPS)]
+    return ConfusionView(class_names=names, rows=rows, normalized=normalized, max_count=max_count, legend=legend)
+
+
+@dataclass(frozen=True)
+class ArchitectureView:
+    summary: Any | None
+    diagram: Any | None
+    error: str | None
+
+
+def architecture_view(spec: dict[str, Any]) -> ArchitectureView:
+    """The per-layer table and the diagram for a run's spec snapshot (validated again, never trained)."""
+    try:
+        summary = architectures_service.validate(spec=spec)
+    except DomainError as exc:
+        return ArchitectureView(summary=None, diagram=None, error=exc.message)
+    boxes = [DiagramBox(label=layer.description, layer_type=layer.type, shape=layer.output_shape, params=layer.params)
+             for layer in summary.layers]
+    return ArchitectureView(summary=summary, diagram=architecture_diagram(summary.input_shape, boxes), error=None)

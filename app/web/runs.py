@@ -1,0 +1,309 @@
+"""Run pages: the launch form, one-click quick starts, the live run page and its finished results.
+
+The live page gets its numbers from the JSON/SSE API (`/api/runs/{id}/events`) in static/js/run.js;
+the routes here render HTML: the page, the results once the run ends, the confusion-matrix
+heatmap for one evaluation, a gallery of misclassified test images, and the cancel/resume/fork
+actions. Every route calls the runs service; none trains anything.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from app.architectures import presets
+from app.architectures import service as architectures_service
+from app.core.config import get_settings
+from app.core.deps import SessionDep
+from app.core.errors import DomainError, InvalidInput, NotFound
+from app.datasets import registry as datasets_registry
+from app.runs import service as runs_service
+from app.runs.models import TERMINAL_STATUSES, Run
+from app.runs.schemas import RunCreate, TrainConfigIn
+from app.web import run_form, run_views
+from app.web.architectures import FormDep
+from app.web.templating import PageNotFound, is_htmx, render
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+DIGITS_MLP = run_form.QUICK_SPECS["digits-mlp"][1]
+# One click, offline, seconds on a laptop CPU: the run a new user should see first.
+QUICK_STARTS = {
+    "digits-mlp": RunCreate(name="digits MLP (quick start)", spec=DIGITS_MLP, dataset="digits",
+                            config=TrainConfigIn(epochs=15, batch_size=32)),
+}
+# Sensible first settings for a preset on its data set (the rest are the engine's defaults).
+PRESET_CONFIG = {"mnist": {"epochs": 5, "batch_size": 64}, "fashion_mnist": {"epochs": 5, "batch_size": 64},
+                 "cifar10": {"epochs": 10, "batch_size": 128}}
+
+
+def run_page(db_session: SessionDep, run_id: int) -> Run:
+    """The run a page is about, or the 404 page."""
+    try:
+        return runs_service.get(db_session=db_session, run_id=run_id)
+    except NotFound as exc:
+        raise PageNotFound(exc.message) from exc
+
+
+RunPageDep = Annotated[Run, Depends(run_page)]
+
+
+def launch_options() -> list[dict[str, Any]]:
+    """The quick start and the presets, each with whether its data set is here (and how to get it if not)."""
+    data_dir = get_settings().data_dir
+    options = [{"key": "quick:digits-mlp", "title": "digits MLP", "dataset": "digits", "available": True,
+                "description": "8x8 digits, one hidden layer of 32 units: trains in seconds, offline.",
+                "how_to_get": None}]
+    for preset in presets.list_presets():
+        info = datasets_registry.get_dataset_info(preset.dataset, data_dir)
+        options.append({"key": f"preset:{preset.name}", "title": preset.title, "dataset": preset.dataset,
+                        "available": info.available, "description": preset.description,
+                        "how_to_get": info.how_to_get})
+    return options
+
+
+def _quick_run(key: str) -> RunCreate:
+    kind, _, name = key.partition(":")
+    if kind == "quick" and name in QUICK_STARTS:
+        return QUICK_STARTS[name].model_copy(deep=True)
+    preset = presets.get_preset(name) if kind == "preset" else None
+    if preset is None:
+        raise NotFound(f"no quick start named {key!r}")
+    config = TrainConfigIn(**PRESET_CONFIG.get(preset.dataset, {}))
+    return RunCreate(preset=preset.name, dataset=preset.dataset, config=config)
+
+
+def _wake_executor(request: Request) -> None:
+    executor = getattr(request.app.state, "executor", None)
+    if executor is not None:
+        executor.wake()
+
+
+def _redirect(request: Request, url: str) -> Response:
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+# ---------- launching ----------
+
+@router.get("/runs/new", response_class=HTMLResponse)
+def new_page(request: Request, db_session: SessionDep, architecture_id: int | None = None,
+             preset: str | None = None, dataset: str = "") -> HTMLResponse:
+    """The launch form, optionally with a saved architecture or a preset chosen."""
+    model = f"architecture:{architecture_id}" if architecture_id else (f"preset:{preset}" if preset else "")
+    return _form_page(request, db_session, run_form.prefilled(model=model, dataset=dataset))
+
+
+@router.post("/runs", response_class=HTMLResponse)
+def launch(request: Request, db_session: SessionDep, form: FormDep) -> Response:
+    """Queue the run the form describes and open its page; on any problem, show it next to its field."""
+    posted = run_form.from_form(form)
+    run_in = run_form.to_run_create(posted)
+    if run_in is not None:
+        try:
+            run = runs_service.create(db_session=db_session, run_in=run_in)
+        except DomainError as exc:
+            db_session.rollback()
+            run_form.add_domain_error(posted, exc)
+        else:
+            _wake_executor(request)
+            return _redirect(request, f"/runs/{run.id}")
+    return _form_page(request, db_session, posted, status_code=422)
+
+
+@router.post("/runs/quick", response_class=HTMLResponse)
+def quick_launch(request: Request, db_session: SessionDep, form: FormDep) -> Response:
+    """One click: the quick start or a preset with sensible defaults for its data set."""
+    key = str(form.get("launch", ""))
+    try:
+        run_in = _quick_run(key)
+        info = datasets_registry.get_dataset_info(run_in.dataset or "", get_settings().data_dir)
+        if not info.available:  # the button is disabled; a hand-made POST gets the same answer
+            raise InvalidInput(info.how_to_get or f"{info.name} is not on this machine")
+        run = runs_service.create(db_session=db_session, run_in=run_in)
+    except DomainError as exc:
+        db_session.rollback()
+        return render(request, "runs/_messages.html", {"messages": [exc.message], "id": "launch-errors"},
+                      status_code=422)
+    _wake_executor(request)
+    return _redirect(request, f"/runs/{run.id}")
+
+
+def _form_page(request: Request, db_session: Any, posted: run_form.RunForm, status_code: int = 200) -> HTMLResponse:
+    architectures, _ = architectures_service.list_(db_session=db_session, limit=500)
+    datasets = datasets_registry.list_datasets(get_settings().data_dir)
+    return render(request, "runs/new.html", {
+        "form": posted, "architectures": architectures, "presets": presets.list_presets(), "datasets": datasets,
+        "quick_specs": run_form.QUICK_SPECS, "optimizers": run_form.OPTIMIZERS, "losses": run_form.LOSSES, "schedules": run_form.SCHEDULES,
+        "monitors": run_form.MONITORS, "devices": run_form.DEVICES,
+        "optimizer_settings": {name: sorted(keys) for name, keys in run_form.OPTIMIZER_SETTINGS.items()},
+    }, partial="runs/_form.html", status_code=status_code)
+
+
+# ---------- one run ----------
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def detail_page(request: Request, db_session: SessionDep, run: RunPageDep) -> HTMLResponse:
+    """The live page: charts and log fed by SSE; results, downloads and predict once it ends."""
+    info = _dataset_info(run.dataset)
+    shape = list(run.spec.get("input_shape") or (info.input_shape if info else []))
+    return render(request, "runs/detail.html", {
+        "run": run, "progress": run_views.progress(run), "architecture": run_views.architecture_view(run.spec),
+        "dataset_info": info, "terminal": run.status in TERMINAL_STATUSES,
+        "can_draw": len(shape) == 3 and shape[0] == 1 and shape[1] == shape[2] and shape[1] in (8, 28),
+        "input_shape": shape, "latest_checkpoint": runs_service.latest_checkpoint_epoch(run.id),
+        **_results_context(db_session, run),
+    })
+
+
+@router.get("/runs/{run_id}/row", response_class=HTMLResponse)
+def dashboard_row(request: Request, run: RunPageDep) -> HTMLResponse:
+    """One row of the runs table (refreshed while the run trains)."""
+    return render(request, "runs/_row.html", {"run": run, "progress": run_views.progress(run)})
+
+
+@router.get("/runs/{run_id}/results", response_class=HTMLResponse)
+def results(request: Request, db_session: SessionDep, run: RunPageDep) -> HTMLResponse:
+    """Test metrics, confusion matrix, per-class table and downloads (fetched when the stream ends)."""
+    info = _dataset_info(run.dataset)
+    shape = list(run.spec.get("input_shape") or (info.input_shape if info else []))
+    return render(request, "runs/_results.html", {
+        "run": run, "dataset_info": info, "input_shape": shape,
+        "can_draw": len(shape) == 3 and shape[0] == 1 and shape[1] == shape[2] and shape[1] in (8, 28),
+        **_results_context(db_session, run),
+    })
+
+
+@router.get("/runs/{run_id}/confusion", response_class=HTMLResponse)
+def confusion(request: Request, db_session: SessionDep, run: RunPageDep, split: str = "test",
+              epoch: int | None = Query(None, ge=0), normalized: bool = False) -> HTMLResponse:
+    """The heatmap (and per-class table) of the test evaluation, or of the validation evaluation of `epoch`."""
+    context = _confusion_context(db_session, run, split=split, epoch=epoch, normalized=normalized)
+    return render(request, "runs/_confusion.html", {"run": run, **context})
+
+
+@router.get("/runs/{run_id}/gallery", response_class=HTMLResponse)
+def gallery(request: Request, db_session: SessionDep, run: RunPageDep, true: int = Query(..., ge=0),
+            pred: int = Query(..., ge=0)) -> HTMLResponse:
+    """Test images of class `true` that the model called `pred`."""
+    try:
+        evaluation = runs_service.evaluation(db_session=db_session, run_id=run.id)
+    except NotFound:
+        evaluation = {}
+    names = evaluation.get("class_names") or []
+    matrix = evaluation.get("confusion_matrix") or []
+    indices = (evaluation.get("misclassified") or {}).get(f"{true},{pred}", [])
+    count = matrix[true][pred] if true < len(matrix) and pred < len(matrix[true]) else 0
+    return render(request, "runs/_gallery.html", {
+        "run": run, "true_class": true, "pred_class": pred, "indices": indices, "count": count,
+        "true_name": names[true] if true < len(names) else str(true),
+        "pred_name": names[pred] if pred < len(names) else str(pred),
+        "has_evaluation": bool(evaluation),
+    })
+
+
+@router.post("/runs/{run_id}/cancel", response_class=HTMLResponse)
+def cancel(request: Request, db_session: SessionDep, run: RunPageDep) -> Response:
+    """Ask the run to stop; the page learns that it did from the event stream."""
+    runs_service.request_cancel(db_session=db_session, run_id=run.id)
+    _wake_executor(request)
+    if is_htmx(request):
+        return render(request, "runs/_messages.html", {"id": "action-messages", "notices": [
+            "Cancelling: the run stops at its next step."]})
+    return RedirectResponse(f"/runs/{run.id}", status_code=303)
+
+
+@router.post("/runs/{run_id}/resume", response_class=HTMLResponse)
+def resume(request: Request, db_session: SessionDep, run: RunPageDep) -> Response:
+    """Queue a failed or cancelled run again from its last checkpoint."""
+    try:
+        runs_service.resume(db_session=db_session, run_id=run.id)
+    except DomainError as exc:
+        db_session.rollback()
+        return _action_error(request, exc.message)
+    _wake_executor(request)
+    return _redirect(request, f"/runs/{run.id}")
+
+
+@router.post("/runs/{run_id}/fork", response_class=HTMLResponse)
+def fork(request: Request, db_session: SessionDep, run: RunPageDep, form: FormDep) -> Response:
+    """A new run from a checkpoint of this one, with a changed learning rate and/or epochs."""
+    changes: dict[str, Any] = {}
+    try:
+        epoch = _optional(form, "epoch", int)
+        epochs = _optional(form, "epochs", int)
+        lr = _optional(form, "lr", float)
+    except ValueError as exc:
+        return _action_error(request, str(exc))
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if lr is not None:
+        changes["optimizer"] = {"lr": lr}
+    try:
+        child = runs_service.fork(db_session=db_session, run_id=run.id, epoch=epoch, name=None, config_changes=changes)
+    except DomainError as exc:
+        db_session.rollback()
+        return _action_error(request, exc.message)
+    except ValidationError as exc:
+        db_session.rollback()
+        return _action_error(request, "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()))
+    _wake_executor(request)
+    return _redirect(request, f"/runs/{child.id}")
+
+
+def _optional(form: Any, key: str, kind: type) -> Any:
+    raw = str(form.get(key, "")).strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{key}: “{raw}” is not {'a whole number' if kind is int else 'a number'}") from None
+
+
+def _action_error(request: Request, message: str) -> HTMLResponse:
+    return render(request, "runs/_messages.html", {"id": "action-messages", "messages": [message]}, status_code=422)
+
+
+def _dataset_info(name: str) -> Any:
+    try:
+        return datasets_registry.get_dataset_info(name, get_settings().data_dir)
+    except DomainError:
+        return None
+
+
+def _test_evaluation(db_session: Any, run: Run) -> dict[str, Any] | None:
+    try:
+        return runs_service.evaluation(db_session=db_session, run_id=run.id)
+    except NotFound:
+        return None
+
+
+def _results_context(db_session: Any, run: Run) -> dict[str, Any]:
+    evaluation = _test_evaluation(db_session, run)
+    artifacts = {a.name: a for a in runs_service.list_artifacts(db_session=db_session, run_id=run.id)}
+    return {"evaluation": evaluation, "artifacts": artifacts,
+            **_confusion_context(db_session, run, split="test", epoch=None, normalized=False, test=evaluation)}
+
+
+def _confusion_context(db_session: Any, run: Run, *, split: str, epoch: int | None, normalized: bool,
+                       test: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The evaluation to draw: the test one, or a validation epoch (the latest when none is asked for or
+    when there is no test evaluation yet, e.g. for a cancelled run)."""
+    val_epochs = runs_service.validation_epochs(db_session=db_session, run_id=run.id)
+    chosen = None
+    if split != "val":
+        chosen = test or _test_evaluation(db_session, run)
+    if chosen is None and val_epochs:
+        epoch = epoch if epoch in val_epochs else val_epochs[-1]
+        chosen = runs_service.evaluation(db_session=db_session, run_id=run.id, epoch=epoch)
+    if chosen is None:
+        return {"shown": None, "matrix": None, "val_epochs": val_epochs, "normalized": normalized}
+    view = run_views.confusion_view(chosen.get("confusion_matrix") or [], chosen.get("class_names") or [],
+                                    normalized=normalized)
+    return {"shown": chosen, "matrix": view, "val_epochs": val_epochs, "normalized": normalized}

@@ -1,0 +1,132 @@
+"""Watch real digits runs in Chromium: launch from the form, live charts, completion without a reload,
+the confusion matrix with its epoch slider and gallery, a reload mid-run, cancelling, the live dashboard."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import LiveServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser")]
+
+WAIT_MS = 30_000  # two cores shared with other test runs: trainers start and train at varying speed
+DIGITS_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 32, "activation": "relu"},
+                         {"type": "Dense", "units": 10, "activation": "softmax"}]}
+
+
+@pytest.fixture(autouse=True)
+def patient_expect():
+    """expect() waits for trainers and the predictor process too, not only for the page."""
+    expect.set_options(timeout=WAIT_MS)
+    yield
+    expect.set_options(timeout=5_000)  # Playwright's default, for the other browser tests
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    """One real server (with its local executor) for the module: each test's runs are its own."""
+    server = LiveServer(tmp_path_factory.mktemp("runs-browser") / "server-data").start()
+    yield server
+    server.stop()
+
+
+def launch_api(server: LiveServer, **config) -> int:
+    with server.api() as api:
+        response = api.post("/api/runs", json={"spec": DIGITS_MLP, "dataset": "digits", "config": config})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
+
+def points(page: Page) -> int:
+    return page.evaluate("window.trainboardRun.points()")
+
+
+def test_dashboard_status_updates_without_reload(live_server, page: Page):
+    page.set_default_timeout(WAIT_MS)
+    page.goto(live_server.url + "/")
+    expect(page.locator("#runs-table")).to_be_visible()
+    page.wait_for_load_state("networkidle")  # the status stream is open
+    run_id = launch_api(live_server, epochs=2)
+    badge = page.locator(f"#run-row-{run_id} [data-status-badge]")
+    expect(badge).to_have_text("completed")
+    expect(page.locator(f"#run-row-{run_id}")).to_contain_text("epoch 2 of 2")
+
+
+def test_launch_from_form_watch_it_finish_and_explore_the_confusion_matrix(live_server, page: Page):
+    page.set_default_timeout(WAIT_MS)
+    page.goto(live_server.url + "/runs/new")
+    page.select_option("#model", "quick:digits-mlp")
+    page.select_option("#dataset", "digits")
+    page.fill("#config-epochs", "8")
+    page.fill("#config-batch_size", "4")  # small batches: several step points per epoch
+    page.get_by_role("button", name="Start training").click()
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+
+    # The chart gains points while it trains.
+    page.wait_for_function("window.trainboardRun && window.trainboardRun.points() >= 2")
+    seen = points(page)
+    page.wait_for_function(f"window.trainboardRun.points() > {seen}")
+
+    # Completed without a reload, and the results arrive.
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator("#run-progress-text")).to_have_text("epoch 8 of 8")
+    matrix = page.locator("#confusion-matrix")
+    expect(matrix).to_be_visible()
+    expect(page.locator("#cm-label")).to_contain_text("Test set")
+    expect(page.locator("#per-class tbody tr")).to_have_count(10)
+    expect(page.locator("#test-accuracy")).to_have_text(re.compile(r"\d+\.\d%"))
+
+    # The slider steps through the validation matrices.
+    page.locator("#cm-epoch").fill("1")
+    expect(page.locator("#cm-label")).to_contain_text("Validation · epoch 1 of 8")
+    epoch_1 = matrix.get_attribute("data-normalized"), page.locator("#confusion-matrix td").all_inner_texts()
+    page.locator("#cm-epoch").fill("8")
+    expect(page.locator("#cm-label")).to_contain_text("Validation · epoch 8 of 8")
+    assert page.locator("#confusion-matrix td").all_inner_texts() != epoch_1[1]
+    page.get_by_label("Row-normalized (recall per class)").check()
+    expect(matrix).to_have_attribute("data-normalized", "true")
+
+    # Back to the test matrix: a click on a wrong cell shows its test images.
+    page.locator("label", has_text="Test set").click()
+    expect(page.locator("#cm-label")).to_contain_text("Test set")
+    wrong = page.locator("#confusion-matrix td.cell:not(.diag):not(.zero) button").first
+    wrong.click()
+    images = page.locator("#gallery-images img")
+    expect(images.first).to_be_visible()
+    page.wait_for_function("[...document.querySelectorAll('#gallery-images img')].every(i => i.complete && i.naturalWidth > 0)")
+    expect(images.first).to_have_attribute("src", re.compile(r"^/api/datasets/digits/samples/\d+\.png\?split=test$"))
+
+    # Draw a stroke on the canvas and predict it: top-k bars come back from the trained weights.
+    canvas = page.locator("#draw-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.85, steps=6)
+    page.mouse.up()
+    page.get_by_role("button", name="Predict drawing").click()
+    expect(page.locator("#predict-results .bar-row")).to_have_count(5)
+
+
+def test_reload_mid_run_has_no_gap_or_duplicate_then_cancel(live_server, page: Page):
+    page.set_default_timeout(WAIT_MS)
+    run_id = launch_api(live_server, epochs=300, batch_size=1)
+    page.goto(f"{live_server.url}/runs/{run_id}")
+    page.wait_for_function("window.trainboardRun.points() >= 3")
+    before = page.evaluate("window.trainboardRun.lastSeq()")
+
+    page.reload()
+    page.wait_for_function(f"window.trainboardRun.lastSeq() > {before + 2}")  # history, then new events
+    seqs = page.evaluate("window.trainboardRun.seqs()")
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert points(page) >= 3
+
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.locator("#run-status")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
+    seqs = page.evaluate("window.trainboardRun.seqs()")
+    assert seqs == list(range(1, len(seqs) + 1))
