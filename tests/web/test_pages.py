@@ -58,7 +58,7 @@ def test_pages_render_with_layout_and_vendored_scripts(client, url):
     assert "/static/vendor/htmx/htmx.min.js" in html and "/static/vendor/htmx/sse.min.js" in html
     assert "/static/vendor/uplot/uPlot.iife.min.js" in html
     assert "https://" not in html  # nothing from a CDN
-    for link in ('href="/"', 'href="/architectures"', 'href="/datasets"', 'href="/compare"'):
+    for link in ('href="/"', 'href="/architectures"', 'href="/datasets"'):
         assert link in html
 
 
