@@ -124,7 +124,8 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen, flushed_loss, flushed_correct, flushed_seen = 0, 0.0, 0, 0
-        next_flush = epoch_start + FLUSH_INTERVAL_S
+        # The run's very first step is reported at once: people watch for it to come alive.
+        next_flush = epoch_start if epoch == start_epoch else epoch_start + FLUSH_INTERVAL_S
         for xb, yb, n in dd.train_batches(cfg.batch_size, generator):
             if should_stop is not None and should_stop():
                 raise StoppedError(f"stopped at epoch {epoch}, step {step}")
