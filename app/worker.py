@@ -19,6 +19,8 @@ import threading
 import time
 import traceback
 
+from sqlalchemy import text
+
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.models_base import utcnow
@@ -124,6 +126,9 @@ def standby() -> int:
 
     # The first optimizer constructed imports torch._dynamo (~2.5 s here): pay that now, not in the run.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    # Open the database pool now too (engine, dialect, first connection).
+    with session_scope(write=False) as db_session:
+        db_session.execute(text("SELECT 1"))
 
     print("ready", flush=True)
     line = sys.stdin.readline()

@@ -21,6 +21,8 @@ from app.runs.events import append_events
 from app.runs.models import Artifact, Evaluation, Run
 
 FLUSH_INTERVAL_S = 0.25
+# Without new events, the heartbeat is written once a second (the reaper allows 10 s).
+HEARTBEAT_S = 1.0
 
 
 class DbSink:
@@ -34,6 +36,7 @@ class DbSink:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._flushed_once = False
+        self._last_beat = 0.0
         self._thread = threading.Thread(target=self._loop, name=f"dbsink-{run_id}", daemon=True)
 
     def start(self) -> DbSink:
@@ -70,6 +73,15 @@ class DbSink:
         """One transaction: events, progress fields, heartbeat; reads the cancel flag."""
         with self._lock:
             batch, self._pending = self._pending, []
+        now = time.monotonic()
+        if not batch and now - self._last_beat < HEARTBEAT_S:
+            # Nothing to write yet: only look at the cancel flag, without taking the write lock.
+            with session_scope(write=False) as db_session:
+                cancel = db_session.scalar(select(Run.cancel_requested).where(Run.id == self.run_id))
+            if cancel:
+                self._on_cancel()
+            return
+        self._last_beat = now
         try:
             with session_scope() as db_session:
                 run = db_session.get(Run, self.run_id)
