@@ -31,7 +31,9 @@ def _raise_fd_limit() -> None:
 
 
 def _start_server(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), "TRAINBOARD_WARM_WORKERS": "false"}
+    # The bench writes the run's rows itself, without heartbeats: keep the reaper away from it.
+    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), "TRAINBOARD_WARM_WORKERS": "false",
+           "TRAINBOARD_HEARTBEAT_TIMEOUT_S": "86400"}
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level",
                                 "warning"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -46,11 +48,13 @@ def _start_server(data_dir: Path, port: int) -> subprocess.Popen:
 
 def _make_run() -> int:
     from app.core.db import session_scope
+    from app.core.models_base import utcnow
     from app.runs.events import append_events
     from app.runs.models import Run
 
     with session_scope() as db_session:
-        run = Run(spec={"layers": []}, dataset="digits", config={}, status="running", worker="bench")
+        run = Run(spec={"layers": []}, dataset="digits", config={}, status="running", worker="bench",
+                  heartbeat_at=utcnow())
         db_session.add(run)
         db_session.flush()
         append_events(db_session, run.id, [("status", {"status": "running"})])
@@ -93,7 +97,11 @@ async def _measure(base: str, run_id: int, clients: int, events: int, interval: 
         seq, at = await asyncio.to_thread(_commit_event, run_id, index + 1)
         committed[seq] = at
         await asyncio.sleep(interval)
-    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    try:
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    except TimeoutError:
+        behind = sum(1 for times in received.values() for _ in times)
+        raise SystemExit(f"clients did not receive every event within 60 s ({behind} deliveries)") from None
     cpu = sum(server.cpu_times()[:2]) - cpu_before
     latencies = sorted(t - committed[seq] for seq, times in received.items() if seq in committed for t in times)
     missing = clients * events - len(latencies)
