@@ -90,7 +90,9 @@ def train_run(run_id: int) -> int:
     result = None
     try:
         config = TrainConfig.from_dict(config_dict)
+        loading = time.monotonic()
         data = datasets_registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
+        sink.emit("log", {"level": "info", "message": f"loaded {dataset} in {time.monotonic() - loading:.2f} s"})
         directory = runs_service.run_dir(run_id)
         resume_from, fork = None, False
         if resume_epoch:
