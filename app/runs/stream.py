@@ -105,6 +105,13 @@ class Poller:
             return None
         return [e for e in self.buffer if e.id > cursor] if self.buffer and self.buffer[-1].id > cursor else []
 
+    async def after(self, cursor: int) -> list[StreamEvent]:
+        """Events after `cursor`: from the buffer, or (older than it) read by this subscriber alone."""
+        batch = self.since(cursor)
+        if batch is None:
+            batch = await anyio.to_thread.run_sync(self.fetch, cursor, HISTORY_BATCH)
+        return batch
+
     async def wait_beyond(self, cursor: int, timeout: float) -> bool:
         """Wait until something newer than `cursor` arrives; False on timeout."""
         if self.cursor > cursor:
@@ -176,9 +183,7 @@ class StreamHub:
             # run that was resumed later has more history after it.
             ended_with: str | None = None
             while True:
-                batch = poller.since(cursor)
-                if batch is None:  # older than the buffer: this subscriber reads history itself
-                    batch = await anyio.to_thread.run_sync(poller.fetch, cursor, HISTORY_BATCH)
+                batch = await poller.after(cursor)
                 for event in batch:
                     yield event.encode()
                     cursor = event.id
@@ -207,9 +212,7 @@ class StreamHub:
             yield "retry: 1000\n\n"
             cursor = poller.cursor if after is None else after
             while True:
-                batch = poller.since(cursor)
-                if batch is None:
-                    batch = await anyio.to_thread.run_sync(poller.fetch, cursor, HISTORY_BATCH)
+                batch = await poller.after(cursor)
                 for event in batch:
                     yield event.encode()
                     cursor = event.id
