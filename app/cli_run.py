@@ -107,7 +107,7 @@ def run_local(args: argparse.Namespace) -> int:
     from app.architectures import presets
     from app.architectures import service as architectures_service
     from app.core.config import get_settings
-    from app.datasets import registry, sources
+    from app.datasets import registry
     from app.engine.loop import train
     from app.engine.types import EngineError, TrainConfig, TrainJob
 
@@ -121,7 +121,7 @@ def run_local(args: argparse.Namespace) -> int:
     spec.setdefault("input_shape", list(info.input_shape))
     architectures_service.validate(spec=spec)
     config = TrainConfig.from_dict(_config(args))
-    data = sources.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
+    data = registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
     progress = ProgressLine(config.epochs)
 
     class Sink:

@@ -78,8 +78,8 @@ def list_presets() -> list[dict[str, Any]]:
     return [presets_public(p) for p in presets.list_presets()]
 
 
-def presets_public(preset: Any) -> dict[str, Any]:
-    data = preset.model_dump() if hasattr(preset, "model_dump") else dict(vars(preset))
+def presets_public(preset: presets.Preset) -> dict[str, Any]:
+    data = preset.model_dump()
     summary = architectures_service.validate(spec=data["spec"])
     data["total_params"] = summary.total_params
     return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -14,8 +13,8 @@ from app.datasets import registry as datasets_registry
 router = APIRouter(tags=["datasets"])
 
 
-def _public(info: Any) -> dict[str, Any]:
-    return asdict(info) if is_dataclass(info) else info.model_dump()
+def _public(info: datasets_registry.DatasetInfo) -> dict[str, Any]:
+    return info.to_dict()
 
 
 @router.get("/api/datasets")

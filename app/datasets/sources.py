@@ -129,10 +129,3 @@ def generate(name: str) -> dict[str, np.ndarray]:
     x, y = _sequences(n_train + n_test, rng) if name == "sequence" else _points(name, n_train + n_test, rng)
     return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:]}
 
-
-def load_dataset(name: str, data_dir: Path | str, *, val_split: float = 0.1, seed: int = 0,
-                 download: bool = True):
-    """Trainer-side alias of `registry.load_dataset` (the registry imports this module)."""
-    from app.datasets.registry import load_dataset as _load
-
-    return _load(name, data_dir, val_split=val_split, seed=seed, download=download)

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.core.errors import Conflict, EngineUnavailable, InvalidInput
+from app.core.errors import Conflict, EngineUnavailable, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import service as runs_service
 
@@ -85,7 +85,7 @@ def predict(*, db_session: Session, run_id: int, image: bytes, top_k: int = 5) -
     run = runs_service.get(db_session=db_session, run_id=run_id)
     try:
         weights = runs_service.artifact_file(db_session=db_session, run_id=run_id, name="weights")
-    except Exception as exc:
+    except NotFound as exc:
         raise Conflict(f"run {run_id} has no trained weights yet ({run.status}): predict after it completes") from exc
     info = datasets_registry.get_dataset_info(run.dataset, get_settings().data_dir)
     shape = list(run.spec.get("input_shape") or info.input_shape)

@@ -174,12 +174,8 @@ def evaluation(*, db_session: Session, run_id: int, epoch: int | None = None) ->
         missing = f"run {run_id} has no validation evaluation for epoch {epoch}"
     if row is None:
         raise NotFound(missing)
-    epochs = db_session.scalars(
-        select(Evaluation.epoch).where(Evaluation.run_id == run_id, Evaluation.split == "val")
-        .order_by(Evaluation.epoch)
-    ).all()
     return {**row.payload, "split": row.split, "epoch": row.epoch, "accuracy": row.accuracy,
-            "loss": row.loss, "epochs": list(epochs)}
+            "loss": row.loss, "epochs": validation_epochs(db_session=db_session, run_id=run_id)}
 
 
 def request_cancel(*, db_session: Session, run_id: int) -> Run:

@@ -175,12 +175,33 @@ class StreamHub:
     async def run_events(self, run_id: int, after: int, is_disconnected: Callable) -> AsyncIterator[str]:
         """The SSE body for one run: history after `after`, then live events, then `end`."""
         poller = self.poller_for_run(run_id)
+
+        async def finished() -> bool:
+            return await anyio.to_thread.run_sync(_is_finished, run_id)
+
+        async for chunk in self._follow(poller, after, is_disconnected, finished):
+            yield chunk
+
+    async def status_events(self, after: int | None, is_disconnected: Callable) -> AsyncIterator[str]:
+        """Status changes of all runs (for the runs list)."""
+        poller = self.pollers.get("all")
+        if poller is None:
+            start = await anyio.to_thread.run_sync(_latest_status_id)
+            poller = self.pollers.setdefault("all", Poller(_status_fetch, start, self.poll_interval))
+        poller.ensure_running()
+        async for chunk in self._follow(poller, poller.cursor if after is None else after, is_disconnected):
+            yield chunk
+
+    async def _follow(self, poller: Poller, cursor: int, is_disconnected: Callable,
+                      finished: Callable | None = None) -> AsyncIterator[str]:
+        """Events after `cursor` as SSE text, then live ones; heartbeats while idle.
+
+        With `finished`, a terminal status ends the stream (`event: end`) only if it is the run's
+        latest word: a cancelled run that was resumed later has more history after it.
+        """
         poller.subscribers += 1
         try:
             yield "retry: 1000\n\n"
-            cursor = after
-            # A terminal status ends the stream only if it is the run's latest word: a cancelled
-            # run that was resumed later has more history after it.
             ended_with: str | None = None
             while True:
                 batch = await poller.after(cursor)
@@ -190,34 +211,9 @@ class StreamHub:
                     ended_with = event.data.get("status") if _is_terminal(event) else None
                 if batch:
                     continue
-                if ended_with is not None and await anyio.to_thread.run_sync(_is_finished, run_id):
+                if finished is not None and ended_with is not None and await finished():
                     yield f"event: end\ndata: {json.dumps({'status': ended_with})}\n\n"
                     return
-                if await is_disconnected():
-                    return
-                if not await poller.wait_beyond(cursor, self.heartbeat_s):
-                    yield ": heartbeat\n\n"
-        finally:
-            poller.subscribers -= 1
-
-    async def status_events(self, after: int | None, is_disconnected: Callable) -> AsyncIterator[str]:
-        """Status changes of all runs (for the runs list)."""
-        poller = self.pollers.get("all")
-        if poller is None:
-            start = await anyio.to_thread.run_sync(_latest_status_id)
-            poller = self.pollers.setdefault("all", Poller(_status_fetch, start, self.poll_interval))
-        poller.ensure_running()
-        poller.subscribers += 1
-        try:
-            yield "retry: 1000\n\n"
-            cursor = poller.cursor if after is None else after
-            while True:
-                batch = await poller.after(cursor)
-                for event in batch:
-                    yield event.encode()
-                    cursor = event.id
-                if batch:
-                    continue
                 if await is_disconnected():
                     return
                 if not await poller.wait_beyond(cursor, self.heartbeat_s):
