@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
 from app.architectures import codegen
 from app.core.deps import SessionDep
-from app.core.errors import InvalidInput
+from app.core.errors import InvalidInput, NotFound
 from app.runs import service as runs_service
 from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
+from app.runs.stream import run_exists
 
 router = APIRouter(tags=["runs"])
 
@@ -131,12 +133,6 @@ def predict(request: Request, db_session: SessionDep, run_id: int, file: UploadF
 async def run_events(request: Request, run_id: int, after: int | None = Query(None, ge=0)) -> Any:
     """SSE: every event carries `id: <seq>`; resumes from Last-Event-ID or ?after=; `end` after
     a terminal status; a heartbeat comment every 15 s."""
-    import anyio
-    from fastapi.responses import StreamingResponse
-
-    from app.core.errors import NotFound
-    from app.runs.stream import run_exists
-
     if not await anyio.to_thread.run_sync(run_exists, run_id):
         raise NotFound(f"run {run_id} does not exist")
     cursor = after if after is not None else _last_event_id(request)
@@ -147,8 +143,6 @@ async def run_events(request: Request, run_id: int, after: int | None = Query(No
 @router.get("/api/events")
 async def all_events(request: Request, after: int | None = Query(None, ge=0)) -> Any:
     """SSE: status changes of all runs (for the runs list)."""
-    from fastapi.responses import StreamingResponse
-
     header = request.headers.get("last-event-id")
     cursor = after if after is not None else (int(header) if header and header.isdigit() else None)
     stream = request.app.state.stream_hub.status_events(cursor, request.is_disconnected)
