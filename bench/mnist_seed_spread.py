@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--val-split", type=float, default=0.0, help="held out from both loops (the tutorial: 0)")
     args = parser.parse_args()
 
     import torch
@@ -39,9 +40,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         registry.import_idx("mnist", args.mnist, tmp)
         for seed in range(args.seeds):
-            data = registry.load_dataset("mnist", tmp, seed=seed)
+            data = registry.load_dataset("mnist", tmp, seed=seed, val_split=args.val_split)
             plain.append(seed_mnist.plain_loop(data, 5, seed=seed)[0])
-            engine.append(seed_mnist.engine_run(data, 5, Path(tmp) / f"run-{seed}", seed=seed)[0])
+            engine.append(seed_mnist.engine_run(data, 5, Path(tmp) / f"run-{seed}", seed=seed,
+                                               val_split=args.val_split)[0])
             print(f"seed {seed}: engine {engine[-1]:.4f}  plain {plain[-1]:.4f}", flush=True)
     for name, accs in (("engine", engine), ("plain", plain)):
         print(f"{name:6}: mean {statistics.mean(accs):.4f}  min {min(accs):.4f}  max {max(accs):.4f}  "

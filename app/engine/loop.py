@@ -23,6 +23,7 @@ from app.engine.losses import make_loss, predictions
 from app.engine.optim import EarlyStopping, make_optimizer, make_scheduler, optimizer_kwargs
 from app.engine.runtime import mixed_precision, peak_memory, resolve_device, seed_everything, tune_for
 from app.engine.types import (
+    NORMALIZE_MODES,
     DatasetArrays,
     DivergedError,
     EngineError,
@@ -45,6 +46,8 @@ def _check_config(job: TrainJob) -> None:
         raise EngineError("l2 must not be negative")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise EngineError("grad_clip must be above 0 (or unset)")
+    if cfg.normalize not in NORMALIZE_MODES:
+        raise EngineError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {cfg.normalize!r}")
 
 
 def _output_size(model: nn.Module, data: DeviceData) -> int:
@@ -79,7 +82,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         model = build_model(job.spec, data.input_shape, weights_root=job.weights_root)
     channels_last = device.type == "cuda" and cfg.channels_last and len(data.input_shape) == 3
     dd = DeviceData(data, device, max_train_samples=cfg.max_train_samples, seed=cfg.seed,
-                    channels_last=channels_last)
+                    channels_last=channels_last, normalize=cfg.normalize)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # NHWC: what tensor-core convolutions want

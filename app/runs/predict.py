@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.core.config import get_settings
 from app.core.errors import Conflict, EngineUnavailable, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
+from app.engine.types import input_normalization
 from app.runs import service as runs_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,11 @@ def prepare_image(image: bytes, input_shape: list[int], mean: list[float] | None
     if picture.mode in ("RGBA", "LA"):  # transparent canvas drawings: composite onto black
         background = Image.new("RGBA", picture.size, (0, 0, 0, 255))
         picture = Image.alpha_composite(background, picture.convert("RGBA"))
-    picture = picture.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+    picture = picture.convert("L" if channels == 1 else "RGB")
+    # Shrinking averages each pixel's area (exact for an enlarged sample, e.g. a 112-px PNG of an
+    # 8x8 digit); bilinear's wider filter would blur neighbours together. Enlarging interpolates.
+    shrinking = picture.width >= width and picture.height >= height
+    picture = picture.resize((width, height), Image.BOX if shrinking else Image.BILINEAR)
     array = np.asarray(picture, dtype=np.float32) / 255.0
     array = array[None, :, :] if channels == 1 else array.transpose(2, 0, 1)
     if mean is not None and std is not None:
@@ -92,7 +97,8 @@ def predict(*, db_session: Session, run_id: int, image: bytes, top_k: int = 5) -
     if len(shape) != 3:
         raise InvalidInput(f"predicting from an image needs an image data set; '{run.dataset}' has samples of "
                            f"shape {tuple(shape)}", [{"field": "file", "message": "not an image model"}])
-    array = prepare_image(image, shape, info.mean, info.std)
+    mean, std = input_normalization(run.config.get("normalize", "auto"), shape, info.mean, info.std)
+    array = prepare_image(image, shape, mean, std)
     answer = _predictor.request({
         "spec": run.spec, "weights": str(weights), "shape": shape, "top_k": min(top_k, len(info.class_names)),
         "input": base64.b64encode(array.tobytes()).decode(),

@@ -81,6 +81,8 @@ class TrainConfigIn(BaseModel):
     mixed_precision: bool = True
     channels_last: bool = True
     val_split: float = Field(default=0.1, ge=0, lt=0.9)
+    # "auto": images scaled to [0, 1] (the Keras tutorials' x / 255), points and CSV columns standardized.
+    normalize: Literal["auto", "scale", "standardize"] = "auto"
     top_k: int = Field(default=5, ge=1, le=20)
     max_train_samples: int | None = Field(default=None, ge=1)
 

@@ -24,6 +24,7 @@ LOSSES = ("cross_entropy", "mse", "binary_cross_entropy")
 SCHEDULES = ("", "step", "cosine", "plateau")
 MONITORS = ("val_loss", "val_accuracy")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+NORMALIZATIONS = ("auto", "scale", "standardize")
 # Specs offered in the model list next to saved architectures and presets (no input shape: it
 # comes from the data set).
 QUICK_SPECS = {
@@ -51,7 +52,7 @@ CHECKBOXES = ("config.mixed_precision", "config.channels_last", "config.optimize
 DEFAULTS: dict[str, str] = {
     "config.epochs": "5", "config.batch_size": "32", "config.optimizer.name": "adam",
     "config.optimizer.lr": "0.001", "config.loss": "cross_entropy", "config.l2": "0", "config.seed": "0",
-    "config.device": "auto", "config.val_split": "0.1", "config.top_k": "5",
+    "config.device": "auto", "config.val_split": "0.1", "config.normalize": "auto", "config.top_k": "5",
     "config.mixed_precision": "1", "config.channels_last": "1",
     "config.schedule.step_size": "", "config.schedule.gamma": "", "config.early_stopping.monitor": "val_loss",
     "config.early_stopping.patience": "3", "config.early_stopping.min_delta": "0",
@@ -175,7 +176,7 @@ def _body(run_form: RunForm) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for key in ("epochs", "batch_size", "l2", "grad_clip", "seed", "val_split", "top_k", "max_train_samples"):
         _put(config, key, _number(run_form, f"config.{key}"))
-    for key in ("loss", "device"):
+    for key in ("loss", "device", "normalize"):
         _put(config, key, run_form.value(f"config.{key}") or None)
     config["mixed_precision"] = run_form.checked("config.mixed_precision")
     config["channels_last"] = run_form.checked("config.channels_last")

@@ -140,6 +140,7 @@ def _form_page(request: Request, db_session: Any, posted: run_form.RunForm, stat
         "form": posted, "architectures": architectures, "presets": presets.list_presets(), "datasets": datasets,
         "quick_specs": run_form.QUICK_SPECS, "optimizers": run_form.OPTIMIZERS, "losses": run_form.LOSSES, "schedules": run_form.SCHEDULES,
         "monitors": run_form.MONITORS, "devices": run_form.DEVICES,
+        "normalizations": run_form.NORMALIZATIONS,
         "optimizer_settings": {name: sorted(keys) for name, keys in run_form.OPTIMIZER_SETTINGS.items()},
     }, partial="runs/_form.html", status_code=status_code)
 

@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 
 from app.engine import metrics
 from app.engine.data import DeviceData
-from app.engine.types import DatasetArrays
+from app.engine.types import DatasetArrays, input_normalization
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -62,9 +62,9 @@ def _arrays(x: np.ndarray, mean, std) -> DatasetArrays:
 def test_batches_cover_each_sample_once_and_normalize_alike(monkeypatch):
     x = np.random.default_rng(0).integers(0, 256, (50, 3, 4, 4)).astype(np.uint8)
     arrays = _arrays(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
-    once = DeviceData(arrays, torch.device("cpu"))
+    once = DeviceData(arrays, torch.device("cpu"), normalize="standardize")
     monkeypatch.setattr("app.engine.data.FLOAT_ONCE_BUDGET", 0)
-    per_batch = DeviceData(arrays, torch.device("cpu"))
+    per_batch = DeviceData(arrays, torch.device("cpu"), normalize="standardize")
     assert once.float_once and not per_batch.float_once
     expected = (torch.from_numpy(x).float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
         / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
@@ -76,6 +76,32 @@ def test_batches_cover_each_sample_once_and_normalize_alike(monkeypatch):
         order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
         assert torch.equal(ys, torch.from_numpy(arrays.y_train)[order])
         assert torch.allclose(xs, expected[order], atol=1e-5)
+
+
+def _train_inputs(data: DeviceData) -> torch.Tensor:
+    return torch.cat([data.prepare(x) for x, _, _ in data.train_batches(64, torch.Generator().manual_seed(0))])
+
+
+def test_auto_scales_images_to_unit_range_and_standardizes_features():
+    pixels = np.random.default_rng(0).integers(0, 256, (50, 1, 4, 4)).astype(np.uint8)
+    images = _arrays(pixels, [0.5], [0.2])
+    for mode in ("auto", "scale"):  # the Keras tutorials' x / 255
+        xs = _train_inputs(DeviceData(images, torch.device("cpu"), normalize=mode))
+        assert xs.min() >= 0 and xs.max() <= 1 and xs.max() > 0.9
+    standardized = _train_inputs(DeviceData(images, torch.device("cpu"), normalize="standardize"))
+    assert standardized.min() < -2 and standardized.max() > 2  # (x/255 - 0.5) / 0.2
+
+    features = np.random.default_rng(1).normal(100.0, 5.0, (50, 3)).astype(np.float32)
+    columns = _arrays(features, features.mean(0).tolist(), features.std(0).tolist())
+    for mode in ("auto", "standardize"):
+        xs = _train_inputs(DeviceData(columns, torch.device("cpu"), normalize=mode))
+        assert abs(float(xs.mean())) < 0.1 and abs(float(xs.std()) - 1) < 0.1
+    assert float(_train_inputs(DeviceData(columns, torch.device("cpu"), normalize="scale")).mean()) > 90
+
+
+def test_unknown_normalization_is_refused():
+    with pytest.raises(ValueError, match="normalize must be one of auto, scale, standardize"):
+        input_normalization("minmax", [1, 28, 28], [0.1], [0.3])
 
 
 def test_max_train_samples():

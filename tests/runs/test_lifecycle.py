@@ -186,3 +186,36 @@ def test_restart_picks_up_queued_runs_and_marks_orphans_interrupted(tmp_path):
             assert done["status"] == "completed"
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize("normalize", ["auto", "standardize"])
+def test_predict_prepares_images_the_way_the_run_was_trained(api, server, normalize):
+    """The data set's own test images uploaded as PNGs get the probabilities the engine computes on them."""
+    import torch
+    from safetensors.torch import load as load_safetensors
+
+    from app.datasets import registry
+    from app.engine.build import build_model
+    from app.engine.data import DeviceData
+
+    run = api.post("/api/runs", json=run_body(epochs=4, normalize=normalize)).json()
+    done = wait_status(api, run["id"], "completed", "failed")
+    assert done["status"] == "completed", done["failure_reason"]
+    assert done["config"]["normalize"] == normalize
+    model = build_model(done["spec"], load_pretrained=False).eval()
+    model.load_state_dict(load_safetensors(api.get(f"/api/runs/{run['id']}/artifacts/weights").content))
+    arrays = registry.load_dataset("digits", server.data_dir, download=False)
+    x_test, y_test = DeviceData(arrays, torch.device("cpu"), normalize=normalize).splits["test"]
+    with torch.no_grad():
+        expected = torch.softmax(model(x_test[:12]), dim=1)
+    correct = 0
+    for index in range(12):
+        png = api.get(f"/api/datasets/digits/samples/{index}.png").content
+        answer = api.post(f"/api/runs/{run['id']}/predict", files={"file": ("digit.png", png, "image/png")},
+                          params={"top_k": 3})
+        assert answer.status_code == 200, answer.text
+        top = answer.json()["predictions"]
+        assert [p["index"] for p in top] == expected[index].topk(3).indices.tolist()
+        assert top[0]["probability"] == pytest.approx(float(expected[index].max()), abs=0.02)
+        correct += top[0]["index"] == int(y_test[index])
+    assert correct >= 9, f"{correct}/12 test digits predicted right"

@@ -33,6 +33,7 @@ CIFAR_CNN = {"input_shape": [3, 32, 32], "layers": [
     (run_body(spec={"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 3}]}), "Dense(10)"),
     (run_body(spec={"layers": [{"type": "Dense", "units": -4}]}), "layer"),
     (run_body(device="tpu"), "device"),
+    (run_body(normalize="minmax"), "normalize"),
     (run_body(colour="blue"), "colour"),
     ({"dataset": "digits"}, "exactly one of"),
     ({"preset": "no-such-preset", "dataset": "digits"}, "no-such-preset"),

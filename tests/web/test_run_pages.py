@@ -109,7 +109,7 @@ def test_launch_form_offers_every_setting_and_available_data_sets(client):
                  "config.optimizer.beta2", "config.optimizer.weight_decay", "config.loss", "config.l2",
                  "config.schedule.name", "config.schedule.step_size", "config.schedule.gamma",
                  "config.early_stopping.enabled", "config.early_stopping.patience", "config.grad_clip",
-                 "config.seed", "config.device", "config.val_split", "config.mixed_precision"):
+                 "config.seed", "config.device", "config.val_split", "config.normalize", "config.mixed_precision"):
         assert f'name="{name}"' in html, name
     assert re.search(r'<option value="preset:mnist-mlp" selected>', html)
     assert re.search(r'<option value="digits"\s*>', html)
@@ -146,7 +146,8 @@ def test_valid_form_queues_the_run_and_opens_its_page(client):
         "config.optimizer.name": "sgd", "config.optimizer.momentum": "0.9", "config.optimizer.nesterov": "1",
         "config.optimizer.beta1": "0.5",  # an Adam setting left in a hidden field is ignored
         "config.schedule.name": "step", "config.schedule.step_size": "2", "config.schedule.gamma": "0.5",
-        "config.early_stopping.enabled": "1", "config.early_stopping.patience": "2", "config.grad_clip": "1.5"})
+        "config.early_stopping.enabled": "1", "config.early_stopping.patience": "2", "config.grad_clip": "1.5",
+        "config.normalize": "standardize"})
     response = client.post("/runs", data=form, headers=HTMX)
     assert response.status_code == 200
     assert response.headers["HX-Redirect"] == "/runs/1"
@@ -154,6 +155,7 @@ def test_valid_form_queues_the_run_and_opens_its_page(client):
     assert config["optimizer"] == {"name": "sgd", "lr": 0.001, "momentum": 0.9, "nesterov": True}
     assert config["schedule"] == {"name": "step", "step_size": 2, "gamma": 0.5}
     assert config["early_stopping"]["patience"] == 2 and config["grad_clip"] == 1.5
+    assert config["normalize"] == "standardize"
     page = client.get("/runs/1")
     assert page.status_code == 200 and 'data-status="queued"' in page.text
     assert "Dense 10, softmax" in page.text  # the architecture table and diagram
