@@ -59,27 +59,29 @@ def _arrays(x: np.ndarray, mean, std) -> DatasetArrays:
     return DatasetArrays("t", x, y, x[:4], y[:4], x[:5], y[:5], ["a", "b", "c"], list(x.shape[1:]), mean, std)
 
 
-def test_batches_cover_each_sample_once_and_normalize_alike(monkeypatch):
+@pytest.mark.parametrize("chunk", [4096, 20, 3])
+def test_batches_cover_each_sample_once_in_one_permutation_normalized(monkeypatch, chunk):
+    monkeypatch.setattr("app.engine.data.CHUNK_SAMPLES", chunk)  # 3 < batch size: one batch per chunk
     x = np.random.default_rng(0).integers(0, 256, (50, 3, 4, 4)).astype(np.uint8)
     arrays = _arrays(x, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
-    once = DeviceData(arrays, torch.device("cpu"), normalize="standardize")
-    monkeypatch.setattr("app.engine.data.FLOAT_ONCE_BUDGET", 0)
-    per_batch = DeviceData(arrays, torch.device("cpu"), normalize="standardize")
-    assert once.float_once and not per_batch.float_once
+    data = DeviceData(arrays, torch.device("cpu"), normalize="standardize")
+    assert data.splits["train"][0].dtype == torch.uint8  # stored as 8 bits, normalized per chunk
     expected = (torch.from_numpy(x).float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) \
         / torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
-    for data in (once, per_batch):
-        batches = list(data.train_batches(16, torch.Generator().manual_seed(0)))
-        assert [n for *_, n in batches] == [16, 16, 16, 2]
-        xs = torch.cat([b[0] for b in batches])
-        ys = torch.cat([b[1] for b in batches])
-        order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
-        assert torch.equal(ys, torch.from_numpy(arrays.y_train)[order])
-        assert torch.allclose(xs, expected[order], atol=1e-5)
+    batches = list(data.train_batches(16, torch.Generator().manual_seed(0)))
+    assert [n for *_, n in batches] == [16, 16, 16, 2]
+    xs = torch.cat([b[0] for b in batches])
+    ys = torch.cat([b[1] for b in batches])
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ys, torch.from_numpy(arrays.y_train)[order])
+    assert torch.allclose(xs, expected[order], atol=1e-5)
+    evaluated = torch.cat([b[0] for b in data.eval_batches("test", 2)])
+    assert torch.allclose(evaluated, expected[:5], atol=1e-5)
+    assert torch.equal(data.splits["train"][0], torch.from_numpy(x))  # normalizing never touches the store
 
 
 def _train_inputs(data: DeviceData) -> torch.Tensor:
-    return torch.cat([data.prepare(x) for x, _, _ in data.train_batches(64, torch.Generator().manual_seed(0))])
+    return torch.cat([x for x, _, _ in data.train_batches(64, torch.Generator().manual_seed(0))])
 
 
 def test_auto_scales_images_to_unit_range_and_standardizes_features():

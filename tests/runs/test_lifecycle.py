@@ -205,7 +205,7 @@ def test_predict_prepares_images_the_way_the_run_was_trained(api, server, normal
     model = build_model(done["spec"], load_pretrained=False).eval()
     model.load_state_dict(load_safetensors(api.get(f"/api/runs/{run['id']}/artifacts/weights").content))
     arrays = registry.load_dataset("digits", server.data_dir, download=False)
-    x_test, y_test = DeviceData(arrays, torch.device("cpu"), normalize=normalize).splits["test"]
+    x_test, y_test, _ = next(DeviceData(arrays, torch.device("cpu"), normalize=normalize).eval_batches("test", 12))
     with torch.no_grad():
         expected = torch.softmax(model(x_test[:12]), dim=1)
     correct = 0
