@@ -14,7 +14,18 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The real MNIST / Fashion-MNIST files the data tests import (TRAINBOARD_SHARED_DATA overrides).
+SHARED_DATA = Path(os.environ.get("TRAINBOARD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def mnist_files() -> Path:
+    """The real MNIST idx files: tests that need them fail (never skip) when they are missing."""
+    folder = SHARED_DATA / "mnist"
+    if not folder.is_dir():
+        pytest.fail(f"the real MNIST files are not at {folder}: set TRAINBOARD_SHARED_DATA to the folder "
+                    "that holds mnist/ (train-images-idx3-ubyte.gz, ...)")
+    return folder
 
 
 @pytest.fixture

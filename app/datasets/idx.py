@@ -138,8 +138,10 @@ def read_cifar10(src_dir: Path | str) -> dict[str, np.ndarray]:
     }
 
 
-def import_idx(name: str, src_dir: Path | str, data_dir: Path | str) -> Path:
-    """Import a local copy of mnist, fashion_mnist or cifar10 into the cache (checksums verified)."""
+def import_idx(name: str, src_dir: Path | str, data_dir: Path | str, *, replace: bool = True) -> Path:
+    """Import a local copy of mnist, fashion_mnist or cifar10 into the cache (checksums verified).
+
+    `replace=False` keeps a complete copy another process wrote meanwhile (see store.write_dataset)."""
     from app.datasets.registry import BUILTINS  # the registry imports this module
 
     if not Path(src_dir).is_dir():
@@ -151,4 +153,4 @@ def import_idx(name: str, src_dir: Path | str, data_dir: Path | str) -> Path:
     else:
         raise InvalidInput(f"cannot import {name!r} from files: only mnist, fashion_mnist and cifar10 "
                            "can (use an upload for your own data)")
-    return store.write_dataset(data_dir, name, arrays, BUILTINS[name].meta(arrays["x_train"]))
+    return store.write_dataset(data_dir, name, arrays, BUILTINS[name].meta(arrays["x_train"]), replace=replace)

@@ -147,10 +147,10 @@ def ensure_cached(name: str, data_dir: Path | str, *, download: bool = True) -> 
             raise DatasetUnavailable(_how_to_import(name))
         from app.datasets.idx import import_idx
 
-        import_idx(name, src, data_dir)
+        import_idx(name, src, data_dir, replace=False)
         return
     arrays = sources.generate(name)
-    store.write_dataset(data_dir, name, arrays, info.meta(arrays["x_train"]))
+    store.write_dataset(data_dir, name, arrays, info.meta(arrays["x_train"]), replace=False)
 
 
 def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

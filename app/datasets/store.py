@@ -49,11 +49,14 @@ def read_arrays(data_dir: Path | str, name: str, *, mmap: bool = False) -> dict[
     return {a: np.load(folder / f"{a}.npy", mmap_mode=mode, allow_pickle=False) for a in ARRAY_NAMES}
 
 
-def write_dataset(data_dir: Path | str, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+def write_dataset(data_dir: Path | str, name: str, arrays: dict[str, np.ndarray], meta: dict[str, Any], *,
+                  replace: bool = True) -> Path:
     """Write arrays + meta into a temp folder inside data_dir, then rename it into place.
 
-    Readers never see a half-written data set, and a failure leaves nothing behind. If another
-    process materialized the same data set meanwhile, its copy wins and ours is discarded.
+    Readers never see a half-written data set, and a failure leaves nothing behind. With
+    `replace=False` (materializing a built-in on first use) a complete copy that another process
+    wrote meanwhile wins and ours is discarded: swapping it out would pull files from under the
+    trainers already reading it. An explicit re-import (`replace=True`) swaps in the new copy.
     """
     root = datasets_root(data_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -65,6 +68,8 @@ def write_dataset(data_dir: Path | str, name: str, arrays: dict[str, np.ndarray]
         meta = {**meta, "name": name, "train_size": int(len(arrays["y_train"])),
                 "test_size": int(len(arrays["y_test"]))}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if not replace and is_cached(data_dir, name):
+            return final
         if final.exists():
             # Re-import: move the old copy aside first so the swap is one rename.
             old = Path(tempfile.mkdtemp(prefix=f".old-{name}-", dir=root))

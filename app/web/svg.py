@@ -84,3 +84,81 @@ def _arrow(start: int, end: int) -> str:
         f'<path class="dia-arrow" d="M{middle} {start + 3} V{end - 5} '
         f'M{middle - 4} {end - 9} L{middle} {end - 4} L{middle + 4} {end - 9}"/>'
     )
+
+
+# ---------- scatter: accuracy against a cost, with the Pareto front ----------
+
+PLOT_W, PLOT_H = 360, 240
+MARGIN = {"left": 52, "right": 14, "top": 12, "bottom": 40}
+
+
+@dataclass(frozen=True)
+class ScatterPoint:
+    """One run: its label ('#3'), colour, the cost (x) and the accuracy (y)."""
+
+    label: str
+    color: str
+    x: float
+    y: float
+    title: str = ""
+
+
+def scatter(points: Sequence[ScatterPoint], *, x_label: str, y_label: str, x_format, front: Sequence[int] = (),
+            log_x: bool = False, chart_id: str = "scatter") -> Markup:
+    """Points with their labels; the runs on the front (indices into points) joined by a step line."""
+    inner_w = PLOT_W - MARGIN["left"] - MARGIN["right"]
+    inner_h = PLOT_H - MARGIN["top"] - MARGIN["bottom"]
+    transform = (lambda v: math.log10(max(v, 1e-12))) if log_x else (lambda v: v)  # noqa: E731
+    xs, ys = [transform(p.x) for p in points], [p.y for p in points]
+    x_lo, x_hi = _padded(min(xs), max(xs))
+    y_lo, y_hi = _padded(min(ys), max(ys))
+    y_hi = min(y_hi, 1.0) if max(ys) <= 1.0 else y_hi
+
+    def px(v: float) -> float:
+        return MARGIN["left"] + (transform(v) - x_lo) / (x_hi - x_lo) * inner_w
+
+    def py(v: float) -> float:
+        return MARGIN["top"] + (1 - (v - y_lo) / (y_hi - y_lo)) * inner_h
+
+    parts = [
+        f'<svg class="scatter" id="{escape(chart_id)}" viewBox="0 0 {PLOT_W} {PLOT_H}" role="img" '
+        f'aria-labelledby="{escape(chart_id)}-title" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="{escape(chart_id)}-title">{escape(y_label)} against {escape(x_label)}</title>',
+        f'<rect class="sc-frame" x="{MARGIN["left"]}" y="{MARGIN["top"]}" width="{inner_w}" height="{inner_h}"/>',
+    ]
+    for i in range(5):  # y grid and ticks
+        value = y_lo + (y_hi - y_lo) * i / 4
+        y = py(value)
+        parts.append(f'<line class="sc-grid" x1="{MARGIN["left"]}" x2="{PLOT_W - MARGIN["right"]}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        parts.append(f'<text class="sc-tick" x="{MARGIN["left"] - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.1%}</text>')
+    for i in range(4):  # x ticks
+        t = x_lo + (x_hi - x_lo) * i / 3
+        value = 10 ** t if log_x else t
+        x = MARGIN["left"] + inner_w * i / 3
+        parts.append(f'<text class="sc-tick" x="{x:.1f}" y="{PLOT_H - MARGIN["bottom"] + 16}" '
+                     f'text-anchor="middle">{escape(x_format(value))}</text>')
+    parts.append(f'<text class="sc-axis" x="{MARGIN["left"] + inner_w / 2}" y="{PLOT_H - 6}" '
+                 f'text-anchor="middle">{escape(x_label)}{" (log scale)" if log_x else ""}</text>')
+    on_front = [points[i] for i in front]
+    if len(on_front) > 1:
+        path = [f"M{px(on_front[0].x):.1f} {py(on_front[0].y):.1f}"]
+        for point in on_front[1:]:
+            path.append(f"H{px(point.x):.1f} V{py(point.y):.1f}")
+        parts.append(f'<path class="sc-front" d="{" ".join(path)}"/>')
+    for index, point in enumerate(points):
+        x, y = px(point.x), py(point.y)
+        css = "sc-point sc-on-front" if index in front else "sc-point"
+        parts.append(f'<g class="{css}" data-label="{escape(point.label)}"><title>{escape(point.title or point.label)}</title>'
+                     f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{escape(point.color)}"/>'
+                     f'<text class="sc-label" x="{x + 9:.1f}" y="{y - 7:.1f}">{escape(point.label)}</text></g>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _padded(lo: float, hi: float) -> tuple[float, float]:
+    """The axis range: the data plus 8% on each side (a lone value gets a unit-wide range)."""
+    if hi - lo < 1e-12:
+        spread = abs(lo) * 0.1 or 0.5
+        return lo - spread, hi + spread
+    pad = (hi - lo) * 0.08
+    return lo - pad, hi + pad

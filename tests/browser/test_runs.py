@@ -130,3 +130,35 @@ def test_reload_mid_run_has_no_gap_or_duplicate_then_cancel(live_server, page: P
     expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
     seqs = page.evaluate("window.trainboardRun.seqs()")
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_tick_runs_on_the_dashboard_and_compare_them(live_server, page: Page):
+    """Ticks survive the live rows re-rendering; the compare page overlays both runs' curves."""
+    page.set_default_timeout(WAIT_MS)
+    page.goto(live_server.url + "/")
+    page.wait_for_load_state("networkidle")
+    first = launch_api(live_server, epochs=3)
+    with live_server.api() as api:
+        wide = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 64, "activation": "relu"},
+                           {"type": "Dense", "units": 10, "activation": "softmax"}]}
+        second = api.post("/api/runs", json={"spec": wide, "dataset": "digits", "config": {"epochs": 3}}).json()["id"]
+    for run_id in (first, second):  # tick them while they are queued or training
+        page.locator(f"#compare-{run_id}").check()
+    for run_id in (first, second):
+        expect(page.locator(f"#run-row-{run_id} [data-status-badge]")).to_have_text("completed")
+        expect(page.locator(f"#run-row-{run_id}")).to_contain_text("epoch 3 of 3")  # the row re-rendered
+        expect(page.locator(f"#compare-{run_id}")).to_be_checked()
+
+    page.get_by_role("button", name="Compare selected").click()
+    expect(page).to_have_url(re.compile(r"/compare\?runs=\d+&runs=\d+$"))
+    expect(page.locator("#compare-table tbody tr")).to_have_count(2)
+    expect(page.locator("#cmp-val_accuracy")).to_have_attribute("data-series", "2")
+    expect(page.locator("#cmp-val_accuracy")).to_have_attribute("data-points", "6")
+    expect(page.locator("#cmp-val_accuracy canvas")).to_have_count(1)
+    expect(page.locator("#scatter-total_params circle")).to_have_count(2)
+    expect(page.locator("#differences")).to_contain_text("layers")
+    # Change the selection from the picker: one run is a comparison of one.
+    page.locator("#picker summary").click()
+    page.locator(f"#pick-{second}").uncheck()
+    page.get_by_role("button", name="Compare", exact=True).click()
+    expect(page.locator("#compare-table tbody tr")).to_have_count(1)

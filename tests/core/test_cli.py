@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, SHARED_DATA, LiveServer
+from tests.conftest import ROOT, LiveServer
 from tests.runs.helpers import DIGITS_MLP
 
 pytestmark = pytest.mark.xdist_group("cli")
@@ -21,8 +21,8 @@ def _cli(*args: str, data_dir, timeout: float = 120) -> subprocess.CompletedProc
                           text=True, timeout=timeout)
 
 
-def test_data_import_checks_files_and_lists_the_set(tmp_path):
-    result = _cli("data", "import", "mnist", str(SHARED_DATA / "mnist"), data_dir=tmp_path)
+def test_data_import_checks_files_and_lists_the_set(tmp_path, mnist_files):
+    result = _cli("data", "import", "mnist", str(mnist_files), data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "60000 training and 10000 test samples" in result.stdout
     listing = _cli("data", "list", data_dir=tmp_path).stdout

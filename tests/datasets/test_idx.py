@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,9 @@ from PIL import Image
 from app.core.errors import InvalidInput
 from app.datasets import idx, registry
 
-MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
-needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="shared MNIST copy not present")
 
-
-@needs_mnist
-def test_import_real_mnist(tmp_path):
-    info = registry.import_idx("mnist", MNIST, tmp_path)
+def test_import_real_mnist(tmp_path, mnist_files):
+    info = registry.import_idx("mnist", mnist_files, tmp_path)
     assert (info.train_size, info.test_size, info.available) == (60000, 10000, True)
     data = registry.load_dataset("mnist", tmp_path)
     assert data.x_train.shape[1:] == (1, 28, 28) and data.x_train.dtype == np.uint8
@@ -29,10 +24,9 @@ def test_import_real_mnist(tmp_path):
     assert Image.open(io.BytesIO(png)).size == (112, 112)
 
 
-@needs_mnist
-def test_corrupted_copy_is_refused(tmp_path):
+def test_corrupted_copy_is_refused(tmp_path, mnist_files):
     src = tmp_path / "src"
-    shutil.copytree(MNIST, src)
+    shutil.copytree(mnist_files, src)
     raw = bytearray(gzip.decompress((src / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     raw[100] = (raw[100] + 1) % 10
     (src / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -49,9 +43,8 @@ def test_missing_files_and_unknown_names(tmp_path):
         registry.import_idx("digits", tmp_path, tmp_path)
 
 
-@needs_mnist
-def test_torchvision_layout_is_found_offline(tmp_path):
-    shutil.copytree(MNIST, tmp_path / "MNIST" / "raw")
+def test_torchvision_layout_is_found_offline(tmp_path, mnist_files):
+    shutil.copytree(mnist_files, tmp_path / "MNIST" / "raw")
     assert registry.get_dataset_info("mnist", tmp_path).available
     data = registry.load_dataset("mnist", tmp_path, download=False)
     assert len(data.y_test) == 10000

@@ -81,3 +81,19 @@ def test_registry_import_does_not_import_torch():
             "print('torch' in sys.modules, 'torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_first_use_never_swaps_out_a_copy_that_trainers_are_reading(tmp_path):
+    """Eight trainers may materialize a built-in at once: the first complete copy stays in place."""
+    from app.datasets import sources, store
+
+    registry.ensure_cached("digits", tmp_path)
+    x_test = store.dataset_dir(tmp_path, "digits") / "x_test.npy"
+    inode = x_test.stat().st_ino
+    arrays = sources.generate("digits")
+    meta = registry.BUILTINS["digits"].meta(arrays["x_train"])
+    store.write_dataset(tmp_path, "digits", arrays, meta, replace=False)  # a late second materializer
+    assert x_test.stat().st_ino == inode
+    store.write_dataset(tmp_path, "digits", arrays, meta)  # an explicit re-import swaps it
+    assert x_test.stat().st_ino != inode
+    assert not [p for p in store.datasets_root(tmp_path).iterdir() if p.name.startswith(".")]  # no temp left

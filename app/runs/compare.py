@@ -1,0 +1,213 @@
+"""Compare runs side by side: headline numbers, per-epoch curves, the settings that differ, and
+which runs are on the accuracy-versus-cost Pareto front (parameters, training time, memory).
+
+The tutorial's closing exercise ("compare CNNs and RNNs on training time and memory") is one
+call: `compare(db_session=..., run_ids=[cnn_run, rnn_run])`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.architectures import service as architectures_service
+from app.architectures.models import Architecture
+from app.core.errors import DomainError, InvalidInput, NotFound
+from app.runs.models import Evaluation, Run, RunEvent
+
+MAX_RUNS = 12
+CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+# Cost axes of the Pareto fronts: (key in RunSummary, what it is called).
+COSTS = {"total_params": "parameters", "train_time_s": "training time", "peak_memory_bytes": "peak memory"}
+# Headline columns and whether a larger value is better.
+BETTER = {"test_accuracy": True, "macro_f1": True, "best_val_accuracy": True, "test_loss": False,
+          "total_params": False, "flops": False, "train_time_s": False, "time_per_epoch_s": False,
+          "samples_per_sec": True, "peak_memory_bytes": False}
+
+
+@dataclass
+class RunSummary:
+    """One run's headline numbers (None where the run has not produced them)."""
+
+    id: int
+    name: str
+    status: str
+    dataset: str
+    model: str  # preset name, saved architecture name, or "custom"
+    layers: str  # "Conv2D 32, relu → MaxPooling2D 2×2 → ..."
+    epochs: int
+    epochs_total: int
+    total_params: int
+    flops: int | None
+    test_accuracy: float | None
+    test_loss: float | None
+    macro_f1: float | None
+    best_val_accuracy: float | None
+    train_time_s: float | None
+    time_per_epoch_s: float | None
+    samples_per_sec: float | None
+    peak_memory_bytes: int | None
+    config: dict[str, Any]
+    curves: dict[str, list[float | None]] = field(default_factory=dict)  # "epoch" + CURVES
+
+
+@dataclass
+class Comparison:
+    runs: list[RunSummary]
+    differences: list[dict[str, Any]]  # [{"setting": "optimizer.lr", "values": [per run]}]
+    same: list[dict[str, Any]]  # [{"setting": "batch_size", "value": 32}]
+    best: dict[str, list[int]]  # column → ids of the runs with the best value
+    pareto: dict[str, list[int]]  # cost → ids on the front, cheapest first
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_ids(values: Iterable[str]) -> list[int]:
+    """'3,5' and repeated values alike → [3, 5], in order, without duplicates; InvalidInput otherwise."""
+    ids: list[int] = []
+    for value in values:
+        for part in str(value).replace(" ", ",").split(","):
+            if not part:
+                continue
+            if not part.lstrip("#").isdigit():
+                raise InvalidInput(f"'{part}' is not a run id: give run numbers such as runs=3,5",
+                                   [{"field": "runs", "message": "run ids are whole numbers"}])
+            run_id = int(part.lstrip("#"))
+            if run_id not in ids:
+                ids.append(run_id)
+    return ids
+
+
+def compare(*, db_session: Session, run_ids: Sequence[int]) -> Comparison:
+    """Everything the compare page and `GET /api/compare` show, for up to MAX_RUNS runs."""
+    if not run_ids:
+        raise InvalidInput("choose at least one run to compare", [{"field": "runs", "message": "no runs chosen"}])
+    if len(run_ids) > MAX_RUNS:
+        raise InvalidInput(f"{len(run_ids)} runs chosen: compare at most {MAX_RUNS} at a time",
+                           [{"field": "runs", "message": f"at most {MAX_RUNS}"}])
+    runs = {run.id: run for run in db_session.scalars(select(Run).where(Run.id.in_(list(run_ids))))}
+    missing = [run_id for run_id in run_ids if run_id not in runs]
+    if missing:
+        listed = ", ".join(str(i) for i in missing)
+        raise NotFound(f"run {listed} does not exist" if len(missing) == 1 else f"runs {listed} do not exist")
+    ordered = [runs[run_id] for run_id in run_ids]
+    names = _architecture_names(db_session, ordered)
+    curves = _curves(db_session, run_ids)
+    f1 = _macro_f1(db_session, run_ids)
+    summaries = [_summary(run, names, curves.get(run.id, {}), f1.get(run.id)) for run in ordered]
+    differences, same = _settings(summaries)
+    return Comparison(runs=summaries, differences=differences, same=same, best=_best(summaries),
+                      pareto={cost: pareto_front(summaries, cost) for cost in COSTS})
+
+
+def pareto_front(runs: Sequence[RunSummary], cost: str) -> list[int]:
+    """Ids of the runs no other run beats on both test accuracy and `cost`, cheapest first."""
+    scored = sorted((getattr(r, cost), -r.test_accuracy, r.id) for r in runs
+                    if r.test_accuracy is not None and getattr(r, cost) is not None)
+    front, best = [], -math.inf
+    for _, negative_accuracy, run_id in scored:
+        if -negative_accuracy > best:
+            front.append(run_id)
+            best = -negative_accuracy
+    return front
+
+
+def _architecture_names(db_session: Session, runs: Sequence[Run]) -> dict[int, str]:
+    ids = {run.architecture_id for run in runs if run.architecture_id}
+    if not ids:
+        return {}
+    return dict(db_session.execute(select(Architecture.id, Architecture.name).where(Architecture.id.in_(ids))).all())
+
+
+def _curves(db_session: Session, run_ids: Sequence[int]) -> dict[int, dict[int, dict[str, Any]]]:
+    """Per run, the last epoch row for each epoch (a resumed run repeats the epochs after its checkpoint)."""
+    rows = db_session.execute(
+        select(RunEvent.run_id, RunEvent.payload).where(RunEvent.run_id.in_(list(run_ids)), RunEvent.kind == "epoch")
+        .order_by(RunEvent.run_id, RunEvent.seq)
+    )
+    by_run: dict[int, dict[int, dict[str, Any]]] = {}
+    for run_id, payload in rows:
+        if isinstance(payload.get("epoch"), int):
+            by_run.setdefault(run_id, {})[payload["epoch"]] = payload
+    return by_run
+
+
+def _macro_f1(db_session: Session, run_ids: Sequence[int]) -> dict[int, float]:
+    rows = db_session.execute(
+        select(Evaluation.run_id, Evaluation.payload).where(Evaluation.run_id.in_(list(run_ids)),
+                                                            Evaluation.split == "test")
+        .order_by(Evaluation.id)
+    )
+    return {run_id: float(payload["macro"]["f1"]) for run_id, payload in rows
+            if isinstance(payload.get("macro"), dict) and payload["macro"].get("f1") is not None}
+
+
+def _summary(run: Run, names: dict[int, str], epochs: dict[int, dict[str, Any]], macro_f1: float | None) -> RunSummary:
+    try:
+        summary = architectures_service.validate(spec=run.spec)
+        layers = " → ".join(layer.description for layer in summary.layers)
+        flops = summary.flops
+    except DomainError:  # a spec saved under older rules: show the run anyway
+        layers, flops = " → ".join(str(layer.get("type")) for layer in run.spec.get("layers", [])), None
+    ordered = [epochs[e] for e in sorted(epochs)]
+    curves: dict[str, list[float | None]] = {"epoch": [float(p["epoch"]) for p in ordered]}
+    for key in CURVES:
+        curves[key] = [_number(p.get(key)) for p in ordered]
+    speeds = [s for s in (_number(p.get("samples_per_sec")) for p in ordered) if s]
+    epoch_times = [t for t in (_number(p.get("epoch_time")) for p in ordered) if t]
+    return RunSummary(
+        id=run.id, name=run.name or f"run {run.id}", status=run.status, dataset=run.dataset,
+        model=run.preset or names.get(run.architecture_id or 0) or "custom", layers=layers,
+        epochs=run.epoch or 0, epochs_total=run.epochs_total or 0, total_params=run.total_params or 0, flops=flops,
+        test_accuracy=run.test_accuracy, test_loss=run.test_loss, macro_f1=macro_f1,
+        best_val_accuracy=run.best_val_accuracy, train_time_s=run.train_time_s,
+        time_per_epoch_s=sum(epoch_times) / len(epoch_times) if epoch_times else None,
+        samples_per_sec=sum(speeds) / len(speeds) if speeds else None,
+        peak_memory_bytes=run.peak_memory_bytes, config=dict(run.config or {}), curves=curves,
+    )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _settings(runs: Sequence[RunSummary]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The settings (data set, model, every config key) that differ between the runs, and those that do not."""
+    flats = [{"dataset": r.dataset, "model": r.model, "layers": r.layers, **_flatten(r.config)} for r in runs]
+    keys = list(dict.fromkeys(key for flat in flats for key in flat))
+    differences, same = [], []
+    for key in keys:
+        values = [flat.get(key) for flat in flats]
+        if all(value == values[0] for value in values):
+            same.append({"setting": key, "value": values[0]})
+        else:
+            differences.append({"setting": key, "values": values})
+    return differences, same
+
+
+def _best(runs: Sequence[RunSummary]) -> dict[str, list[int]]:
+    """Per headline column, the runs holding its best value (ties share it); only with two or more values."""
+    best: dict[str, list[int]] = {}
+    for key, larger in BETTER.items():
+        values = [(getattr(r, key), r.id) for r in runs if getattr(r, key) is not None]
+        if len(values) < 2:
+            continue
+        target = (max if larger else min)(v for v, _ in values)
+        best[key] = [run_id for value, run_id in values if value == target]
+    return best

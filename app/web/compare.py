@@ -1,0 +1,73 @@
+"""The compare page: runs side by side (headline table, overlaid curves, accuracy against
+parameters, time and memory with the Pareto front, the settings that differ) and a picker.
+
+Everything comes from `app.runs.compare`; the curves are drawn by static/js/compare.js from a
+JSON block in the page, the scatter plots are server-side SVG.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from app.core.deps import SessionDep
+from app.core.errors import DomainError, NotFound
+from app.runs import compare as compare_service
+from app.runs import service as runs_service
+from app.web.run_views import duration
+from app.web.svg import ScatterPoint, scatter
+from app.web.templating import filesize, render, si
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+# One colour per compared run, readable on light and dark backgrounds (Tableau 10 and two more).
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
+           "#9c755f", "#17becf", "#8c564b", "#7f7f7f")
+PICKER_LIMIT = 100
+X_FORMATS = {"total_params": si, "train_time_s": duration, "peak_memory_bytes": filesize}
+
+
+def scatters(comparison: compare_service.Comparison) -> list[dict[str, Any]]:
+    """One SVG per cost: test accuracy against it, for the runs that have both numbers."""
+    charts = []
+    for cost, label in compare_service.COSTS.items():
+        runs = [(i, r) for i, r in enumerate(comparison.runs)
+                if r.test_accuracy is not None and getattr(r, cost) is not None]
+        if not runs:
+            continue
+        points = [ScatterPoint(label=f"#{r.id}", color=PALETTE[i % len(PALETTE)], x=float(getattr(r, cost)),
+                               y=r.test_accuracy,
+                               title=f"#{r.id} {r.name}: {r.test_accuracy:.2%} at {X_FORMATS[cost](getattr(r, cost))}")
+                  for i, r in runs]
+        ids = [r.id for _, r in runs]
+        front = [ids.index(run_id) for run_id in comparison.pareto[cost]]
+        values = [p.x for p in points]
+        log_x = cost == "total_params" and min(values) > 0 and max(values) / min(values) > 20
+        charts.append({"cost": cost, "label": label, "front": comparison.pareto[cost],
+                       "svg": scatter(points, x_label=label, y_label="test accuracy", x_format=X_FORMATS[cost],
+                                      front=front, log_x=log_x, chart_id=f"scatter-{cost}")})
+    return charts
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, db_session: SessionDep,
+                 runs: list[str] = Query(default=[])) -> HTMLResponse:
+    """With ?runs=3,5 the comparison; without, the picker. A bad selection shows the picker and says why."""
+    comparison, error, status_code, ids = None, None, 200, []
+    try:
+        ids = compare_service.parse_ids(runs)
+        if ids:
+            comparison = compare_service.compare(db_session=db_session, run_ids=ids)
+    except DomainError as exc:
+        error, status_code = exc.message, 404 if isinstance(exc, NotFound) else 422
+    recent, _ = runs_service.list_(db_session=db_session, limit=PICKER_LIMIT)
+    context: dict[str, Any] = {"comparison": comparison, "error": error, "selected": ids, "recent": recent,
+                               "palette": PALETTE, "max_runs": compare_service.MAX_RUNS,
+                               "duration": duration}
+    if comparison is not None:
+        context["scatters"] = scatters(comparison)
+        context["chart_data"] = {"runs": [{"id": r.id, "name": r.name, "color": PALETTE[i % len(PALETTE)],
+                                           "curves": r.curves} for i, r in enumerate(comparison.runs)]}
+    return render(request, "compare/page.html", context, status_code=status_code)

@@ -1,0 +1,46 @@
+// The compare page: one uPlot chart per curve (validation/train accuracy and loss by epoch), one
+// series per run in the run's colour. Runs may have different epoch counts: the x axis is the
+// union of their epochs and a run's missing epochs are gaps.
+(() => {
+  "use strict";
+  const block = document.getElementById("compare-data");
+  if (!block || typeof uPlot === "undefined") return;
+  const data = JSON.parse(block.textContent);
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  const epochs = [...new Set(data.runs.flatMap((run) => run.curves.epoch || []))].sort((a, b) => a - b);
+  const charts = [];
+
+  function column(run, key) {
+    const byEpoch = new Map((run.curves.epoch || []).map((epoch, i) => [epoch, run.curves[key][i]]));
+    return epochs.map((epoch) => (byEpoch.has(epoch) ? byEpoch.get(epoch) : null));
+  }
+
+  for (const key of ["val_accuracy", "val_loss", "train_accuracy", "train_loss"]) {
+    const el = document.getElementById(`cmp-${key}`);
+    if (!el) continue;
+    const series = data.runs.map((run) => ({
+      label: `#${run.id} ${run.name}`, stroke: run.color, width: 2, spanGaps: false,
+      points: { show: epochs.length <= 60, size: 5, fill: run.color },
+      value: (u, v) => (v == null ? "–" : Number(v).toPrecision(4)),
+    }));
+    const columns = [epochs, ...data.runs.map((run) => column(run, key))];
+    const axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border") } };
+    const accuracy = key.endsWith("accuracy");
+    const chart = new uPlot({
+      width: Math.max(el.clientWidth, 200), height: 220,
+      scales: { x: { time: false }, ...(accuracy ? { y: { range: (u, min, max) => [Math.max(0, (min ?? 0) - 0.02), Math.min(1, (max ?? 1) + 0.02)] } } : {}) },
+      axes: [{ ...axis, label: "epoch", labelSize: 18 }, { ...axis, size: 56 }],
+      legend: { live: true }, cursor: { drag: { x: true, y: false } },
+      series: [{ label: "epoch" }, ...series],
+    }, columns, el);
+    el.dataset.series = String(series.length);
+    el.dataset.points = String(columns.slice(1).reduce((n, col) => n + col.filter((v) => v != null).length, 0));
+    charts.push({ chart, el });
+  }
+  if (typeof ResizeObserver !== "undefined") {
+    new ResizeObserver(() => charts.forEach(({ chart, el }) => {
+      const width = Math.max(el.clientWidth, 200);
+      if (Math.abs(width - chart.width) > 2) chart.setSize({ width, height: chart.height });
+    })).observe(document.querySelector(".compare-charts"));
+  }
+})();

@@ -1,0 +1,164 @@
+"""Comparing runs: the service and `GET /api/compare` on runs a trainer would have left behind,
+the compare page, and the dashboard's selection column."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from app.runs.compare import RunSummary, pareto_front
+from tests.runs.helpers import DIGITS_MLP
+
+WIDE_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
+                       {"type": "Dense", "units": 10, "activation": "softmax"}]}
+CNN = {"layers": [{"type": "Conv2D", "filters": 16, "kernel_size": 3, "activation": "relu"},
+                  {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}
+
+
+@pytest.fixture
+def client(data_dir):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(start_executor=False)) as test_client:
+        yield test_client
+
+
+def finished(spec: dict, *, name: str, accuracy: float, train_time: float, memory: int,
+             val_accuracies: list[float], lr: float = 0.001, resumed_at: int | None = None, macro_f1: float = 0.9) -> int:
+    """A completed digits run as its trainer leaves it: epoch rows, a test evaluation, timings."""
+    from app.core.db import session_scope
+    from app.runs import service as runs_service
+    from app.runs.events import append_events
+    from app.runs.models import Evaluation
+    from app.runs.schemas import RunCreate, TrainConfigIn
+
+    with session_scope() as db_session:
+        run = runs_service.create(db_session=db_session, run_in=RunCreate(
+            name=name, spec=spec, dataset="digits",
+            config=TrainConfigIn(epochs=len(val_accuracies), optimizer={"name": "adam", "lr": lr})))
+        epochs = list(enumerate(val_accuracies, start=1))
+        if resumed_at is not None:  # a first attempt (abandoned after its checkpoint), then the resumed epochs
+            epochs = [(e, v - 0.5) for e, v in epochs] + [(e, v) for e, v in epochs if e > resumed_at]
+        events: list[tuple[str, dict[str, Any]]] = [("status", {"status": "running"})]
+        for epoch, val in epochs:
+            events.append(("epoch", {"epoch": epoch, "epochs": len(val_accuracies), "train_loss": 1.0 / epoch,
+                                     "train_accuracy": val + 0.01, "val_loss": 1.1 / epoch, "val_accuracy": val,
+                                     "lr": lr, "epoch_time": train_time / len(val_accuracies),
+                                     "samples_per_sec": 1000.0}))
+        events.append(("status", {"status": "completed"}))
+        append_events(db_session, run.id, events)
+        db_session.add(Evaluation(run_id=run.id, split="test", epoch=len(val_accuracies), accuracy=accuracy, loss=0.3,
+                                  payload={"macro": {"precision": 0.9, "recall": 0.9, "f1": macro_f1}}))
+        run.status, run.epoch = "completed", len(val_accuracies)
+        run.test_accuracy, run.test_loss, run.best_val_accuracy = accuracy, 0.3, max(val_accuracies)
+        run.train_time_s, run.peak_memory_bytes = train_time, memory
+        return run.id
+
+
+@pytest.fixture
+def three_runs(client) -> tuple[int, int, int]:
+    small = finished(DIGITS_MLP, name="small", accuracy=0.90, train_time=10, memory=300 << 20,
+                     val_accuracies=[0.8, 0.88])
+    cnn = finished(CNN, name="cnn", accuracy=0.95, train_time=5, memory=500 << 20,
+                   val_accuracies=[0.85, 0.9, 0.94], lr=0.01, resumed_at=1)
+    wide = finished(WIDE_MLP, name="wide", accuracy=0.93, train_time=20, memory=400 << 20,
+                    val_accuracies=[0.86, 0.92], macro_f1=0.95)
+    return small, cnn, wide
+
+
+def test_api_compares_headlines_curves_settings_and_pareto_fronts(client, three_runs):
+    small, cnn, wide = three_runs
+    response = client.get(f"/api/compare?runs={cnn},{small}&runs={wide}")  # both ways of listing ids
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["id"] for r in body["runs"]] == [cnn, small, wide]  # the order asked for
+    by_id = {r["id"]: r for r in body["runs"]}
+    assert by_id[cnn]["flops"] > by_id[small]["flops"]
+    assert by_id[cnn]["layers"].startswith("Conv2D") and "→" in by_id[cnn]["layers"]
+    assert by_id[wide]["macro_f1"] == 0.95 and by_id[small]["time_per_epoch_s"] == 5.0
+    # The resumed run's curve keeps the last row of each epoch: no repeated epoch, no abandoned values.
+    assert by_id[cnn]["curves"]["epoch"] == [1.0, 2.0, 3.0]
+    assert by_id[cnn]["curves"]["val_accuracy"] == [0.35, 0.9, 0.94]
+    assert by_id[small]["curves"]["val_accuracy"] == [0.8, 0.88]
+    # What differs is listed per run; what is the same, once.
+    differences = {d["setting"]: d["values"] for d in body["differences"]}
+    assert differences["optimizer.lr"] == [0.01, 0.001, 0.001]
+    assert differences["epochs"] == [3, 2, 2] and "layers" in differences
+    same = {s["setting"]: s["value"] for s in body["same"]}
+    assert same["batch_size"] == 32 and same["dataset"] == "digits"
+    # Best per column, and the accuracy-vs-cost fronts (cheapest first).
+    assert body["best"]["test_accuracy"] == [cnn] and body["best"]["train_time_s"] == [cnn]
+    assert body["best"]["macro_f1"] == [wide] and body["best"]["total_params"] == [small]
+    assert body["pareto"]["train_time_s"] == [cnn]  # fastest and most accurate: dominates both
+    assert body["pareto"]["peak_memory_bytes"] == [small, wide, cnn]
+    assert [by_id[i]["total_params"] for i in (small, cnn, wide)] == [2410, 5930, 9610]
+    assert body["pareto"]["total_params"] == [small, cnn]  # wide: more parameters than cnn, less accurate
+
+
+@pytest.mark.parametrize("query, status, needle", [
+    ("", 422, "choose at least one run"),
+    ("runs=999", 404, "run 999 does not exist"),
+    ("runs=abc", 422, "'abc' is not a run id"),
+    ("runs=" + ",".join(str(i) for i in range(1, 14)), 422, "at most 12"),
+])
+def test_api_compare_rejects_bad_selections_clearly(client, three_runs, query, status, needle):
+    response = client.get(f"/api/compare?{query}")
+    assert response.status_code == status
+    assert needle in response.text
+
+
+def test_pareto_front_keeps_only_undominated_runs_and_ignores_unfinished():
+    def run(run_id: int, accuracy: float | None, params: int) -> RunSummary:
+        return RunSummary(id=run_id, name="", status="completed", dataset="d", model="m", layers="", epochs=1,
+                          epochs_total=1, total_params=params, flops=None, test_accuracy=accuracy, test_loss=None,
+                          macro_f1=None, best_val_accuracy=None, train_time_s=None, time_per_epoch_s=None,
+                          samples_per_sec=None, peak_memory_bytes=None, config={})
+
+    runs = [run(1, 0.9, 100), run(2, 0.95, 1000), run(3, 0.92, 5000), run(4, 0.96, 5000), run(5, None, 10),
+            run(6, 0.9, 100)]
+    assert pareto_front(runs, "total_params") == [1, 2, 4]  # 3 is beaten by 2; 6 ties 1 (lower id first)
+    assert pareto_front(runs, "train_time_s") == []
+
+
+def test_compare_page_shows_table_best_marks_scatters_and_differences(client, three_runs):
+    small, cnn, wide = three_runs
+    page = client.get(f"/compare?runs={small},{cnn},{wide}")
+    assert page.status_code == 200
+    html = page.text
+    assert [int(i) for i in re.findall(r'<tr data-run-id="(\d+)"', html)] == [small, cnn, wide]
+    best_test = re.search(rf'<tr data-run-id="{cnn}".*?</tr>', html, re.S).group(0)
+    assert re.search(r'class="num best"[^>]*data-col="test_accuracy">95.0%<span class="best-mark"', best_test)
+    for cost in ("total_params", "train_time_s", "peak_memory_bytes"):
+        svg = re.search(rf'<svg class="scatter" id="scatter-{cost}".*?</svg>', html, re.S).group(0)
+        assert svg.count("<circle") == 3, cost
+    front = re.search(r'data-cost="train_time_s".*?</figure>', html, re.S).group(0)
+    assert f"sc-point sc-on-front\" data-label=\"#{cnn}\"" in front and front.count("sc-on-front") == 1
+    differences = re.search(r'<table class="table compact" id="differences">.*?</table>', html, re.S).group(0)
+    assert "optimizer.lr" in differences and "batch_size" not in differences
+    assert '<script type="application/json" id="compare-data">' in html
+    assert f'id="pick-{small}" aria-label="compare run #{small}"\n                       checked' in html
+
+
+def test_compare_page_without_runs_is_a_picker_and_bad_ids_say_why(client, three_runs):
+    small, cnn, wide = three_runs
+    picker = client.get("/compare")
+    assert picker.status_code == 200
+    assert all(f'name="runs" value="{i}"' in picker.text for i in three_runs)
+    assert 'id="compare-table"' not in picker.text
+    missing = client.get(f"/compare?runs={small},999")
+    assert missing.status_code == 404
+    assert "run 999 does not exist" in missing.text and 'id="picker-form"' in missing.text
+
+
+def test_dashboard_rows_can_be_ticked_for_comparison(client, three_runs):
+    html = client.get("/").text
+    for run_id in three_runs:
+        assert re.search(rf'<input type="checkbox" form="compare-form" name="runs" value="{run_id}" '
+                         rf'id="compare-{run_id}"\s+hx-preserve="true"', html)
+    assert '<form id="compare-form" method="get" action="/compare">' in html
+    assert 'form="compare-form" id="compare-button"' in html
+    assert 'href="/compare"' in html  # in the navigation
