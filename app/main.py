@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.api import architectures as architectures_api
+from app.api import compare as compare_api
 from app.api import datasets as datasets_api
 from app.api import health as health_api
 from app.api import runs as runs_api
@@ -52,6 +53,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(architectures_api.router)
     app.include_router(runs_api.router)
     app.include_router(datasets_api.router)
+    app.include_router(compare_api.router)
     from app.web import install as install_web
 
     install_web(app)

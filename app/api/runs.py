@@ -11,7 +11,6 @@ from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from app.architectures import codegen
 from app.core.deps import SessionDep
 from app.core.errors import InvalidInput, NotFound
-from app.runs import compare as compare_service
 from app.runs import service as runs_service
 from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
 from app.runs.stream import run_exists
@@ -45,15 +44,6 @@ def list_runs(
     rows, total = runs_service.list_(db_session=db_session, status=status, dataset=dataset,
                                      architecture_id=architecture_id, offset=offset, limit=limit)
     return RunsPublic(items=[RunPublic.model_validate(r) for r in rows], total=total, offset=offset, limit=limit)
-
-
-@router.get("/api/compare")
-def compare_runs(db_session: SessionDep, runs: list[str] = Query(
-        default=[], description="run ids: runs=3,5 or runs=3&runs=5 (at most 12)")) -> dict[str, Any]:
-    """Runs side by side: headline numbers, per-epoch curves, the settings that differ, the best run per
-    column, and the runs on the accuracy-versus-cost Pareto fronts (parameters, training time, peak memory)."""
-    ids = compare_service.parse_ids(runs)
-    return compare_service.compare(db_session=db_session, run_ids=ids).to_dict()
 
 
 @router.get("/api/runs/{run_id}", response_model=RunPublic)

@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from app.compare import service as compare_service
 from app.core.deps import SessionDep
 from app.core.errors import DomainError, NotFound
-from app.runs import compare as compare_service
 from app.runs import service as runs_service
 from app.web.run_views import duration
 from app.web.svg import ScatterPoint, scatter

@@ -40,7 +40,7 @@ def test_workers_and_executors_never_import_api_or_web():
 
 
 def test_services_do_not_know_http():
-    for domain in ("architectures", "runs", "datasets"):
+    for domain in ("architectures", "runs", "datasets", "compare"):
         for path in (APP / domain).glob("*.py"):
             for name in _imports(path):
                 assert not name.startswith(("fastapi", "starlette", "app.api", "app.web")), f"{path} imports {name}"

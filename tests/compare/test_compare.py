@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.runs.compare import RunSummary, pareto_front
+from app.compare.service import RunSummary, pareto_front
 from tests.runs.helpers import DIGITS_MLP
 
 WIDE_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},

@@ -1,0 +1,1 @@
+"""Comparing runs side by side (see service.py)."""
