@@ -70,6 +70,8 @@ def _finish(run_id: int, status: str, reason: str | None, result=None) -> None:
             run.train_time_s = result.train_time_s
             if result.peak_memory_bytes:
                 run.peak_memory_bytes = result.peak_memory_bytes
+            if result.training_memory_bytes is not None:
+                run.training_memory_bytes = result.training_memory_bytes
         payload = {"status": status}
         if reason:
             payload["reason"] = reason

@@ -23,11 +23,12 @@ from app.runs.models import Evaluation, Run, RunEvent
 MAX_RUNS = 12
 CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
 # Cost axes of the Pareto fronts: (key in RunSummary, what it is called).
-COSTS = {"total_params": "parameters", "train_time_s": "training time", "peak_memory_bytes": "peak memory"}
+COSTS = {"total_params": "parameters", "train_loop_s": "training time", "training_memory_bytes": "training memory"}
 # Headline columns and whether a larger value is better.
 BETTER = {"test_accuracy": True, "macro_f1": True, "best_val_accuracy": True, "test_loss": False,
-          "total_params": False, "flops": False, "train_time_s": False, "time_per_epoch_s": False,
-          "samples_per_sec": True, "peak_memory_bytes": False}
+          "total_params": False, "flops": False, "train_loop_s": False, "train_time_s": False,
+          "time_per_epoch_s": False, "samples_per_sec": True, "training_memory_bytes": False,
+          "peak_memory_bytes": False}
 
 
 @dataclass
@@ -48,10 +49,12 @@ class RunSummary:
     test_loss: float | None
     macro_f1: float | None
     best_val_accuracy: float | None
-    train_time_s: float | None
+    train_loop_s: float | None  # the epochs' training time (what the epochs took, nothing else)
+    train_time_s: float | None  # the whole run: setup, epochs, test evaluation, exports
     time_per_epoch_s: float | None
     samples_per_sec: float | None
-    peak_memory_bytes: int | None
+    training_memory_bytes: int | None  # what training added (see engine.runtime.MemoryMeter)
+    peak_memory_bytes: int | None  # the trainer process's peak (CPU: includes torch itself)
     config: dict[str, Any]
     curves: dict[str, list[float | None]] = field(default_factory=dict)  # "epoch" + CURVES
 
@@ -166,10 +169,11 @@ def _summary(run: Run, names: dict[int, str], epochs: dict[int, dict[str, Any]],
         model=run.preset or names.get(run.architecture_id or 0) or "custom", layers=layers,
         epochs=run.epoch or 0, epochs_total=run.epochs_total or 0, total_params=run.total_params or 0, flops=flops,
         test_accuracy=run.test_accuracy, test_loss=run.test_loss, macro_f1=macro_f1,
-        best_val_accuracy=run.best_val_accuracy, train_time_s=run.train_time_s,
-        time_per_epoch_s=sum(epoch_times) / len(epoch_times) if epoch_times else None,
+        best_val_accuracy=run.best_val_accuracy, train_loop_s=sum(epoch_times) if epoch_times else None,
+        train_time_s=run.train_time_s, time_per_epoch_s=sum(epoch_times) / len(epoch_times) if epoch_times else None,
         samples_per_sec=sum(speeds) / len(speeds) if speeds else None,
-        peak_memory_bytes=run.peak_memory_bytes, config=dict(run.config or {}), curves=curves,
+        training_memory_bytes=run.training_memory_bytes, peak_memory_bytes=run.peak_memory_bytes,
+        config=dict(run.config or {}), curves=curves,
     )
 
 

@@ -21,7 +21,7 @@ from app.engine.evaluate import eval_batch_size, evaluate
 from app.engine.export import export_all
 from app.engine.losses import make_loss, predictions
 from app.engine.optim import EarlyStopping, make_optimizer, make_scheduler, optimizer_kwargs
-from app.engine.runtime import mixed_precision, peak_memory, resolve_device, seed_everything, tune_for
+from app.engine.runtime import MemoryMeter, mixed_precision, resolve_device, seed_everything, tune_for
 from app.engine.types import (
     NORMALIZE_MODES,
     DatasetArrays,
@@ -50,6 +50,15 @@ def _check_config(job: TrainJob) -> None:
         raise EngineError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {cfg.normalize!r}")
 
 
+def _warm_up(cfg, device: torch.device) -> None:
+    """One step of a one-weight model: the lazy imports and pools the first optimizer step pulls in
+    (torch._dynamo alone is ~100 MB) belong to the process, not to the model the meter measures."""
+    weight = nn.Parameter(torch.zeros(1, device=device))
+    optimizer = make_optimizer([weight], cfg.optimizer, device)
+    (weight * 2).sum().backward()
+    optimizer.step()
+
+
 def _output_size(model: nn.Module, data: DeviceData) -> int:
     model.eval()
     with torch.no_grad():
@@ -75,7 +84,9 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     started = time.monotonic()
     device = resolve_device(cfg.device)
     tune_for(device)
+    _warm_up(cfg, device)
     seed_everything(cfg.seed)
+    meter = MemoryMeter(device)
     if model is None:
         from app.engine.build import build_model
 
@@ -197,8 +208,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         sink.emit("epoch", {"epoch": epoch, "epochs": cfg.epochs, "step": step, **metrics, "lr": lr,
                             "epoch_time": epoch_time, "samples_per_sec": seen / max(epoch_time, 1e-9)})
         sink.emit("checkpoint", {"epoch": epoch, "path": str(path)})
-        peak, kind = peak_memory(device)
-        sink.emit("memory", {"peak_bytes": peak, "kind": kind})
+        sink.emit("memory", meter.event())
         if early.should_stop:
             stopped_early = True
             sink.emit("log", {"level": "info", "message": f"early stopping at epoch {epoch}: {early.monitor} "
@@ -211,19 +221,20 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     test = evaluate(model, dd, "test", loss_fn, epoch=epoch, with_misclassified=True, **eval_kwargs)
     if test is not None:
         sink.emit("evaluation", test)
+    memory = meter.event()  # before the exports: tracing for ONNX is not what training needs
+    sink.emit("memory", memory)
     for name, result in export_all(model, dd.sample_batch(2), job.artifacts_dir):
         if isinstance(result, Exception):
             sink.emit("log", {"level": "warning", "message": f"{name} export failed: {type(result).__name__}: "
                               f"{result}"})
         else:
             sink.emit("artifact", {"name": name, "path": str(result), "bytes": result.stat().st_size})
-    peak, kind = peak_memory(device)
-    sink.emit("memory", {"peak_bytes": peak, "kind": kind})
     return TrainResult(
         epochs_completed=epoch if history else 0, stopped_early=stopped_early,
         test_accuracy=test["accuracy"] if test else None, test_loss=test["loss"] if test else None,
         best_epoch=_best_epoch(early, history), train_time_s=time.monotonic() - started,
-        peak_memory_bytes=peak, extra={"device": str(device), "precision": precision, "history": history})
+        peak_memory_bytes=memory["peak_bytes"], training_memory_bytes=memory["training_bytes"],
+        extra={"device": str(device), "precision": precision, "history": history})
 
 
 def _best_epoch(early: EarlyStopping, history: list[dict[str, Any]]) -> int | None:

@@ -65,6 +65,57 @@ def mixed_precision(device: torch.device, enabled: bool) -> tuple[Autocast, torc
             "float16")
 
 
+class MemoryMeter:
+    """The memory training itself needs, started just before the model and data are built.
+
+    On CUDA: the allocator's peak since the start. Elsewhere: the process's peak RSS above its RSS
+    at the start (Linux resets the high-water mark through /proc/self/clear_refs), so the Python
+    and torch libraries (~350 MB) and the data set already loaded do not drown the difference
+    between two models. None where the high-water mark cannot be reset.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            self.baseline: int | None = int(torch.cuda.memory_allocated(device))
+        else:
+            self.baseline = _rss_bytes("VmRSS") if _reset_rss_peak() else None
+
+    def training_bytes(self) -> int | None:
+        if self.baseline is None:
+            return None
+        if self.device.type == "cuda":
+            return max(int(torch.cuda.max_memory_allocated(self.device)) - self.baseline, 0)
+        peak = _rss_bytes("VmHWM")
+        return max(peak - self.baseline, 0) if peak is not None else None
+
+    def event(self) -> dict[str, int | str | None]:
+        """The `memory` event: process (or CUDA) peak and the training share of it."""
+        peak, kind = peak_memory(self.device)
+        return {"peak_bytes": peak, "kind": kind, "training_bytes": self.training_bytes()}
+
+
+def _reset_rss_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # 5: reset the peak resident set size (VmHWM) to the current size
+        return True
+    except OSError:
+        return False
+
+
+def _rss_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
 def peak_memory(device: torch.device) -> tuple[int | None, str]:
     """(peak bytes, "cuda" | "rss"): the allocator's peak on CUDA, the process's peak RSS elsewhere."""
     if device.type == "cuda":

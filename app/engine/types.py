@@ -19,7 +19,7 @@ EventKind = Literal[
     "evaluation",  # {"split": "val"|"test", "epoch", "accuracy", "loss", "confusion_matrix",
     #                 "class_names", "per_class", "macro", "weighted", "top_k_accuracy", "top_k",
     #                 "misclassified" (test only: {"true,pred": [indices]})}
-    "memory",  # {"peak_bytes", "kind": "rss"|"cuda"}
+    "memory",  # {"peak_bytes", "kind": "rss"|"cuda", "training_bytes"}
     "checkpoint",  # {"epoch", "path"}
     "artifact",  # {"name": "weights"|"torchscript"|"onnx", "path", "bytes"}
     "log",  # {"level", "message"}
@@ -175,5 +175,6 @@ class TrainResult:
     test_loss: float | None
     best_epoch: int | None
     train_time_s: float
-    peak_memory_bytes: int | None = None
+    peak_memory_bytes: int | None = None  # the process's peak RSS (CPU) or the CUDA allocator's peak
+    training_memory_bytes: int | None = None  # the part training added (see runtime.MemoryMeter)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -60,6 +60,8 @@ class Run(Base):
     total_params: Mapped[int] = mapped_column(BigInteger, default=0)
     train_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # What training added on top of the process (CPU: peak RSS above the start; CUDA: allocator peak).
+    training_memory_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Lineage: a fork points at its parent and the checkpoint epoch it started from.
     parent_run_id: Mapped[int | None] = mapped_column(
         ForeignKey("runs.id", ondelete="SET NULL"), nullable=True

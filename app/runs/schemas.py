@@ -147,6 +147,7 @@ class RunPublic(BaseModel):
     total_params: int
     train_time_s: float | None
     peak_memory_bytes: int | None
+    training_memory_bytes: int | None = None
     parent_run_id: int | None
     fork_epoch: int | None
     cancel_requested: bool

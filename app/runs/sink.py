@@ -113,7 +113,10 @@ class DbSink:
                     run.test_accuracy = payload.get("accuracy")
                     run.test_loss = payload.get("loss")
             elif kind == "memory":
-                run.peak_memory_bytes = int(payload["peak_bytes"])
+                if payload.get("peak_bytes") is not None:
+                    run.peak_memory_bytes = int(payload["peak_bytes"])
+                if payload.get("training_bytes") is not None:
+                    run.training_memory_bytes = int(payload["training_bytes"])
             elif kind == "artifact":
                 _upsert_artifact(db_session, self.run_id, payload)
 

@@ -26,7 +26,7 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
            "#9c755f", "#17becf", "#8c564b", "#7f7f7f")
 PICKER_LIMIT = 100
-X_FORMATS = {"total_params": si, "train_time_s": duration, "peak_memory_bytes": filesize}
+X_FORMATS = {"total_params": si, "train_loop_s": duration, "training_memory_bytes": filesize}
 
 
 def scatters(comparison: compare_service.Comparison) -> list[dict[str, Any]]:

@@ -209,7 +209,11 @@
       }
     },
     log(d, seq) { addLog(seq, d.message, d.level || "info"); },
-    memory(d) { if (d.peak_bytes) $("stat-memory").textContent = bytes(d.peak_bytes); },
+    memory(d) {
+      const stat = $("stat-memory");
+      if (d.training_bytes != null) stat.textContent = bytes(d.training_bytes);
+      if (d.peak_bytes) stat.title = `trainer process peak: ${bytes(d.peak_bytes)}`;
+    },
     checkpoint(d) {
       const epoch = $("fork-epoch");
       if (epoch && !epoch.matches(":focus")) epoch.value = d.epoch;

@@ -149,6 +149,7 @@ def test_tick_runs_on_the_dashboard_and_compare_them(live_server, page: Page):
         expect(page.locator(f"#run-row-{run_id}")).to_contain_text("epoch 3 of 3")  # the row re-rendered
         expect(page.locator(f"#compare-{run_id}")).to_be_checked()
 
+    expect(page.locator("#compare-button")).to_have_text("Compare selected (2)")
     page.get_by_role("button", name="Compare selected").click()
     expect(page).to_have_url(re.compile(r"/compare\?runs=\d+&runs=\d+$"))
     expect(page.locator("#compare-table tbody tr")).to_have_count(2)

@@ -55,7 +55,8 @@ def finished(spec: dict, *, name: str, accuracy: float, train_time: float, memor
                                   payload={"macro": {"precision": 0.9, "recall": 0.9, "f1": macro_f1}}))
         run.status, run.epoch = "completed", len(val_accuracies)
         run.test_accuracy, run.test_loss, run.best_val_accuracy = accuracy, 0.3, max(val_accuracies)
-        run.train_time_s, run.peak_memory_bytes = train_time, memory
+        run.train_time_s, run.training_memory_bytes = train_time + 1.5, memory  # + setup, test, exports
+        run.peak_memory_bytes = memory + (350 << 20)
         return run.id
 
 
@@ -91,10 +92,11 @@ def test_api_compares_headlines_curves_settings_and_pareto_fronts(client, three_
     same = {s["setting"]: s["value"] for s in body["same"]}
     assert same["batch_size"] == 32 and same["dataset"] == "digits"
     # Best per column, and the accuracy-vs-cost fronts (cheapest first).
-    assert body["best"]["test_accuracy"] == [cnn] and body["best"]["train_time_s"] == [cnn]
+    assert by_id[cnn]["train_loop_s"] == pytest.approx(5.0) and by_id[cnn]["train_time_s"] == 6.5
+    assert body["best"]["test_accuracy"] == [cnn] and body["best"]["train_loop_s"] == [cnn]
     assert body["best"]["macro_f1"] == [wide] and body["best"]["total_params"] == [small]
-    assert body["pareto"]["train_time_s"] == [cnn]  # fastest and most accurate: dominates both
-    assert body["pareto"]["peak_memory_bytes"] == [small, wide, cnn]
+    assert body["pareto"]["train_loop_s"] == [cnn]  # fastest and most accurate: dominates both
+    assert body["pareto"]["training_memory_bytes"] == [small, wide, cnn]
     assert [by_id[i]["total_params"] for i in (small, cnn, wide)] == [2410, 5930, 9610]
     assert body["pareto"]["total_params"] == [small, cnn]  # wide: more parameters than cnn, less accurate
 
@@ -115,13 +117,14 @@ def test_pareto_front_keeps_only_undominated_runs_and_ignores_unfinished():
     def run(run_id: int, accuracy: float | None, params: int) -> RunSummary:
         return RunSummary(id=run_id, name="", status="completed", dataset="d", model="m", layers="", epochs=1,
                           epochs_total=1, total_params=params, flops=None, test_accuracy=accuracy, test_loss=None,
-                          macro_f1=None, best_val_accuracy=None, train_time_s=None, time_per_epoch_s=None,
-                          samples_per_sec=None, peak_memory_bytes=None, config={})
+                          macro_f1=None, best_val_accuracy=None, train_loop_s=None, train_time_s=None,
+                          time_per_epoch_s=None, samples_per_sec=None, training_memory_bytes=None,
+                          peak_memory_bytes=None, config={})
 
     runs = [run(1, 0.9, 100), run(2, 0.95, 1000), run(3, 0.92, 5000), run(4, 0.96, 5000), run(5, None, 10),
             run(6, 0.9, 100)]
     assert pareto_front(runs, "total_params") == [1, 2, 4]  # 3 is beaten by 2; 6 ties 1 (lower id first)
-    assert pareto_front(runs, "train_time_s") == []
+    assert pareto_front(runs, "train_loop_s") == []
 
 
 def test_compare_page_shows_table_best_marks_scatters_and_differences(client, three_runs):
@@ -132,10 +135,10 @@ def test_compare_page_shows_table_best_marks_scatters_and_differences(client, th
     assert [int(i) for i in re.findall(r'<tr data-run-id="(\d+)"', html)] == [small, cnn, wide]
     best_test = re.search(rf'<tr data-run-id="{cnn}".*?</tr>', html, re.S).group(0)
     assert re.search(r'class="num best"[^>]*data-col="test_accuracy">95.0%<span class="best-mark"', best_test)
-    for cost in ("total_params", "train_time_s", "peak_memory_bytes"):
+    for cost in ("total_params", "train_loop_s", "training_memory_bytes"):
         svg = re.search(rf'<svg class="scatter" id="scatter-{cost}".*?</svg>', html, re.S).group(0)
         assert svg.count("<circle") == 3, cost
-    front = re.search(r'data-cost="train_time_s".*?</figure>', html, re.S).group(0)
+    front = re.search(r'data-cost="train_loop_s".*?</figure>', html, re.S).group(0)
     assert f"sc-point sc-on-front\" data-label=\"#{cnn}\"" in front and front.count("sc-on-front") == 1
     differences = re.search(r'<table class="table compact" id="differences">.*?</table>', html, re.S).group(0)
     assert "optimizer.lr" in differences and "batch_size" not in differences
@@ -157,8 +160,7 @@ def test_compare_page_without_runs_is_a_picker_and_bad_ids_say_why(client, three
 def test_dashboard_rows_can_be_ticked_for_comparison(client, three_runs):
     html = client.get("/").text
     for run_id in three_runs:
-        assert re.search(rf'<input type="checkbox" form="compare-form" name="runs" value="{run_id}" '
-                         rf'id="compare-{run_id}"\s+hx-preserve="true"', html)
+        assert f'<input type="checkbox" form="compare-form" name="runs" value="{run_id}" id="compare-{run_id}"' in html
     assert '<form id="compare-form" method="get" action="/compare">' in html
     assert 'form="compare-form" id="compare-button"' in html
     assert 'href="/compare"' in html  # in the navigation
