@@ -1,10 +1,11 @@
-"""Screenshots of the run pages for the docs: the dashboard with runs, a live run, a finished run.
+"""Screenshots of the run pages for the docs: the dashboard, a live run, a finished run, a comparison.
 
     .venv/bin/python bench/screenshots.py [--out docs/screenshots] [--dark] [--phone]
 
 Starts `trainboard serve` on a temporary data dir, trains a few real runs on offline data sets
 (digits, spirals), and drives headless Chromium (the system's /usr/bin/chromium) to capture
-dashboard.png, run-live.png and run-finished.png.
+dashboard.png, run-live.png, run-finished.png and compare.png (an MLP, a CNN and an LSTM on digits:
+the tutorial's "compare CNNs and RNNs on training time and memory").
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from tests.conftest import CHROMIUM, LiveServer  # noqa: E402
 
 DIGITS_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 64, "activation": "relu"},
                          {"type": "Dense", "units": 10, "activation": "softmax"}]}
+DIGITS_CNN = {"layers": [{"type": "Conv2D", "filters": 16, "kernel_size": 3, "activation": "relu"},
+                         {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"},
+                         {"type": "Dense", "units": 10, "activation": "softmax"}]}
+DIGITS_LSTM = {"layers": [{"type": "Reshape", "target_shape": [8, 8]}, {"type": "LSTM", "units": 48},
+                          {"type": "Dense", "units": 10, "activation": "softmax"}]}
 SPIRALS_MLP = {"layers": [{"type": "Dense", "units": 64, "activation": "relu"},
                           {"type": "Dense", "units": 64, "activation": "relu"},
                           {"type": "Dense", "units": 3, "activation": "softmax"}]}
@@ -77,6 +83,8 @@ def main() -> None:
             launch(api, "spirals MLP, SGD momentum", SPIRALS_MLP, "spirals", epochs=25, batch_size=32,
                    optimizer={"name": "sgd", "lr": 0.05, "momentum": 0.9})
             wait_for(api, finished, ("completed",))
+            cnn = launch(api, "digits CNN, Adam", DIGITS_CNN, "digits", epochs=20, batch_size=32)
+            lstm = launch(api, "digits LSTM, Adam", DIGITS_LSTM, "digits", epochs=20, batch_size=32)
             stopped = launch(api, "digits MLP, lr 0.1", DIGITS_MLP, "digits", epochs=200, batch_size=4,
                              optimizer={"name": "adam", "lr": 0.1})
             wait_for(api, stopped, ("running",))
@@ -118,8 +126,14 @@ def main() -> None:
             page.evaluate("window.scrollTo(0, 0)")
             settle(page)
             page.screenshot(path=args.out / f"run-finished{suffix}.png", full_page=True)
+
+            page.goto(f"{server.url}/compare?runs={finished},{cnn},{lstm}")
+            page.wait_for_selector("#cmp-val_accuracy canvas")
+            settle(page)
+            page.screenshot(path=args.out / f"compare{suffix}.png", full_page=True)
             browser.close()
-            print(f"wrote {args.out}/dashboard{suffix}.png, run-live{suffix}.png, run-finished{suffix}.png")
+            print(f"wrote {args.out}/dashboard{suffix}.png, run-live{suffix}.png, run-finished{suffix}.png, "
+                  f"compare{suffix}.png")
     finally:
         server.stop()
 

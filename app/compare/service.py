@@ -40,6 +40,7 @@ class RunSummary:
     status: str
     dataset: str
     model: str  # preset name, saved architecture name, or "custom"
+    kind: str  # "MLP" | "CNN" | "RNN" | "CNN + RNN" | "transfer": what the tutorial compares
     layers: str  # "Conv2D 32, relu → MaxPooling2D 2×2 → ..."
     epochs: int
     epochs_total: int
@@ -121,6 +122,16 @@ def pareto_front(runs: Sequence[RunSummary], cost: str) -> list[int]:
     return front
 
 
+def model_kind(spec: dict[str, Any]) -> str:
+    """What family a spec belongs to, from its layer types."""
+    types = {str(layer.get("type")) for layer in spec.get("layers", []) if isinstance(layer, dict)}
+    if "Pretrained" in types:
+        return "transfer"
+    conv = bool(types & {"Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"})
+    rnn = bool(types & {"SimpleRNN", "LSTM", "GRU"})
+    return "CNN + RNN" if conv and rnn else "CNN" if conv else "RNN" if rnn else "MLP"
+
+
 def _architecture_names(db_session: Session, runs: Sequence[Run]) -> dict[int, str]:
     ids = {run.architecture_id for run in runs if run.architecture_id}
     if not ids:
@@ -166,7 +177,7 @@ def _summary(run: Run, names: dict[int, str], epochs: dict[int, dict[str, Any]],
     epoch_times = [t for t in (_number(p.get("epoch_time")) for p in ordered) if t]
     return RunSummary(
         id=run.id, name=run.name or f"run {run.id}", status=run.status, dataset=run.dataset,
-        model=run.preset or names.get(run.architecture_id or 0) or "custom", layers=layers,
+        model=run.preset or names.get(run.architecture_id or 0) or "custom", kind=model_kind(run.spec), layers=layers,
         epochs=run.epoch or 0, epochs_total=run.epochs_total or 0, total_params=run.total_params or 0, flops=flops,
         test_accuracy=run.test_accuracy, test_loss=run.test_loss, macro_f1=macro_f1,
         best_val_accuracy=run.best_val_accuracy, train_loop_s=sum(epoch_times) if epoch_times else None,

@@ -26,7 +26,14 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
            "#9c755f", "#17becf", "#8c564b", "#7f7f7f")
 PICKER_LIMIT = 100
-X_FORMATS = {"total_params": si, "train_loop_s": duration, "training_memory_bytes": filesize}
+def seconds(value: float | None) -> str:
+    """Axis ticks and tooltips for times: 1.25 → '1.2 s' (under 10 s one decimal), else as duration()."""
+    if value is None or value >= 10:
+        return duration(value)
+    return f"{value:.1f} s"
+
+
+X_FORMATS = {"total_params": lambda v: si(round(v)), "train_loop_s": seconds, "training_memory_bytes": filesize}
 
 
 def scatters(comparison: compare_service.Comparison) -> list[dict[str, Any]]:
@@ -65,7 +72,7 @@ def compare_page(request: Request, db_session: SessionDep,
     recent, _ = runs_service.list_(db_session=db_session, limit=PICKER_LIMIT)
     context: dict[str, Any] = {"comparison": comparison, "error": error, "selected": ids, "recent": recent,
                                "palette": PALETTE, "max_runs": compare_service.MAX_RUNS,
-                               "duration": duration}
+                               "duration": duration, "seconds": seconds}
     if comparison is not None:
         context["scatters"] = scatters(comparison)
         context["chart_data"] = {"runs": [{"id": r.id, "name": r.name, "color": PALETTE[i % len(PALETTE)],

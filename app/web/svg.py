@@ -89,7 +89,7 @@ def _arrow(start: int, end: int) -> str:
 # ---------- scatter: accuracy against a cost, with the Pareto front ----------
 
 PLOT_W, PLOT_H = 360, 240
-MARGIN = {"left": 52, "right": 14, "top": 12, "bottom": 40}
+MARGIN = {"left": 62, "right": 14, "top": 12, "bottom": 40}
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,15 @@ def scatter(points: Sequence[ScatterPoint], *, x_label: str, y_label: str, x_for
         y = py(value)
         parts.append(f'<line class="sc-grid" x1="{MARGIN["left"]}" x2="{PLOT_W - MARGIN["right"]}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="sc-tick" x="{MARGIN["left"] - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.1%}</text>')
-    for i in range(4):  # x ticks
+    for i in range(4):  # x ticks; the outer ones aligned inwards so they stay inside the picture
         t = x_lo + (x_hi - x_lo) * i / 3
         value = 10 ** t if log_x else t
         x = MARGIN["left"] + inner_w * i / 3
+        anchor = "start" if i == 0 else "end" if i == 3 else "middle"
         parts.append(f'<text class="sc-tick" x="{x:.1f}" y="{PLOT_H - MARGIN["bottom"] + 16}" '
-                     f'text-anchor="middle">{escape(x_format(value))}</text>')
+                     f'text-anchor="{anchor}">{escape(x_format(value))}</text>')
+    parts.append(f'<text class="sc-axis" transform="translate(12 {MARGIN["top"] + inner_h / 2}) rotate(-90)" '
+                 f'text-anchor="middle">{escape(y_label)}</text>')
     parts.append(f'<text class="sc-axis" x="{MARGIN["left"] + inner_w / 2}" y="{PLOT_H - 6}" '
                  f'text-anchor="middle">{escape(x_label)}{" (log scale)" if log_x else ""}</text>')
     on_front = [points[i] for i in front]

@@ -30,7 +30,7 @@
       width: Math.max(el.clientWidth, 200), height: 220,
       scales: { x: { time: false }, ...(accuracy ? { y: { range: (u, min, max) => [Math.max(0, (min ?? 0) - 0.02), Math.min(1, (max ?? 1) + 0.02)] } } : {}) },
       axes: [{ ...axis, label: "epoch", labelSize: 18 }, { ...axis, size: 56 }],
-      legend: { live: true }, cursor: { drag: { x: true, y: false } },
+      legend: { show: false }, cursor: { drag: { x: true, y: false } },
       series: [{ label: "epoch" }, ...series],
     }, columns, el);
     el.dataset.series = String(series.length);

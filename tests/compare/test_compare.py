@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.compare.service import RunSummary, pareto_front
+from app.compare.service import RunSummary, model_kind, pareto_front
 from tests.runs.helpers import DIGITS_MLP
 
 WIDE_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
@@ -80,6 +80,7 @@ def test_api_compares_headlines_curves_settings_and_pareto_fronts(client, three_
     by_id = {r["id"]: r for r in body["runs"]}
     assert by_id[cnn]["flops"] > by_id[small]["flops"]
     assert by_id[cnn]["layers"].startswith("Conv2D") and "→" in by_id[cnn]["layers"]
+    assert (by_id[cnn]["kind"], by_id[small]["kind"], by_id[small]["model"]) == ("CNN", "MLP", "custom")
     assert by_id[wide]["macro_f1"] == 0.95 and by_id[small]["time_per_epoch_s"] == 5.0
     # The resumed run's curve keeps the last row of each epoch: no repeated epoch, no abandoned values.
     assert by_id[cnn]["curves"]["epoch"] == [1.0, 2.0, 3.0]
@@ -113,9 +114,17 @@ def test_api_compare_rejects_bad_selections_clearly(client, three_runs, query, s
     assert needle in response.text
 
 
+@pytest.mark.parametrize("types, kind", [
+    (["Flatten", "Dense"], "MLP"), (["Conv2D", "Flatten", "Dense"], "CNN"), (["Embedding", "LSTM", "Dense"], "RNN"),
+    (["Conv2D", "Reshape", "GRU", "Dense"], "CNN + RNN"), (["Pretrained", "Dense"], "transfer"),
+])
+def test_model_kind_names_the_family_the_tutorial_compares(types, kind):
+    assert model_kind({"layers": [{"type": t} for t in types]}) == kind
+
+
 def test_pareto_front_keeps_only_undominated_runs_and_ignores_unfinished():
     def run(run_id: int, accuracy: float | None, params: int) -> RunSummary:
-        return RunSummary(id=run_id, name="", status="completed", dataset="d", model="m", layers="", epochs=1,
+        return RunSummary(id=run_id, name="", status="completed", dataset="d", model="m", kind="MLP", layers="", epochs=1,
                           epochs_total=1, total_params=params, flops=None, test_accuracy=accuracy, test_loss=None,
                           macro_f1=None, best_val_accuracy=None, train_loop_s=None, train_time_s=None,
                           time_per_epoch_s=None, samples_per_sec=None, training_memory_bytes=None,
