@@ -160,7 +160,9 @@ def test_compare_page_without_runs_is_a_picker_and_bad_ids_say_why(client, three
     picker = client.get("/compare")
     assert picker.status_code == 200
     assert all(f'name="runs" value="{i}"' in picker.text for i in three_runs)
-    assert 'id="compare-table"' not in picker.text
+    assert 'id="compare-table"' not in picker.text and '<details class="panel" id="picker" open>' in picker.text
+    one = client.get(f"/compare?runs={small}").text  # from a run page's "Compare…": add others
+    assert '<details class="panel" id="picker" open>' in one and "Add runs to compare" in one
     missing = client.get(f"/compare?runs={small},999")
     assert missing.status_code == 404
     assert "run 999 does not exist" in missing.text and 'id="picker-form"' in missing.text

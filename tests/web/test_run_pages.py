@@ -197,6 +197,7 @@ def test_finished_run_shows_confusion_matrix_per_class_table_and_gallery_links(c
     assert 'id="test-accuracy">91.7%' in html and 'id="test-top-k">99.0%' in html
     assert 'min="1" max="2"' in html  # the epoch slider spans the validation evaluations
     assert f"/api/runs/{run_id}/artifacts/pytorch" in html
+    assert f'href="/compare?runs={run_id}" id="compare-link"' in html
 
     gallery = client.get(f"/runs/{run_id}/gallery?true=3&pred=4").text
     images = re.findall(r'<img src="([^"]+)"', gallery)
