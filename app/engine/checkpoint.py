@@ -25,6 +25,17 @@ def checkpoint_path(directory: Path, epoch: int) -> Path:
     return Path(directory) / f"epoch-{epoch:04d}.pt"
 
 
+def prune(directory: Path, *, keep_last: int, keep: set[int] | None = None) -> list[int]:
+    """Delete epoch checkpoints except the last `keep_last` and the epochs in `keep`; returns those deleted."""
+    epochs = sorted(int(p.stem.split("-")[1]) for p in Path(directory).glob("epoch-*.pt")
+                    if p.stem.split("-")[1].isdigit())
+    kept = set(epochs[-keep_last:]) | (keep or set())
+    deleted = [epoch for epoch in epochs if epoch not in kept]
+    for epoch in deleted:
+        checkpoint_path(directory, epoch).unlink(missing_ok=True)
+    return deleted
+
+
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Every RNG state a run depends on, as tensors and ints."""
     np_state = np.random.get_state()

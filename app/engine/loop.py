@@ -46,6 +46,8 @@ def _check_config(job: TrainJob) -> None:
         raise EngineError("l2 must not be negative")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise EngineError("grad_clip must be above 0 (or unset)")
+    if cfg.keep_checkpoints < 0:
+        raise EngineError("keep_checkpoints must be 0 (keep all) or more")
     if cfg.normalize not in NORMALIZE_MODES:
         raise EngineError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {cfg.normalize!r}")
 
@@ -208,6 +210,9 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         sink.emit("epoch", {"epoch": epoch, "epochs": cfg.epochs, "step": step, **metrics, "lr": lr,
                             "epoch_time": epoch_time, "samples_per_sec": seen / max(epoch_time, 1e-9)})
         sink.emit("checkpoint", {"epoch": epoch, "path": str(path)})
+        if cfg.keep_checkpoints:
+            best = _best_epoch(early, history)
+            ckpt.prune(job.checkpoint_dir, keep_last=cfg.keep_checkpoints, keep={best} if best else set())
         sink.emit("memory", meter.event())
         if early.should_stop:
             stopped_early = True

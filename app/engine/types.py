@@ -110,6 +110,9 @@ class TrainConfig:
     # How inputs are scaled: "auto" | "scale" | "standardize" (see `input_normalization`).
     normalize: str = "auto"
     top_k: int = 5
+    # Epoch checkpoints kept on disk: 0 keeps every one (fork from any epoch); N keeps the last N
+    # and the best epoch's (by validation loss, or early stopping's monitor).
+    keep_checkpoints: int = 0
     # Cap on the number of training samples used (None: all); handy for quick experiments.
     max_train_samples: int | None = None
 

@@ -85,6 +85,8 @@ class TrainConfigIn(BaseModel):
     normalize: Literal["auto", "scale", "standardize"] = "auto"
     top_k: int = Field(default=5, ge=1, le=20)
     max_train_samples: int | None = Field(default=None, ge=1)
+    # 0: every epoch's checkpoint stays (fork from any epoch); N: the last N and the best one.
+    keep_checkpoints: int = Field(default=0, ge=0)
 
     def to_engine_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

@@ -38,6 +38,7 @@ SCHEDULE_SETTINGS = {
     "plateau": ("monitor", "factor", "patience", "min_lr"),
 }
 INTS = {"config.epochs", "config.batch_size", "config.seed", "config.top_k", "config.max_train_samples",
+        "config.keep_checkpoints",
         "config.schedule.step_size", "config.schedule.t_max", "config.schedule.patience",
         "config.early_stopping.patience"}
 FLOATS = {"config.optimizer.lr", "config.optimizer.momentum", "config.optimizer.weight_decay",
@@ -52,7 +53,8 @@ CHECKBOXES = ("config.mixed_precision", "config.channels_last", "config.optimize
 DEFAULTS: dict[str, str] = {
     "config.epochs": "5", "config.batch_size": "32", "config.optimizer.name": "adam",
     "config.optimizer.lr": "0.001", "config.loss": "cross_entropy", "config.l2": "0", "config.seed": "0",
-    "config.device": "auto", "config.val_split": "0.1", "config.normalize": "auto", "config.top_k": "5",
+    "config.device": "auto", "config.val_split": "0.1", "config.normalize": "auto",
+    "config.keep_checkpoints": "0", "config.top_k": "5",
     "config.mixed_precision": "1", "config.channels_last": "1",
     "config.schedule.step_size": "", "config.schedule.gamma": "", "config.early_stopping.monitor": "val_loss",
     "config.early_stopping.patience": "3", "config.early_stopping.min_delta": "0",
@@ -174,7 +176,8 @@ def _body(run_form: RunForm) -> dict[str, Any]:
         body["dataset"] = run_form.value("dataset")
 
     config: dict[str, Any] = {}
-    for key in ("epochs", "batch_size", "l2", "grad_clip", "seed", "val_split", "top_k", "max_train_samples"):
+    for key in ("epochs", "batch_size", "l2", "grad_clip", "seed", "val_split", "top_k", "max_train_samples",
+                "keep_checkpoints"):
         _put(config, key, _number(run_form, f"config.{key}"))
     for key in ("loss", "device", "normalize"):
         _put(config, key, run_form.value(f"config.{key}") or None)

@@ -97,3 +97,14 @@ def test_should_stop_stops_promptly(tmp_path, digits):
         _, sink = run(tmp_path, mlp_spec(32), digits, epochs=50, should_stop=should_stop)
     assert len(calls) == 5
     assert not (tmp_path / "run" / "ckpt").exists()
+
+
+def test_keep_checkpoints_keeps_the_last_n_and_the_best(tmp_path, digits):
+    config = {**CONFIG, "epochs": 6, "early_stopping": None, "keep_checkpoints": 2}
+    result, sink = run(tmp_path, SPEC, digits, name="pruned", **config)
+    val_losses = {e["epoch"]: e["val_loss"] for e in sink.of("epoch")}
+    best = min(val_losses, key=val_losses.get)
+    kept = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "pruned" / "ckpt").glob("epoch-*.pt"))
+    assert kept == sorted({5, 6, best})
+    run(tmp_path, SPEC, digits, name="all", **{**config, "keep_checkpoints": 0})
+    assert len(list((tmp_path / "all" / "ckpt").glob("epoch-*.pt"))) == 6  # the default keeps every epoch

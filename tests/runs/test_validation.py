@@ -34,6 +34,7 @@ CIFAR_CNN = {"input_shape": [3, 32, 32], "layers": [
     (run_body(spec={"layers": [{"type": "Dense", "units": -4}]}), "layer"),
     (run_body(device="tpu"), "device"),
     (run_body(normalize="minmax"), "normalize"),
+    (run_body(keep_checkpoints=-1), "keep_checkpoints"),
     (run_body(colour="blue"), "colour"),
     ({"dataset": "digits"}, "exactly one of"),
     ({"preset": "no-such-preset", "dataset": "digits"}, "no-such-preset"),
