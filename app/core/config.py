@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     warm_workers: bool = True
     # A running run whose heartbeat is older than this is failed by the reaper.
     heartbeat_timeout_s: float = 10.0
+    # A trainer of ours that is alive but silent this long has hung (e.g. a deadlock, or stopped
+    # with SIGSTOP): its run fails and the process group is killed. Long, so slow data loads pass.
+    hung_timeout_s: float = Field(default=120.0, gt=0)
     # After a cancel, a trainer that has not stopped in this many seconds is killed.
     cancel_grace_s: float = 3.0
     # SSE: how often the shared per-run poller reads new rows.

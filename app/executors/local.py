@@ -261,10 +261,19 @@ class LocalExecutor:
         return run.heartbeat_at is None or utcnow() - run.heartbeat_at > limit
 
     def _reap_stale(self) -> None:
-        """Runs we do not own whose heartbeat stopped (their trainer is gone) → failed."""
+        """Runs we do not own whose heartbeat stopped (their trainer is gone) → failed; our own
+        trainers that are alive but silent past `hung_timeout_s` → failed and killed."""
+        hung_limit = timedelta(seconds=self.settings.hung_timeout_s)
         with session_scope() as db_session:
             for run in db_session.scalars(select(Run).where(Run.status == RUNNING)):
-                if run.id in self.active or not self._stale(run):
+                if run.id in self.active:
+                    silent = utcnow() - run.heartbeat_at if run.heartbeat_at else None
+                    if silent is not None and silent > hung_limit:
+                        _mark(db_session, run, FAILED, f"the trainer stopped responding (no heartbeat for "
+                              f"{silent.total_seconds():.0f} s) and was killed")
+                        _signal_group(self.active[run.id].process.pid, signal.SIGKILL)
+                    continue
+                if not self._stale(run):
                     continue
                 if run.worker == f"local:{self.host}" and _pid_alive(run.pid):
                     continue  # alive but slow (e.g. a long data load); heartbeats resume
