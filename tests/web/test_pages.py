@@ -183,6 +183,11 @@ def test_save_creates_the_architecture_and_lists_it(client):
 
     listing = client.get("/architectures").text
     assert f'href="/architectures/{saved["id"]}"' in listing and "101,770" in listing
+    # From the saved architecture to training it: the launch form opens with it chosen.
+    train = f'href="/runs/new?architecture_id={saved["id"]}"'
+    assert train in page and train in listing
+    form = client.get(f"/runs/new?architecture_id={saved['id']}").text
+    assert re.search(rf'<option value="architecture:{saved["id"]}" selected>', form)
 
 
 def test_save_from_htmx_redirects_with_a_header(client):
