@@ -18,6 +18,7 @@ from app.architectures.schemas import (
     ValidateRequest,
 )
 from app.core.deps import SessionDep
+from app.runs.schemas import usable_config
 
 router = APIRouter(tags=["architectures"])
 
@@ -30,9 +31,11 @@ def validate_architecture(body: ValidateRequest) -> dict[str, Any]:
 
 @router.post("/api/architectures/import-keras")
 def import_keras(body: KerasImportRequest) -> dict[str, Any]:
-    """Keras `Sequential` source (never executed) → spec and its summary."""
-    spec, summary = architectures_service.import_keras(code=body.code)
-    return {"spec": spec, "summary": summary.model_dump()}
+    """Keras `Sequential` source (never executed) → spec and its summary, plus `training`: the run
+    settings read from compile(...) and fit(...), ready as the `config` of POST /api/runs."""
+    imported = architectures_service.import_keras_source(code=body.code)
+    training = usable_config(imported["training"], imported["notes"])
+    return {**imported, "summary": imported["summary"].model_dump(), "training": training}
 
 
 @router.get("/api/architectures", response_model=ArchitecturesPublic)

@@ -55,9 +55,17 @@ _DEFAULT_ONLY = {"data_format": ("channels_last", None), "dilation_rate": (1, (1
                  "return_state": (False,), "reset_after": (True,), "time_major": (False,), "center": (True,),
                  "scale": (True,), "merge_mode": ("concat",)}
 _SHAPE_KEYS = ("input_shape", "batch_input_shape", "input_length")
-_MODEL_CALLS = {"compile": "choose the optimizer, loss and metrics when you start a run",
-                "fit": "set epochs and batch size when you start a run",
-                "summary": "Trainboard shows the summary next to the spec"}
+_MODEL_CALLS = {"summary": "Trainboard shows the summary next to the spec"}
+# compile(...) and fit(...) become run settings (the `config` of POST /api/runs).
+_OPTIMIZERS = {"adam": "adam", "sgd": "sgd", "rmsprop": "rmsprop", "adamw": "adamw"}
+_OPTIMIZER_ARGS = {"learning_rate": "lr", "lr": "lr", "momentum": "momentum", "nesterov": "nesterov",
+                   "weight_decay": "weight_decay", "epsilon": "eps", "rho": "alpha"}
+_LOSSES = {"sparse_categorical_crossentropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
+           "sparsecategoricalcrossentropy": "cross_entropy", "categoricalcrossentropy": "cross_entropy",
+           "mse": "mse", "mean_squared_error": "mse", "meansquarederror": "mse",
+           "binary_crossentropy": "binary_cross_entropy", "binarycrossentropy": "binary_cross_entropy"}
+_FIT_ARGS = {"epochs": "epochs", "batch_size": "batch_size", "validation_split": "val_split"}
+_FIT_POSITIONS = {2: "batch_size", 3: "epochs"}  # fit(x, y, batch_size, epochs, ...)
 _TEXT_FIXES = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " ", "\u2009": " ",
                "\u202f": " ", "\u200b": "", "\ufeff": "", "\u2212": "-", "\t": "    "}
 _PROMPT = re.compile(r"^\s*(>>>|\.\.\.)(?: |$)")
@@ -82,7 +90,14 @@ def import_keras(code: str) -> dict[str, Any]:
 
 
 def import_keras_with_notes(code: str) -> tuple[dict[str, Any], list[str]]:
-    """Like `import_keras`, plus notes on what was ignored (compile/fit calls, regularizers...)."""
+    """Like `import_keras`, plus notes on what was ignored (regularizers, unreadable fit arguments...)."""
+    spec, notes, _ = import_keras_source(code)
+    return spec, notes
+
+
+def import_keras_source(code: str) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """(spec, notes, training): training holds the run settings read from `compile(...)` and `fit(...)`
+    (optimizer, loss, epochs, batch_size, val_split, early_stopping), in the shape of a run's `config`."""
     tree = _parse(clean_source(code))
     reader = _Reader()
     reader.statements(tree.body)
@@ -95,7 +110,8 @@ def import_keras_with_notes(code: str) -> tuple[dict[str, Any], list[str]]:
         raise KerasImportError([{"line": reader.model_line, "message": (
             f"line {reader.model_line}: the Sequential model has no layers")}])
     layers = [layer for layer, _ in reader.layers]
-    return {"input_shape": _channels_first(reader.input_shape, layers), "layers": layers}, reader.notes
+    spec = {"input_shape": _channels_first(reader.input_shape, layers), "layers": layers}
+    return spec, reader.notes, reader.training
 
 
 def clean_source(code: str) -> str:
@@ -146,6 +162,7 @@ class _Reader:
         self.frozen: dict[str, bool] = {}  # base.trainable = False
         self.notes: list[str] = []
         self.errors: list[tuple[int | None, str]] = []
+        self.training: dict[str, Any] = {}  # run settings from compile(...) / fit(...)
 
     def statements(self, body: list[ast.stmt]) -> None:
         for stmt in body:
@@ -179,6 +196,9 @@ class _Reader:
             return
         if not isinstance(target, ast.Name):
             self.notes.append(f"line {line}: ignored an assignment that does not build the model")
+            return
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in ("compile", "fit"):
+            self.training_call(value)  # history = model.fit(...)
             return
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Call):
             raise _Unsupported(line, "the functional API (layer(...)(x)) is not supported: write the model as "
@@ -218,11 +238,97 @@ class _Reader:
             if self.model_line is None:
                 self.model_line = call.lineno
             self.add(call.args[0])
+        elif isinstance(func, ast.Attribute) and func.attr in ("compile", "fit"):
+            self.training_call(call)
         elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             why = _MODEL_CALLS.get(func.attr, "not part of the architecture")
             self.notes.append(f"line {call.lineno}: ignored {func.value.id}.{func.attr}(...): {why}")
         else:
             self.notes.append(f"line {call.lineno}: ignored {_name(func) or 'a call'}(...)")
+
+    # -- compile(...) and fit(...): run settings, never errors (what cannot be read is noted) ----------
+    def training_call(self, call: ast.Call) -> None:
+        method, line = call.func.attr, call.lineno
+        keywords = {k.arg: k.value for k in call.keywords if k.arg}
+        if method == "compile":
+            positional = dict(zip(("optimizer", "loss"), call.args, strict=False))
+            for key, node in {**positional, **keywords}.items():
+                if key == "optimizer":
+                    self.compile_optimizer(node, line)
+                elif key == "loss":
+                    self.compile_loss(node, line)
+            return
+        positional = {_FIT_POSITIONS[i]: node for i, node in enumerate(call.args) if i in _FIT_POSITIONS}
+        for key, node in {**positional, **keywords}.items():
+            if key in _FIT_ARGS:
+                value = self.setting(node)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self.training[_FIT_ARGS[key]] = value
+                else:
+                    self.notes.append(f"line {line}: could not read fit({key}=...): set it when you start a run")
+            elif key == "callbacks" and isinstance(node, ast.List):
+                for element in node.elts:
+                    self.callback(self.variables.get(element.id) if isinstance(element, ast.Name) else element, line)
+
+    def setting(self, node: ast.expr) -> Any:
+        if isinstance(node, ast.Name) and node.id in self.constants:
+            return self.constants[node.id]
+        try:
+            return ast.literal_eval(node)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
+
+    def compile_optimizer(self, node: ast.expr, line: int) -> None:
+        if isinstance(node, ast.Name) and node.id in self.variables:
+            node = self.variables[node.id]  # opt = Adam(1e-3); model.compile(optimizer=opt)
+        name = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else \
+            _name(node.func) if isinstance(node, ast.Call) else None
+        optimizer = _OPTIMIZERS.get(str(name).lower())
+        if optimizer is None:
+            self.notes.append(f"line {line}: optimizer {name or '?'} has no counterpart here: choose one when "
+                              "you start a run")
+            return
+        settings: dict[str, Any] = {"name": optimizer, "lr": 0.01 if optimizer == "sgd" else 0.001}  # Keras defaults
+        given = [("learning_rate", node.args[0])] if isinstance(node, ast.Call) and node.args else []
+        given += [(k.arg, k.value) for k in node.keywords if k.arg] if isinstance(node, ast.Call) else []
+        unreadable = []
+        for arg, value_node in given:
+            key = _OPTIMIZER_ARGS.get(arg) or ("betas" if arg in ("beta_1", "beta_2") else None)
+            value = self.setting(value_node) if key else None
+            if key and value is None:
+                unreadable.append(key)
+            elif key == "betas":
+                settings.setdefault("betas", [0.9, 0.999])[arg == "beta_2"] = value
+            elif key:
+                settings[key] = value
+        if unreadable:
+            self.notes.append(f"line {line}: could not read the optimizer's {', '.join(unreadable)}: "
+                              "the defaults are used")
+        self.training["optimizer"] = settings
+
+    def compile_loss(self, node: ast.expr, line: int) -> None:
+        name = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else \
+            _name(node.func) if isinstance(node, ast.Call) else _name(node)
+        loss = _LOSSES.get(str(name).lower())
+        if loss is None:
+            self.notes.append(f"line {line}: loss {name or '?'} has no counterpart here: choose one when you "
+                              "start a run")
+        else:
+            self.training["loss"] = loss
+
+    def callback(self, node: ast.expr | None, line: int) -> None:
+        if not isinstance(node, ast.Call) or _name(node.func) != "EarlyStopping":
+            self.notes.append(f"line {line}: ignored a fit callback (only EarlyStopping has a counterpart)")
+            return
+        args = {k.arg: self.setting(k.value) for k in node.keywords if k.arg}
+        monitor = args.get("monitor", "val_loss")
+        if monitor not in ("val_loss", "val_accuracy"):
+            self.notes.append(f"line {line}: EarlyStopping(monitor={monitor!r}) is not supported: use val_loss "
+                              "or val_accuracy")
+            return
+        self.training["early_stopping"] = {
+            "monitor": monitor, "patience": int(args.get("patience") or 0),
+            "min_delta": float(args.get("min_delta") or 0.0), "restore_best": bool(args.get("restore_best_weights"))}
 
     def add(self, node: ast.expr) -> None:
         """One element of the model: a layer call, an Input, or a backbone variable."""

@@ -34,6 +34,13 @@ def import_keras(*, code: str) -> tuple[dict[str, Any], summary.Summary]:
     return spec, validate(spec=spec)
 
 
+def import_keras_source(*, code: str) -> dict[str, Any]:
+    """Keras source → {"spec", "summary", "training", "notes"}: `training` holds the run settings found
+    in compile(...) and fit(...) (see runs.schemas.usable_config); notes say what was left out."""
+    spec, notes, training = keras_import.import_keras_source(code)
+    return {"spec": spec, "summary": validate(spec=spec), "training": training, "notes": notes}
+
+
 def get(*, db_session: Session, architecture_id: int) -> Architecture:
     architecture = db_session.get(Architecture, architecture_id)
     if architecture is None:

@@ -110,7 +110,8 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         """True once patience has run out."""
-        return self.enabled and self.wait >= self.patience
+        # As in Keras, patience 0 stops at the first epoch without improvement (never after one that improved).
+        return self.enabled and self.wait >= max(self.patience, 1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 OPTIMIZER_SETTINGS = {
     "sgd": {"momentum", "nesterov", "weight_decay"},
@@ -174,3 +174,27 @@ class RunEventPublic(BaseModel):
     step: int | None
     payload: dict[str, Any]
     ts: float
+
+
+def usable_config(training: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Run settings read from elsewhere (a Keras fit call) minus what TrainConfigIn would refuse,
+    each drop explained in `notes`: the result is always a valid `config` for POST /api/runs."""
+    training = dict(training)
+    optimizer = training.get("optimizer")
+    if isinstance(optimizer, dict):
+        allowed = OPTIMIZER_SETTINGS.get(optimizer.get("name"), set()) | {"name", "lr"}
+        extra = sorted(set(optimizer) - allowed)
+        if extra:
+            notes.append(f"dropped the optimizer's {', '.join(extra)}: {optimizer.get('name')} takes no such setting here")
+            training["optimizer"] = {k: v for k, v in optimizer.items() if k in allowed}
+    for _ in range(len(training) + 1):
+        try:
+            TrainConfigIn.model_validate(training)
+            return training
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            location = ".".join(str(part) for part in error["loc"]) or "config"
+            notes.append(f"dropped the training setting {location}: {error['msg']}")
+            if not error["loc"] or training.pop(str(error["loc"][0]), None) is None:
+                return {}
+    return {}

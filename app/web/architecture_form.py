@@ -308,22 +308,38 @@ def _show_shapes_before_first_error(result: Check, spec: dict[str, Any]) -> None
         view.summary = layer_summary
 
 
-def import_keras(editor: Editor) -> tuple[Editor, list[str]]:
-    """Replace the form's model with the pasted Keras code's; on errors keep the form and list them."""
+def training_summary(training: dict[str, Any]) -> str:
+    """compile/fit settings in a line: 'adam lr 0.001 · cross_entropy · 5 epochs · batch 64'."""
+    parts = []
+    if optimizer := training.get("optimizer"):
+        parts.append(f"{optimizer['name']} lr {optimizer.get('lr')}")
+    if loss := training.get("loss"):
+        parts.append(loss.replace("_", " "))
+    for key, label in (("epochs", "{} epochs"), ("batch_size", "batch {}"), ("val_split", "validation split {}")):
+        if key in training:
+            parts.append(label.format(training[key]))
+    if early := training.get("early_stopping"):
+        parts.append(f"early stopping on {early['monitor']} (patience {early['patience']})")
+    return " · ".join(parts)
+
+
+def import_keras(editor: Editor) -> tuple[Editor, list[str], dict[str, Any]]:
+    """Replace the form's model with the pasted Keras code's; on errors keep the form and list them.
+    Also returns the run settings read from the code's compile/fit calls."""
     if not editor.keras_code.strip():
-        return editor, ["paste Keras code that builds a Sequential model, then press Import"]
+        return editor, ["paste Keras code that builds a Sequential model, then press Import"], {}
     try:
-        spec, _ = architectures_service.import_keras(code=editor.keras_code)
+        imported_source = architectures_service.import_keras_source(code=editor.keras_code)
     except DomainError as exc:
         messages = [d.get("message", exc.message) for d in exc.details] or [exc.message]
         if messages[0].startswith("no input shape"):
             # The service checks the code on its own; the builder's input field does not count here.
             messages = ["the code gives no input shape: add one to its first layer, e.g. "
                         "Flatten(input_shape=(28, 28)) or Conv2D(32, 3, input_shape=(32, 32, 3))"]
-        return editor, messages
-    imported = Editor.from_spec(spec, name=editor.name, description=editor.description)
+        return editor, messages, {}
+    imported = Editor.from_spec(imported_source["spec"], name=editor.name, description=editor.description)
     imported.keras_code, imported.add_type = editor.keras_code, editor.add_type
-    return imported, []
+    return imported, [], imported_source["training"]
 
 
 def _to_value(kind: FieldKind, text: str | bool) -> Any:

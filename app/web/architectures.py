@@ -89,14 +89,19 @@ def editor_update(request: Request, form: FormDep) -> HTMLResponse:
     editor = Editor.from_form(form)
     action = str(form.get("action", ""))
     import_errors: list[str] = []
+    training: dict[str, Any] = {}
     if action == "import":
-        editor, import_errors = architecture_form.import_keras(editor)
+        editor, import_errors, training = architecture_form.import_keras(editor)
     else:
         editor.apply(action)
     result = architecture_form.check(editor)
     result.import_errors = import_errors
     if action == "import" and not import_errors:
         result.notice = f"Imported {len(editor.layers)} layers from the Keras code."
+        if training:
+            result.notice += (f" Its compile/fit settings: {architecture_form.training_summary(training)}"
+                              " (choose them on the launch form; POST /api/architectures/import-keras returns them"
+                              " ready for POST /api/runs).")
     return _builder(request, editor, result, architecture_id=_posted_id(form))
 
 

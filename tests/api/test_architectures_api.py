@@ -76,6 +76,27 @@ def test_import_keras_answers_spec_and_summary_and_errors_with_line(client):
     assert bad.status_code == 422 and "line 2" in bad.json()["detail"]
 
 
+def test_imported_compile_and_fit_settings_launch_a_run_as_they_are(client):
+    """Paste the tutorial's whole cell: the spec and the `training` answer are a complete POST /api/runs."""
+    code = """model = tf.keras.models.Sequential([
+    tf.keras.layers.Flatten(input_shape=(8, 8)),
+    tf.keras.layers.Dense(32, activation='relu'),
+    tf.keras.layers.Dense(10, activation='softmax')
+])
+model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=0.005, epsilon=1e-7),
+              loss='sparse_categorical_crossentropy', metrics=['accuracy'])
+model.fit(x_train, y_train, epochs=3, batch_size=16, validation_split=0.25)"""
+    body = client.post("/api/architectures/import-keras", json={"code": code}).json()
+    assert body["training"] == {"optimizer": {"name": "adam", "lr": 0.005, "eps": 1e-7}, "loss": "cross_entropy",
+                                "epochs": 3, "batch_size": 16, "val_split": 0.25}
+    assert isinstance(body["notes"], list)
+    run = client.post("/api/runs", json={"spec": body["spec"], "dataset": "digits", "config": body["training"]})
+    assert run.status_code == 201, run.text
+    config = run.json()["config"]
+    assert (config["epochs"], config["batch_size"], config["val_split"]) == (3, 16, 0.25)
+    assert config["optimizer"]["lr"] == 0.005 and config["optimizer"]["eps"] == 1e-7
+
+
 def test_crud_and_pytorch_export(client):
     created = client.post("/api/architectures", json={"name": "mlp", "spec": MLP})
     assert created.status_code == 201

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from app.architectures.keras_import import KerasImportError, import_keras, import_keras_with_notes
+from app.architectures.keras_import import (
+    KerasImportError,
+    import_keras,
+    import_keras_source,
+    import_keras_with_notes,
+)
 from app.architectures.summary import summarize
+from app.runs.schemas import TrainConfigIn, usable_config
 
 MNIST_SNIPPET = """model = tf.keras.models.Sequential([
     tf.keras.layers.Flatten(input_shape=(28, 28)),
@@ -77,8 +83,45 @@ def test_repl_prompts_imports_calls_and_notes():
     assert [layer["type"] for layer in spec["layers"]] == ["Conv2D", "Flatten", "Dropout", "Dense"]
     assert spec["layers"][2] == {"type": "Dropout", "rate": 0.2}
     assert any("line 5" in note and "kernel_regularizer" in note for note in notes)
-    assert any("line 11" in note and "compile" in note for note in notes)
+    assert not any("compile" in note or "fit" in note for note in notes)  # they became run settings
+    assert import_keras_source(code)[2] == {"optimizer": {"name": "adam", "lr": 0.001}, "loss": "cross_entropy",
+                                            "epochs": 5}
     assert summarize(spec).total_params == 8 * 9 + 8 + 8 * 28 * 28 * 10 + 10
+
+
+def test_compile_and_fit_become_run_settings_and_what_has_no_counterpart_is_noted():
+    code = """
+EPOCHS = 8
+model = Sequential([layers.Flatten(input_shape=(8, 8)), layers.Dense(10, activation="softmax")])
+opt = tf.keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True, epsilon=1e-7)
+model.compile(opt, tf.keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+stop = tf.keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=2, restore_best_weights=True)
+history = model.fit(x_train, y_train, 64, EPOCHS, validation_split=0.2, callbacks=[stop, TensorBoard("logs")])
+"""
+    _, notes, training = import_keras_source(code)
+    assert training == {
+        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "eps": 1e-7},
+        "loss": "cross_entropy", "batch_size": 64, "epochs": 8, "val_split": 0.2,
+        "early_stopping": {"monitor": "val_accuracy", "patience": 2, "min_delta": 0.0, "restore_best": True}}
+    assert any("line 7" in note and "callback" in note for note in notes)
+    usable = usable_config(training, notes)  # SGD takes no epsilon here: dropped, and said so
+    assert usable["optimizer"] == {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True}
+    assert "dropped the optimizer's eps" in notes[-1]
+    TrainConfigIn.model_validate(usable)
+
+
+@pytest.mark.parametrize("compile_call, expected, note", [
+    ("model.compile(optimizer='adagrad', loss='mse')", {"loss": "mse"}, "optimizer adagrad"),
+    ("model.compile(optimizer=tf.keras.optimizers.Adam(1e-4), loss='hinge')",
+     {"optimizer": {"name": "adam", "lr": 1e-4}}, "loss hinge"),
+    ("model.compile(optimizer=RMSprop(learning_rate=lr), loss='binary_crossentropy')",
+     {"optimizer": {"name": "rmsprop", "lr": 0.001}, "loss": "binary_cross_entropy"}, "could not read the optimizer's lr"),
+])
+def test_unknown_training_settings_are_noted_not_errors(compile_call, expected, note):
+    code = f"model = Sequential([layers.Dense(10, input_shape=(4,))])\n{compile_call}\n"
+    _, notes, training = import_keras_source(code)
+    assert training == expected
+    assert any(note in n for n in notes), notes
 
 
 def test_indented_block_bare_names_constants_and_l2():

@@ -123,6 +123,17 @@ def test_early_stopping_stops(tmp_path, moons):
     assert result.best_epoch == 1
 
 
+def test_early_stopping_patience_zero_stops_at_the_first_epoch_without_improvement(tmp_path, moons):
+    # As Keras's patience=0: epochs that improve go on (lr 0.02 improves for a while), the first that
+    # does not stops the run; it never stops right after an improving epoch.
+    result, sink = run(tmp_path, mlp_spec(8, 2), moons, epochs=30, optimizer={"name": "adam", "lr": 0.02},
+                       early_stopping={"monitor": "val_loss", "patience": 0})
+    losses = [e["val_loss"] for e in sink.of("epoch")]
+    assert len(losses) >= 2
+    assert all(later < earlier for earlier, later in zip(losses[:-2], losses[1:-1], strict=True))
+    assert losses[-1] >= min(losses[:-1]) or not result.stopped_early
+
+
 def test_early_stopping_restore_best(tmp_path, moons):
     # min_delta so large that only epoch 1 counts as an improvement: stop at 3, best is 1.
     early = {"monitor": "val_loss", "patience": 2, "min_delta": 100.0}

@@ -156,7 +156,11 @@ def test_keras_import_fills_the_builder(client):
     )
     html = client.post("/architectures/editor", data={"keras_code": code, "action": "import"}, headers=HTMX).text
     assert re.search(r'id="total-params">101,770<', html)
-    assert "Imported 3 layers" in html
+    assert "Imported 3 layers" in html and "compile/fit" not in html
+    code += ("model.compile(optimizer='adam', loss='sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+             "model.fit(x_train, y_train, epochs=5)\n")
+    html = client.post("/architectures/editor", data={"keras_code": code, "action": "import"}, headers=HTMX).text
+    assert "Its compile/fit settings: adam lr 0.001 · cross entropy · 5 epochs" in html
 
 
 def test_keras_import_errors_show_line_numbers_next_to_the_box(client):
