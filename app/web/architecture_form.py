@@ -238,6 +238,7 @@ class Check:
     import_errors: list[str] = field(default_factory=list)
     model_errors: list[str] = field(default_factory=list)
     notice: str = ""
+    notice_link: tuple[str, str] | None = None  # (href, text) after the notice
 
     @property
     def has_errors(self) -> bool:

@@ -8,6 +8,7 @@ and per-layer slots (while typing, so the inputs being typed into are never repl
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,7 +21,7 @@ from app.architectures.models import Architecture
 from app.architectures.schemas import ArchitectureCreate, ArchitectureUpdate
 from app.core.deps import SessionDep
 from app.core.errors import DomainError, NotFound
-from app.web import architecture_form
+from app.web import architecture_form, run_form
 from app.web.architecture_form import LAYER_FORMS, Check, Editor
 from app.web.svg import DiagramBox, architecture_diagram
 from app.web.templating import PageNotFound, is_htmx, render
@@ -99,9 +100,13 @@ def editor_update(request: Request, form: FormDep) -> HTMLResponse:
     if action == "import" and not import_errors:
         result.notice = f"Imported {len(editor.layers)} layers from the Keras code."
         if training:
-            result.notice += (f" Its compile/fit settings: {architecture_form.training_summary(training)}"
-                              " (choose them on the launch form; POST /api/architectures/import-keras returns them"
-                              " ready for POST /api/runs).")
+            result.notice += f" Its compile/fit settings: {architecture_form.training_summary(training)}."
+            architecture_id = _posted_id(form)
+            if architecture_id:
+                query = urlencode({"architecture_id": architecture_id, **run_form.config_fields(training)})
+                result.notice_link = (f"/runs/new?{query}", "Train with these settings →")
+            else:
+                result.notice += " Choose them on the launch form once the architecture is saved."
     return _builder(request, editor, result, architecture_id=_posted_id(form))
 
 

@@ -92,11 +92,31 @@ def from_form(form: FormData) -> RunForm:
     return RunForm(values=values)
 
 
-def prefilled(*, model: str = "", dataset: str = "") -> RunForm:
-    """A fresh form, optionally with the model (`architecture:3`, `preset:mnist-mlp`) chosen."""
+def prefilled(*, model: str = "", dataset: str = "", settings: dict[str, str] | None = None) -> RunForm:
+    """A fresh form, optionally with the model (`architecture:3`, `preset:mnist-mlp`) chosen and
+    `config.*` fields filled in (e.g. from a link that carries imported Keras settings)."""
     result = RunForm()
     result.values.update({"model": model, "dataset": dataset})
+    result.values.update({k: str(v) for k, v in (settings or {}).items() if k.startswith("config.")})
     return result
+
+
+def config_fields(config: dict[str, Any]) -> dict[str, str]:
+    """A run `config` (as POST /api/runs takes it) → the launch form's field values."""
+    fields: dict[str, str] = {}
+    for key in ("epochs", "batch_size", "val_split", "loss"):
+        if key in config:
+            fields[f"config.{key}"] = str(config[key])
+    optimizer = dict(config.get("optimizer") or {})
+    if betas := optimizer.pop("betas", None):
+        fields["config.optimizer.beta1"], fields["config.optimizer.beta2"] = str(betas[0]), str(betas[1])
+    for key, value in optimizer.items():
+        fields[f"config.optimizer.{key}"] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    if early := config.get("early_stopping"):
+        fields["config.early_stopping.enabled"] = "1"
+        for key, value in early.items():
+            fields[f"config.early_stopping.{key}"] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    return fields
 
 
 def to_run_create(run_form: RunForm) -> RunCreate | None:

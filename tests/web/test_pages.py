@@ -163,6 +163,24 @@ def test_keras_import_fills_the_builder(client):
     assert "Its compile/fit settings: adam lr 0.001 · cross entropy · 5 epochs" in html
 
 
+def test_imported_settings_on_a_saved_architecture_prefill_the_launch_form(client):
+    saved = client.post("/architectures", data=MNIST_FORM, follow_redirects=False).headers["location"]
+    architecture_id = int(re.search(r"/architectures/(\d+)", saved).group(1))
+    code = ("model = Sequential([Flatten(input_shape=(28, 28)), Dense(64, activation='relu'), Dense(10)])\n"
+            "model.compile(optimizer=SGD(learning_rate=0.05, momentum=0.9), loss='mse')\n"
+            "model.fit(x, y, epochs=7, batch_size=128, callbacks=[EarlyStopping(patience=2)])\n")
+    html = client.post("/architectures/editor", data={"keras_code": code, "action": "import",
+                                                     "architecture_id": str(architecture_id)}, headers=HTMX).text
+    link = unescape(re.search(r'<a href="([^"]+)" id="train-with-settings">', html).group(1))
+    assert link.startswith(f"/runs/new?architecture_id={architecture_id}&")
+    form = client.get(link).text
+    assert re.search(rf'<option value="architecture:{architecture_id}" selected>', form)
+    for name, value in (("config.epochs", "7"), ("config.batch_size", "128"), ("config.optimizer.lr", "0.05"),
+                        ("config.optimizer.momentum", "0.9"), ("config.early_stopping.patience", "2")):
+        assert re.search(rf'name="{re.escape(name)}"[^>]*value="{value}"', form), name
+    assert re.search(r'<option value="sgd" selected>', form) and re.search(r'<option value="mse" selected>', form)
+
+
 def test_keras_import_errors_show_line_numbers_next_to_the_box(client):
     code = "model = Sequential([\n    Dense(10),\n    Frobnicate(3),\n])\n"
     html = client.post("/architectures/editor", data={"keras_code": code, "action": "import"}, headers=HTMX).text
