@@ -55,7 +55,10 @@ class Poller:
         self.subscribers = 0
         self.polls = 0
         self.finished = False  # a terminal status was seen (per-run pollers)
-        self._changed = asyncio.Condition()
+        # Set (and replaced by a fresh one) whenever new events arrive. A plain Event, not a
+        # Condition: asyncio.wait_for on Condition.wait can leave the lock released on timeout or
+        # cancellation in Python 3.11 ("Lock is not acquired"), which broke streams under load.
+        self._arrived = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._idle_since: float | None = None
         self._kick = asyncio.Event()
@@ -96,8 +99,8 @@ class Poller:
             self.base = self.buffer[0].id - 1
         self.cursor = events[-1].id
         self.finished = self.finished or any(_is_terminal(e) for e in events)
-        async with self._changed:
-            self._changed.notify_all()
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
 
     def since(self, cursor: int) -> list[StreamEvent] | None:
         """Buffered events after `cursor`, or None when the cursor is older than the buffer."""
@@ -114,11 +117,13 @@ class Poller:
 
     async def wait_beyond(self, cursor: int, timeout: float) -> bool:
         """Wait until something newer than `cursor` arrives; False on timeout."""
-        if self.cursor > cursor:
-            return True
-        async with self._changed:
+        deadline = time.monotonic() + timeout
+        while self.cursor <= cursor:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.cursor > cursor), timeout)
+                await asyncio.wait_for(self._arrived.wait(), remaining)
             except asyncio.TimeoutError:
                 return False
         return True
