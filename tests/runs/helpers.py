@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import Any
 
@@ -46,3 +48,22 @@ def wait_metrics(api: httpx.Client, run_id: int, timeout: float = 60.0) -> list[
             return rows
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} wrote no metric rows in {timeout}s")
+
+
+def run_in_thread(coroutine_function):
+    """asyncio.run in a fresh thread: Playwright's sync API may own this thread's event loop."""
+    outcome: list = []
+
+    def target():
+        try:
+            outcome.append(("ok", asyncio.run(coroutine_function())))
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome.append(("error", exc))
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value

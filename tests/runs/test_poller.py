@@ -6,6 +6,7 @@ import asyncio
 import random
 
 from app.runs.stream import Poller, StreamEvent
+from tests.runs.helpers import run_in_thread
 
 
 def test_waiters_timing_out_while_events_arrive_never_raise():
@@ -36,7 +37,7 @@ def test_waiters_timing_out_while_events_arrive_never_raise():
         await asyncio.gather(producer(), *(waiter() for _ in range(100)))
         return woke, timed_out
 
-    woke, timed_out = asyncio.run(main())
+    woke, timed_out = run_in_thread(main)
     assert woke > 0 and timed_out > 0 and woke + timed_out == 100 * 30
 
 
@@ -45,4 +46,4 @@ def test_wait_beyond_returns_at_once_when_already_beyond_and_false_on_timeout():
         poller = Poller(lambda after, limit: [], 5, interval=1)
         return await poller.wait_beyond(4, 0.01), await poller.wait_beyond(5, 0.01)
 
-    assert asyncio.run(main()) == (True, False)
+    assert run_in_thread(main) == (True, False)

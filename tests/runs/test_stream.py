@@ -13,6 +13,7 @@ import uvicorn
 from sqlalchemy import event
 
 from tests.conftest import free_port
+from tests.runs.helpers import run_in_thread
 
 
 class ThreadServer:
@@ -74,25 +75,6 @@ def _parse(text: str) -> list[dict]:
         if "event" in item:
             out.append(item)
     return out
-
-
-def _run_in_thread(coroutine_function):
-    """asyncio.run in a fresh thread: Playwright's sync API may own this thread's event loop."""
-    outcome: list = []
-
-    def target():
-        try:
-            outcome.append(("ok", asyncio.run(coroutine_function())))
-        except BaseException as exc:  # re-raised in the test's thread
-            outcome.append(("error", exc))
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    kind, value = outcome[0]
-    if kind == "error":
-        raise value
-    return value
 
 
 @pytest.fixture
@@ -166,7 +148,7 @@ def test_200_subscribers_cost_one_poll_per_interval(app):
                 await client.aclose()
                 return received, window_start, window_end
 
-            received, start, end = _run_in_thread(main)
+            received, start, end = run_in_thread(main)
         assert set(received.values()) == {final_seq}, "every subscriber must get every event"
         interval = app.state.stream_hub.poll_interval
         during = [t for t in statements if start <= t <= end]
