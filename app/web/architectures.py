@@ -21,6 +21,7 @@ from app.architectures.models import Architecture
 from app.architectures.schemas import ArchitectureCreate, ArchitectureUpdate
 from app.core.deps import SessionDep
 from app.core.errors import DomainError, NotFound
+from app.runs.schemas import usable_config
 from app.web import architecture_form, run_form
 from app.web.architecture_form import LAYER_FORMS, Check, Editor
 from app.web.svg import DiagramBox, architecture_diagram
@@ -76,11 +77,15 @@ def new_page(request: Request, preset: str | None = None) -> HTMLResponse:
 
 @router.get("/architectures/{architecture_id}", response_class=HTMLResponse)
 def edit_page(request: Request, architecture: ArchitecturePageDep, saved: bool = False) -> HTMLResponse:
-    """The builder for a saved architecture."""
+    """The builder for a saved architecture (after a save, with a link to train it with imported settings)."""
     editor = Editor.from_spec(architecture.spec, name=architecture.name, description=architecture.description)
     result = architecture_form.check(editor)
     if saved:
         result.notice = f"Saved “{architecture.name}”."
+        settings = {k: v for k, v in request.query_params.items() if k.startswith("config.")}
+        if settings:
+            result.notice += " Its Keras code's compile/fit settings are ready:"
+            result.notice_link = _train_link(architecture.id, settings)
     return _builder(request, editor, result, architecture_id=architecture.id)
 
 
@@ -103,10 +108,9 @@ def editor_update(request: Request, form: FormDep) -> HTMLResponse:
             result.notice += f" Its compile/fit settings: {architecture_form.training_summary(training)}."
             architecture_id = _posted_id(form)
             if architecture_id:
-                query = urlencode({"architecture_id": architecture_id, **run_form.config_fields(training)})
-                result.notice_link = (f"/runs/new?{query}", "Train with these settings →")
+                result.notice_link = _train_link(architecture_id, run_form.config_fields(usable_config(training, [])))
             else:
-                result.notice += " Choose them on the launch form once the architecture is saved."
+                result.notice += " Save the architecture to train it with them."
     return _builder(request, editor, result, architecture_id=_posted_id(form))
 
 
@@ -131,7 +135,7 @@ def create(request: Request, db_session: SessionDep, form: FormDep) -> Response:
         except (DomainError, ValidationError) as exc:
             result.add_error(exc)
         else:
-            return _redirect_after_save(request, saved.id)
+            return _redirect_after_save(request, saved.id, _imported_training(editor))
     return _builder(request, editor, result, status_code=422)
 
 
@@ -148,7 +152,7 @@ def update(request: Request, db_session: SessionDep, architecture: ArchitectureP
         except (DomainError, ValidationError) as exc:
             result.add_error(exc)
         else:
-            return _redirect_after_save(request, architecture.id)
+            return _redirect_after_save(request, architecture.id, _imported_training(editor))
     return _builder(request, editor, result, architecture_id=architecture.id, status_code=422)
 
 
@@ -162,8 +166,26 @@ def _check_before_save(editor: Editor) -> Check:
     return result
 
 
-def _redirect_after_save(request: Request, architecture_id: int) -> Response:
+def _imported_training(editor: Editor) -> dict[str, Any]:
+    """The run settings of the Keras code in the editor's import box (its compile/fit calls), if any."""
+    if not editor.keras_code.strip():
+        return {}
+    try:
+        training = architectures_service.import_keras_source(code=editor.keras_code)["training"]
+    except DomainError:
+        return {}
+    return usable_config(training, [])
+
+
+def _train_link(architecture_id: int, settings: dict[str, str]) -> tuple[str, str]:
+    return f"/runs/new?{urlencode({'architecture_id': architecture_id, **settings})}", "Train with these settings →"
+
+
+def _redirect_after_save(request: Request, architecture_id: int, training: dict[str, Any] | None = None) -> Response:
+    """To the saved page; imported compile/fit settings ride along as `config.*` for its train link."""
     url = f"/architectures/{architecture_id}?saved=1"
+    if training:
+        url += "&" + urlencode(run_form.config_fields(training))
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)

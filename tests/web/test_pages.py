@@ -181,6 +181,25 @@ def test_imported_settings_on_a_saved_architecture_prefill_the_launch_form(clien
     assert re.search(r'<option value="sgd" selected>', form) and re.search(r'<option value="mse" selected>', form)
 
 
+def test_imported_settings_survive_saving_a_new_architecture(client):
+    code = ("model = Sequential([Flatten(input_shape=(28, 28)), Dense(128, activation='relu'), "
+            "Dense(10, activation='softmax')])\n"
+            "model.compile(optimizer=Adam(learning_rate=0.002), loss='sparse_categorical_crossentropy')\n"
+            "model.fit(x, y, epochs=4, batch_size=256)\n")
+    imported = client.post("/architectures/editor", data={"keras_code": code, "action": "import"}, headers=HTMX).text
+    assert "Save the architecture to train it with them." in imported
+    saved = client.post("/architectures", data={**MNIST_FORM, "keras_code": code}, follow_redirects=False)
+    location = saved.headers["location"]
+    assert "config.epochs=4" in location and "config.optimizer.lr=0.002" in location
+    page = client.get(location).text
+    link = unescape(re.search(r'<a href="([^"]+)" id="train-with-settings">', page).group(1))
+    form = client.get(link).text
+    for name, value in (("config.epochs", "4"), ("config.batch_size", "256"), ("config.optimizer.lr", "0.002")):
+        assert re.search(rf'name="{re.escape(name)}"[^>]*value="{value}"', form), name
+    plain = client.post("/architectures", data={**MNIST_FORM, "name": "no keras"}, follow_redirects=False)
+    assert "config." not in plain.headers["location"]  # nothing imported: nothing carried
+
+
 def test_keras_import_errors_show_line_numbers_next_to_the_box(client):
     code = "model = Sequential([\n    Dense(10),\n    Frobnicate(3),\n])\n"
     html = client.post("/architectures/editor", data={"keras_code": code, "action": "import"}, headers=HTMX).text
