@@ -16,6 +16,6 @@ router = APIRouter(tags=["compare"])
 def compare_runs(db_session: SessionDep, runs: list[str] = Query(
         default=[], description="run ids: runs=3,5 or runs=3&runs=5 (at most 12)")) -> dict[str, Any]:
     """Runs side by side: headline numbers, per-epoch curves, the settings that differ, the best run per
-    column, and the runs on the accuracy-versus-cost Pareto fronts (parameters, training time, peak memory)."""
+    column, and the runs on the accuracy-versus-cost Pareto fronts (parameters, training time, training memory)."""
     ids = compare_service.parse_ids(runs)
     return compare_service.compare(db_session=db_session, run_ids=ids).to_dict()

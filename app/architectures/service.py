@@ -28,15 +28,10 @@ def validate(*, spec: Any, input_shape: list[int] | None = None) -> summary.Summ
     )
 
 
-def import_keras(*, code: str) -> tuple[dict[str, Any], summary.Summary]:
-    """Keras source → (spec, summary). Never executes the code."""
-    spec = keras_import.import_keras(code)
-    return spec, validate(spec=spec)
-
-
 def import_keras_source(*, code: str) -> dict[str, Any]:
-    """Keras source → {"spec", "summary", "training", "notes"}: `training` holds the run settings found
-    in compile(...) and fit(...) (see runs.schemas.usable_config); notes say what was left out."""
+    """Keras source (never executed) → {"spec", "summary", "training", "notes"}: `training` holds the
+    run settings found in compile(...) and fit(...) (see runs.schemas.usable_config); notes say what
+    was left out."""
     spec, notes, training = keras_import.import_keras_source(code)
     return {"spec": spec, "summary": validate(spec=spec), "training": training, "notes": notes}
 

@@ -29,6 +29,7 @@ from app.engine.types import (
     EngineError,
     Sink,
     StoppedError,
+    TrainConfig,
     TrainJob,
     TrainResult,
 )
@@ -52,7 +53,7 @@ def _check_config(job: TrainJob) -> None:
         raise EngineError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {cfg.normalize!r}")
 
 
-def _warm_up(cfg, device: torch.device) -> None:
+def _warm_up(cfg: TrainConfig, device: torch.device) -> None:
     """One step of a one-weight model: the lazy imports and pools the first optimizer step pulls in
     (torch._dynamo alone is ~100 MB) belong to the process, not to the model the meter measures."""
     weight = nn.Parameter(torch.zeros(1, device=device))

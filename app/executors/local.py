@@ -257,8 +257,8 @@ class LocalExecutor:
                     _mark(db_session, run, FAILED, "interrupted: its trainer stopped while the server was down")
 
     def _stale(self, run: Run) -> bool:
-        limit = timedelta(seconds=self.settings.heartbeat_timeout_s)
-        return run.heartbeat_at is None or utcnow() - run.heartbeat_at > limit
+        silent = _silence(run)
+        return silent is None or silent > timedelta(seconds=self.settings.heartbeat_timeout_s)
 
     def _reap_stale(self) -> None:
         """Runs we do not own whose heartbeat stopped (their trainer is gone) → failed; our own
@@ -267,7 +267,7 @@ class LocalExecutor:
         with session_scope() as db_session:
             for run in db_session.scalars(select(Run).where(Run.status == RUNNING)):
                 if run.id in self.active:
-                    silent = utcnow() - run.heartbeat_at if run.heartbeat_at else None
+                    silent = _silence(run)
                     if silent is not None and silent > hung_limit:
                         _mark(db_session, run, FAILED, f"the trainer stopped responding (no heartbeat for "
                               f"{silent.total_seconds():.0f} s) and was killed")
@@ -278,6 +278,11 @@ class LocalExecutor:
                 if run.worker == f"local:{self.host}" and _pid_alive(run.pid):
                     continue  # alive but slow (e.g. a long data load); heartbeats resume
                 _mark(db_session, run, FAILED, "interrupted: its trainer stopped sending heartbeats")
+
+
+def _silence(run: Run) -> timedelta | None:
+    """How long since the run's last heartbeat (None: it never sent one)."""
+    return utcnow() - run.heartbeat_at if run.heartbeat_at else None
 
 
 def _mark(db_session, run: Run, status: str, reason: str) -> None:

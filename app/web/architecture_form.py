@@ -20,6 +20,7 @@ from app.architectures import service as architectures_service
 from app.architectures.spec import BACKBONES, LAYER_TYPES
 from app.architectures.summary import LayerSummary, Summary
 from app.core.errors import Conflict, DomainError
+from app.runs.schemas import usable_config
 
 FieldKind = Literal["int", "float", "pair", "shape", "choice", "bool", "text"]
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu", "linear")
@@ -326,7 +327,7 @@ def training_summary(training: dict[str, Any]) -> str:
 
 def import_keras(editor: Editor) -> tuple[Editor, list[str], dict[str, Any]]:
     """Replace the form's model with the pasted Keras code's; on errors keep the form and list them.
-    Also returns the run settings read from the code's compile/fit calls."""
+    Also returns the (valid) run settings read from the code's compile/fit calls."""
     if not editor.keras_code.strip():
         return editor, ["paste Keras code that builds a Sequential model, then press Import"], {}
     try:
@@ -340,7 +341,7 @@ def import_keras(editor: Editor) -> tuple[Editor, list[str], dict[str, Any]]:
         return editor, messages, {}
     imported = Editor.from_spec(imported_source["spec"], name=editor.name, description=editor.description)
     imported.keras_code, imported.add_type = editor.keras_code, editor.add_type
-    return imported, [], imported_source["training"]
+    return imported, [], usable_config(imported_source["training"], [])
 
 
 def _to_value(kind: FieldKind, text: str | bool) -> Any:

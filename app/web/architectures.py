@@ -21,7 +21,6 @@ from app.architectures.models import Architecture
 from app.architectures.schemas import ArchitectureCreate, ArchitectureUpdate
 from app.core.deps import SessionDep
 from app.core.errors import DomainError, NotFound
-from app.runs.schemas import usable_config
 from app.web import architecture_form, run_form
 from app.web.architecture_form import LAYER_FORMS, Check, Editor
 from app.web.svg import DiagramBox, architecture_diagram
@@ -82,7 +81,7 @@ def edit_page(request: Request, architecture: ArchitecturePageDep, saved: bool =
     result = architecture_form.check(editor)
     if saved:
         result.notice = f"Saved “{architecture.name}”."
-        settings = {k: v for k, v in request.query_params.items() if k.startswith("config.")}
+        settings = run_form.config_query(request.query_params)
         if settings:
             result.notice += " Its Keras code's compile/fit settings are ready:"
             result.notice_link = _train_link(architecture.id, settings)
@@ -108,7 +107,7 @@ def editor_update(request: Request, form: FormDep) -> HTMLResponse:
             result.notice += f" Its compile/fit settings: {architecture_form.training_summary(training)}."
             architecture_id = _posted_id(form)
             if architecture_id:
-                result.notice_link = _train_link(architecture_id, run_form.config_fields(usable_config(training, [])))
+                result.notice_link = _train_link(architecture_id, run_form.config_fields(training))
             else:
                 result.notice += " Save the architecture to train it with them."
     return _builder(request, editor, result, architecture_id=_posted_id(form))
@@ -168,13 +167,7 @@ def _check_before_save(editor: Editor) -> Check:
 
 def _imported_training(editor: Editor) -> dict[str, Any]:
     """The run settings of the Keras code in the editor's import box (its compile/fit calls), if any."""
-    if not editor.keras_code.strip():
-        return {}
-    try:
-        training = architectures_service.import_keras_source(code=editor.keras_code)["training"]
-    except DomainError:
-        return {}
-    return usable_config(training, [])
+    return architecture_form.import_keras(editor)[2] if editor.keras_code.strip() else {}
 
 
 def _train_link(architecture_id: int, settings: dict[str, str]) -> tuple[str, str]:

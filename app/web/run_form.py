@@ -10,6 +10,7 @@ Torch-free.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,9 +97,13 @@ def prefilled(*, model: str = "", dataset: str = "", settings: dict[str, str] | 
     """A fresh form, optionally with the model (`architecture:3`, `preset:mnist-mlp`) chosen and
     `config.*` fields filled in (e.g. from a link that carries imported Keras settings)."""
     result = RunForm()
-    result.values.update({"model": model, "dataset": dataset})
-    result.values.update({k: str(v) for k, v in (settings or {}).items() if k.startswith("config.")})
+    result.values.update({"model": model, "dataset": dataset, **(settings or {})})
     return result
+
+
+def config_query(params: Mapping[str, str]) -> dict[str, str]:
+    """The `config.*` fields of a query string (a link carrying settings for the launch form)."""
+    return {key: value for key, value in params.items() if key.startswith("config.")}
 
 
 def config_fields(config: dict[str, Any]) -> dict[str, str]:
@@ -111,12 +116,17 @@ def config_fields(config: dict[str, Any]) -> dict[str, str]:
     if betas := optimizer.pop("betas", None):
         fields["config.optimizer.beta1"], fields["config.optimizer.beta2"] = str(betas[0]), str(betas[1])
     for key, value in optimizer.items():
-        fields[f"config.optimizer.{key}"] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        fields[f"config.optimizer.{key}"] = _field_text(value)
     if early := config.get("early_stopping"):
         fields["config.early_stopping.enabled"] = "1"
         for key, value in early.items():
-            fields[f"config.early_stopping.{key}"] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            fields[f"config.early_stopping.{key}"] = _field_text(value)
     return fields
+
+
+def _field_text(value: Any) -> str:
+    """A value as a form field holds it (checkboxes: '1' / '0')."""
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
 
 
 def to_run_create(run_form: RunForm) -> RunCreate | None:

@@ -95,7 +95,7 @@ def new_page(request: Request, db_session: SessionDep, architecture_id: int | No
              preset: str | None = None, dataset: str = "") -> HTMLResponse:
     """The launch form, optionally with a saved architecture or a preset chosen."""
     model = f"architecture:{architecture_id}" if architecture_id else (f"preset:{preset}" if preset else "")
-    settings = {key: value for key, value in request.query_params.items() if key.startswith("config.")}
+    settings = run_form.config_query(request.query_params)
     return _form_page(request, db_session, run_form.prefilled(model=model, dataset=dataset, settings=settings))
 
 
