@@ -34,7 +34,7 @@ test: $(VENV)/.installed-dev
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL is missing: install it (apt-get install postgresql) and run make test again"; exit 1; fi; }
 	$(BIN)/ruff check app tests bench
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	TRAINBOARD_STRICT_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench

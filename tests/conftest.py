@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -132,18 +133,48 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 # --- browser tests: Playwright drives the system Chromium (never `playwright install`) ---
-CHROMIUM = "/usr/bin/chromium"
+def find_chromium() -> str | None:
+    """The browser the way the Makefile finds it: `chromium` on PATH, else /usr/bin/chromium."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+# `make test` sets TRAINBOARD_STRICT_TESTS=1 after installing what the suite needs: there, a
+# test that would be skipped (no browser, no PostgreSQL, no data files) fails instead.
+STRICT = os.environ.get("TRAINBOARD_STRICT_TESTS") == "1" or os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            raise RuntimeError("Chromium is missing in CI: `make test` installs it with apt-get")
+    chromium = find_chromium()
+    if chromium is None:
         pytest.skip("Chromium is not installed: run `make test` (installs it) or apt-get install chromium")
     return {
         **browser_type_launch_args,
-        "executable_path": CHROMIUM,
+        "executable_path": chromium,
         "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"],
     }
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under `make test` a skip is a failure: nothing the suite promises may silently not run."""
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under TRAINBOARD_STRICT_TESTS=1 (make test), which allows no skips: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at import (e.g. `pytest.importorskip`)."""
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"{collector.nodeid} skipped at collection under TRAINBOARD_STRICT_TESTS=1: {report.longrepr}"

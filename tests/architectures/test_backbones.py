@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from app.architectures.summary import BACKBONES
-
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
