@@ -43,4 +43,5 @@ def test_training_memory_grows_with_the_model_and_leaves_out_the_process():
     assert small["training"] is not None and large["training"] is not None
     assert small["training"] < 30 << 20 < small["peak"]  # torch alone is far more than a tiny model needs
     assert large["training"] - small["training"] > 12 << 20  # 1.2 M params * 4 bytes * 4 copies = 19 MB
+    assert large["events"], "the run reported no memory events"
     assert all(e["training_bytes"] is not None and e["kind"] == "rss" for e in large["events"])

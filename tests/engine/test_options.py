@@ -131,7 +131,7 @@ def test_early_stopping_patience_zero_stops_at_the_first_epoch_without_improveme
     losses = [e["val_loss"] for e in sink.of("epoch")]
     assert len(losses) >= 2
     assert all(later < earlier for earlier, later in zip(losses[:-2], losses[1:-1], strict=True))
-    assert losses[-1] >= min(losses[:-1]) or not result.stopped_early
+    assert result.stopped_early and losses[-1] >= min(losses[:-1])
 
 
 def test_early_stopping_restore_best(tmp_path, moons):
