@@ -1,106 +1,117 @@
-"""The seed's MNIST MLP through the whole product: POST /api/runs → completed, against a plain loop.
+"""The tutorial's MNIST MLP through the whole product, POST /api/runs → completed, against the fair
+reference loop, interleaved.
 
-Starts `trainboard serve` on a temporary database, imports the real MNIST files, submits the
-tutorial's MLP (5 epochs, batch 32, Adam, trained on all 60,000 images as the tutorial's
-`model.fit(x_train, y_train, epochs=5)` does: `val_split` 0) through the API and waits for `completed`; then runs
-a plain hand-written PyTorch loop in this script. Prints the time from POST to the first metric
-row, both accuracies, both times, and their ratio on the last line (target <= 1.3).
+Starts `trainboard serve` (one slot, `TRAINBOARD_TRAINER_THREADS` = --threads) on a temporary data
+dir with the real MNIST files imported, and runs A B A B ...: A posts the MLP (5 epochs, batch 32,
+Adam 1e-3, `val_split` 0 as the tutorial's `model.fit(x_train, y_train, epochs=5)`) with a warm
+trainer standing by and waits for `completed`; B runs bench/harness.py's reference loop in this
+process with the same thread count. Before each side the bench waits until the server's next
+standby trainer has warmed up, so neither side shares the CPU with that warm-up.
 
-    python bench/api_seed_mnist.py [--mnist DIR] [--epochs 5]
+    .venv/bin/python bench/api_seed_mnist.py [--epochs 5] [--pairs 3] [--threads 1] [--timeout 900]
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def _seed_bench():
-    spec = importlib.util.spec_from_file_location("seed_mnist", ROOT / "bench" / "seed_mnist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _wait_ready(url: str, data_dir: Path, timeout: float = 60) -> None:
-    """Healthy, and a warm trainer standing by (as on a server that has been up for a while)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            healthy = httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            healthy = False
-        logs = list((data_dir / "logs").glob("standby-*.log")) if (data_dir / "logs").exists() else []
-        if healthy and any("ready" in p.read_text() for p in logs):
-            return
-        time.sleep(0.1)
-    raise SystemExit("server did not become ready")
+import harness  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--val-split", type=float, default=0.0, help="the run's validation split (the tutorial: 0)")
-    args = parser.parse_args()
-    from app.datasets import registry
-    from tests.conftest import free_port
+    p = harness.parser(__doc__, timeout=900)
+    p.add_argument("--mnist", type=Path, default=harness.MNIST_DIR)
+    p.add_argument("--epochs", type=int, default=5)
+    args = p.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
-        registry.import_idx("mnist", args.mnist, data_dir)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), "TRAINBOARD_SLOTS": "1"}
-        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port),
-                                   "--log-level", "warning"], cwd=ROOT, env=env)
-        try:
-            _wait_ready(url, data_dir)
+    import httpx
+    import torch
+
+    from app.datasets import registry
+
+    torch.set_num_threads(args.threads)
+    harness.header(f"POST /api/runs → completed vs reference loop: MNIST MLP, {args.epochs} epochs, batch 32",
+                   torch.get_num_threads())
+    api = harness.Side("API POST → completed")
+    engine = harness.Side("  of which epochs (epoch_time sum)")
+    first = harness.Side("  POST → first metric row")
+    reference = harness.Side("reference loop")
+    accuracies: dict[str, list[float]] = {"API": [], "reference": []}
+
+    def report() -> None:
+        print(harness.table(api, reference))
+        if engine.times:
+            print(f"   engine training time inside the API runs: {harness.summary(engine.times)}")
+        if first.times:
+            print(f"   POST → first metric row: {harness.summary(first.times)}")
+        for name, values in accuracies.items():
+            if values:
+                print(f"   test accuracy {name}: {', '.join(f'{v:.4f}' for v in values)}")
+        print(f"   {harness.load()} (after)", flush=True)
+
+    with harness.Watchdog(args.timeout) as watchdog:
+        watchdog.report = report
+        env = {"TRAINBOARD_SLOTS": "1", "TRAINBOARD_TRAINER_THREADS": str(args.threads)}
+        with harness.Server(env=env, watchdog=watchdog) as server:
+            harness.import_mnist(server.data_dir, args.mnist)
+            tensors = harness.mnist_tensors(registry.load_dataset("mnist", server.data_dir, val_split=0.0))
+            server.start()
+            posted_runs = [0]
             body = {"preset": "mnist-mlp", "dataset": "mnist",
-                    "config": {"epochs": args.epochs, "batch_size": 32,
-                               "optimizer": {"name": "adam", "lr": 0.001}, "seed": 0,
-                               "val_split": args.val_split}}
-            with httpx.Client(base_url=url, timeout=30) as api:
+                    "config": {"epochs": args.epochs, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.001},
+                               "seed": 0, "val_split": 0.0}}
+            client = httpx.Client(base_url=server.url, timeout=30)
+
+            def run_api() -> float:
+                server.wait_standby(posted_runs[0] + 1)
                 posted = time.perf_counter()
-                run = api.post("/api/runs", json=body).json()
-                first_metric, seen = None, 0
-                while first_metric is None:  # a tight poll, as a watching browser would see it
-                    rows = api.get(f"/api/runs/{run['id']}/metrics", params={"after": seen}).json()
+                run = client.post("/api/runs", json=body)
+                run.raise_for_status()
+                run_id = run.json()["id"]
+                posted_runs[0] += 1
+                seen, first_at = 0, None
+                while first_at is None:  # a tight poll, as a watching browser would see it
+                    rows = client.get(f"/api/runs/{run_id}/metrics", params={"after": seen}).json()
                     seen = rows[-1]["seq"] if rows else seen
                     if any(r["kind"] in ("step", "epoch") for r in rows):
-                        first_metric = time.perf_counter() - posted
-                    elif any(r["kind"] == "status" and r["payload"]["status"] == "failed" for r in rows):
-                        break
-                    time.sleep(0.01)
+                        first_at = time.perf_counter() - posted
+                    elif any(r["kind"] == "status" and r["payload"]["status"] in ("failed", "cancelled")
+                             for r in rows):
+                        raise SystemExit(f"run {run_id} did not train: {rows[-1]['payload']}")
+                    else:
+                        time.sleep(0.01)
                 while True:
-                    state = api.get(f"/api/runs/{run['id']}").json()
+                    state = client.get(f"/api/runs/{run_id}").json()
                     if state["status"] in ("completed", "failed", "cancelled"):
                         break
                     time.sleep(0.05)
-                api_time = time.perf_counter() - posted
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
-        if state["status"] != "completed":
-            raise SystemExit(f"run {state['status']}: {state['failure_reason']}")
-        seed = _seed_bench()
-        data = registry.load_dataset("mnist", data_dir, val_split=args.val_split)
-        plain_acc, plain_time = seed.plain_loop(data, args.epochs)
-    print(f"POST to first metric row: {first_metric or float('nan'):.2f} s")
-    print(f"through the API : test accuracy {state['test_accuracy']:.4f}, POST to completed {api_time:.2f} s")
-    print(f"plain loop      : test accuracy {plain_acc:.4f}, training {plain_time:.2f} s")
-    print(f"ratio API/plain: {api_time / plain_time:.3f}")
+                elapsed = time.perf_counter() - posted
+                if state["status"] != "completed":
+                    raise SystemExit(f"run {run_id} {state['status']}: {state['failure_reason']}")
+                epochs = [r for r in client.get(f"/api/runs/{run_id}/metrics").json() if r["kind"] == "epoch"]
+                engine.times.append(sum(r["payload"]["epoch_time"] for r in epochs))
+                first.times.append(first_at)
+                accuracies["API"].append(state["test_accuracy"])
+                return elapsed
+
+            def run_reference() -> float:
+                server.wait_standby(posted_runs[0] + 1)  # the next trainer's warm-up is over
+                accuracy, seconds, kind = harness.reference_loop(tensors, args.epochs)
+                if not reference.notes:
+                    reference.notes.append(kind)
+                    print(f"   reference optimizer: Adam ({kind})", flush=True)
+                accuracies["reference"].append(accuracy)
+                return seconds
+
+            try:
+                harness.interleave(args.pairs, api, run_api, reference, run_reference)
+            finally:
+                client.close()
+        report()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""How much the seed's MNIST recipe varies with the seed: engine vs plain loop, N seeds each.
+"""How much the seed's MNIST recipe varies with the seed: engine vs the reference loop (bench/harness.py), N seeds each.
 
 The tutorial's MLP (Adam 1e-3, batch 32, 5 epochs) lands around 0.974 test accuracy, with a
 seed-to-seed spread of about ±0.003 for both the engine and a plain PyTorch loop. This prints
@@ -10,19 +10,19 @@ each run and the mean, min and max of both, so a single-run threshold can be jud
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--mnist", type=Path, default=harness.MNIST_DIR)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--val-split", type=float, default=0.0, help="held out from both loops (the tutorial: 0)")
@@ -33,22 +33,19 @@ def main() -> int:
     from app.datasets import registry
 
     torch.set_num_threads(args.threads)
-    spec = importlib.util.spec_from_file_location("seed_mnist", ROOT / "bench" / "seed_mnist.py")
-    seed_mnist = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(seed_mnist)
-    engine, plain = [], []
+    engine, reference = [], []
     with tempfile.TemporaryDirectory() as tmp:
         registry.import_idx("mnist", args.mnist, tmp)
         for seed in range(args.seeds):
             data = registry.load_dataset("mnist", tmp, seed=seed, val_split=args.val_split)
-            plain.append(seed_mnist.plain_loop(data, 5, seed=seed)[0])
-            engine.append(seed_mnist.engine_run(data, 5, Path(tmp) / f"run-{seed}", seed=seed,
+            reference.append(harness.reference_loop(harness.mnist_tensors(data), 5, seed=seed)[0])
+            engine.append(harness.engine_train(data, 5, Path(tmp) / f"run-{seed}", seed=seed,
                                                val_split=args.val_split)[0])
-            print(f"seed {seed}: engine {engine[-1]:.4f}  plain {plain[-1]:.4f}", flush=True)
-    for name, accs in (("engine", engine), ("plain", plain)):
-        print(f"{name:6}: mean {statistics.mean(accs):.4f}  min {min(accs):.4f}  max {max(accs):.4f}  "
+            print(f"seed {seed}: engine {engine[-1]:.4f}  reference {reference[-1]:.4f}", flush=True)
+    for name, accs in (("engine", engine), ("reference", reference)):
+        print(f"{name:9}: mean {statistics.mean(accs):.4f}  min {min(accs):.4f}  max {max(accs):.4f}  "
               f">= 0.974: {sum(a >= 0.974 for a in accs)}/{len(accs)}")
-    print(f"mean engine - mean plain: {statistics.mean(engine) - statistics.mean(plain):+.4f}")
+    print(f"mean engine - mean reference: {statistics.mean(engine) - statistics.mean(reference):+.4f}")
     return 0
 
 

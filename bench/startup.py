@@ -1,0 +1,109 @@
+"""Start-up figures: POST /api/runs → first metric row with a warm standby trainer and from cold,
+interleaved; and server cold start (process spawn → first 200 from /healthz).
+
+Two servers run side by side on temporary data dirs with the real MNIST files imported, one slot
+and `TRAINBOARD_TRAINER_THREADS` = --threads each: "warm" keeps a standby trainer (the default),
+"cold" has none (`TRAINBOARD_WARM_WORKERS=0`), so each run spawns `python -m app.worker` and pays
+the torch import. Each pair posts the MNIST MLP to the warm server, then to the cold one; a run is
+cancelled as soon as its first metric row is read, and the next side waits until the warm server's
+next standby has warmed up, so no measurement shares the CPU with a warm-up.
+
+Then `trainboard serve` is started --pairs times on a fresh data dir each (migrations included,
+default settings) and the time from spawning the process to the first 200 from /healthz is taken.
+
+    .venv/bin/python bench/startup.py [--pairs 3] [--threads 1] [--timeout 600]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def first_metric(client, body: dict) -> float:
+    """Seconds from POST to the first step/epoch row (polled every 10 ms); the run is then cancelled."""
+    posted = time.perf_counter()
+    response = client.post("/api/runs", json=body)
+    response.raise_for_status()
+    run_id = response.json()["id"]
+    seen, elapsed = 0, None
+    while elapsed is None:
+        rows = client.get(f"/api/runs/{run_id}/metrics", params={"after": seen}).json()
+        seen = rows[-1]["seq"] if rows else seen
+        if any(r["kind"] in ("step", "epoch") for r in rows):
+            elapsed = time.perf_counter() - posted
+        elif any(r["kind"] == "status" and r["payload"]["status"] in ("failed", "cancelled") for r in rows):
+            raise SystemExit(f"run {run_id} did not train: {rows[-1]['payload']}")
+        else:
+            time.sleep(0.01)
+    client.post(f"/api/runs/{run_id}/cancel")
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/runs/{run_id}").json()["status"] not in TERMINAL:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"run {run_id} did not stop after cancel")
+        time.sleep(0.05)
+    return elapsed
+
+
+def main() -> int:
+    p = harness.parser(__doc__, timeout=600)
+    p.add_argument("--mnist", type=Path, default=harness.MNIST_DIR)
+    args = p.parse_args()
+
+    import httpx
+
+    harness.header("start-up: POST → first metric row (warm standby vs cold), server spawn → /healthz",
+                   args.threads)
+    warm_side = harness.Side("warm: POST → first metric")
+    cold_side = harness.Side("cold: POST → first metric")
+    boot = harness.Side("server spawn → /healthz 200")
+
+    def report() -> None:
+        print(harness.table(cold_side, warm_side))
+        if boot.times:
+            print(f"   server cold start: {harness.summary(boot.times)}")
+        print(f"   {harness.load()} (after)", flush=True)
+
+    body = {"preset": "mnist-mlp", "dataset": "mnist",
+            "config": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.001}, "seed": 0,
+                       "val_split": 0.0}}
+    base_env = {"TRAINBOARD_SLOTS": "1", "TRAINBOARD_TRAINER_THREADS": str(args.threads)}
+    with harness.Watchdog(args.timeout) as watchdog:
+        watchdog.report = report
+        with harness.Server(env=base_env, watchdog=watchdog) as warm, \
+                harness.Server(env={**base_env, "TRAINBOARD_WARM_WORKERS": "0"}, watchdog=watchdog) as cold:
+            for server in (warm, cold):
+                harness.import_mnist(server.data_dir, args.mnist)
+                server.start()
+            posted = [0]
+            with httpx.Client(base_url=warm.url, timeout=30) as warm_api, \
+                    httpx.Client(base_url=cold.url, timeout=30) as cold_api:
+
+                def run_warm() -> float:
+                    warm.wait_standby(posted[0] + 1)
+                    posted[0] += 1
+                    return first_metric(warm_api, body)
+
+                def run_cold() -> float:
+                    warm.wait_standby(posted[0] + 1)  # the warm server's next standby is ready: idle
+                    return first_metric(cold_api, body)
+
+                harness.interleave(args.pairs, warm_side, run_warm, cold_side, run_cold)
+        for index in range(args.pairs):
+            with harness.Server(watchdog=watchdog) as server:
+                seconds = server.start()
+            boot.times.append(seconds)
+            print(f"   start {index + 1}/{args.pairs}: {boot.name:<36} {seconds:8.3f} s", flush=True)
+        report()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
