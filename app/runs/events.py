@@ -1,4 +1,13 @@
-"""Appending run events with gap-free per-run `seq`, shared by trainers, executors and the API."""
+"""Appending run events with gap-free per-run `seq`, shared by trainers, executors and the API.
+
+Status events also get a place in the all-runs feed (`feed_id`, /api/events). Row ids cannot be the
+feed's cursor: PostgreSQL takes them from a sequence at insert time and transactions commit in any
+order, so a reader could pass a row that commits late and never see it. Feed numbers are taken from
+the one-row `feed_counter` as the last write before COMMIT: its row lock makes the next writer wait
+until this one has committed, so feed numbers become visible in order. Taking it last also means a
+transaction holding the counter waits for no other lock (no deadlock with run rows), and holds it
+only for the commit. Status events are rare, so the serialisation costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +15,12 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from app.runs.models import Run, RunEvent
+from app.runs.models import FeedCounter, Run, RunEvent
+
+_FEED_PENDING = "trainboard.feed_pending"  # session.info key: status events still without a feed id
 
 
 def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]]) -> int:
@@ -27,7 +38,7 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
     ).scalar_one()
     first = last_seq - len(events) + 1
     now = time.time()
-    db_session.add_all(
+    rows = [
         RunEvent(
             run_id=run_id,
             seq=first + offset,
@@ -38,8 +49,33 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
             ts=payload.get("ts", now),
         )
         for offset, (kind, payload) in enumerate(events)
-    )
+    ]
+    db_session.add_all(rows)
+    statuses = [row for row in rows if row.kind == "status"]
+    if statuses:  # numbered when the transaction commits (_number_feed_events)
+        db_session.info.setdefault(_FEED_PENDING, []).extend(statuses)
     return last_seq
+
+
+@event.listens_for(Session, "before_commit")
+def _number_feed_events(db_session: Session) -> None:
+    """Give this transaction's status events their feed numbers, as its last write before COMMIT."""
+    pending = db_session.info.pop(_FEED_PENDING, None)
+    if not pending:
+        return
+    db_session.flush()  # every other write (and its row locks) first: the counter is taken last
+    last = db_session.execute(
+        update(FeedCounter).where(FeedCounter.id == 1).values(value=FeedCounter.value + len(pending))
+        .returning(FeedCounter.value)
+    ).scalar_one()
+    for offset, row in enumerate(pending):
+        row.feed_id = last - len(pending) + 1 + offset  # written by the commit's own flush
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_feed_events(db_session: Session, transaction) -> None:
+    if transaction.parent is None:  # rolled back or closed without a commit: those rows are gone
+        db_session.info.pop(_FEED_PENDING, None)
 
 
 def events_after(db_session: Session, run_id: int, after: int, limit: int = 1000) -> list[RunEvent]:

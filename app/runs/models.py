@@ -93,6 +93,23 @@ class RunEvent(Base):
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     ts: Mapped[float] = mapped_column(Float)
+    # Status events only: their place in the all-runs feed (/api/events), numbered in commit order
+    # from FeedCounter when the writing transaction commits (app/runs/events.py).
+    feed_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True, index=True)
+
+
+class FeedCounter(Base):
+    """One row: the last feed number handed out to a status event.
+
+    Bumped (`UPDATE ... RETURNING`) as the last write of a transaction that adds status events; the
+    row lock makes the next writer wait until this one commits, so feed numbers become visible in
+    order and a reader following `feed_id > cursor` never passes a number that commits later.
+    """
+
+    __tablename__ = "feed_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Evaluation(Base):

@@ -30,7 +30,7 @@ SSE_KIND = {"step": "metric"}
 
 @dataclass(frozen=True)
 class StreamEvent:
-    id: int  # the run's seq (per-run streams) or the event row id (the all-runs stream)
+    id: int  # the run's seq (per-run streams) or the status event's feed_id (the all-runs stream)
     kind: str
     data: dict[str, Any]
 
@@ -141,19 +141,21 @@ def _run_fetch(run_id: int) -> Callable[[int, int], list[StreamEvent]]:
     return fetch
 
 
-def _status_fetch(after: int, limit: int) -> list[StreamEvent]:
+def status_fetch(after: int, limit: int) -> list[StreamEvent]:
+    """Status events of all runs with feed_id > after, in feed order (numbered in commit order, so
+    a reader that moves its cursor past a number never meets a smaller one later)."""
     with session_scope(write=False) as db_session:
         rows = db_session.execute(
-            select(RunEvent.id, RunEvent.run_id, RunEvent.seq, RunEvent.payload)
-            .where(RunEvent.kind == "status", RunEvent.id > after).order_by(RunEvent.id).limit(limit)
+            select(RunEvent.feed_id, RunEvent.run_id, RunEvent.seq, RunEvent.payload)
+            .where(RunEvent.feed_id > after).order_by(RunEvent.feed_id).limit(limit)
         ).all()
-    return [StreamEvent(row_id, "status", {**payload, "run_id": run_id, "seq": seq})
-            for row_id, run_id, seq, payload in rows]
+    return [StreamEvent(feed_id, "status", {**payload, "run_id": run_id, "seq": seq})
+            for feed_id, run_id, seq, payload in rows]
 
 
-def _latest_status_id() -> int:
+def latest_feed_id() -> int:
     with session_scope(write=False) as db_session:
-        return db_session.scalar(select(func.max(RunEvent.id))) or 0
+        return db_session.scalar(select(func.max(RunEvent.feed_id))) or 0
 
 
 class StreamHub:
@@ -191,8 +193,8 @@ class StreamHub:
         """Status changes of all runs (for the runs list)."""
         poller = self.pollers.get("all")
         if poller is None:
-            start = await anyio.to_thread.run_sync(_latest_status_id)
-            poller = self.pollers.setdefault("all", Poller(_status_fetch, start, self.poll_interval))
+            start = await anyio.to_thread.run_sync(latest_feed_id)
+            poller = self.pollers.setdefault("all", Poller(status_fetch, start, self.poll_interval))
         poller.ensure_running()
         async for chunk in self._follow(poller, poller.cursor if after is None else after, is_disconnected):
             yield chunk
