@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from app.architectures import service as architectures_service
 from app.architectures.models import Architecture
 from app.core.errors import DomainError, InvalidInput, NotFound
-from app.runs.models import Evaluation, Run, RunEvent
+from app.runs import figures as run_figures
+from app.runs.models import Evaluation, Run
 
 MAX_RUNS = 12
 CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -50,10 +51,11 @@ class RunSummary:
     test_loss: float | None
     macro_f1: float | None
     best_val_accuracy: float | None
-    train_loop_s: float | None  # the epochs' training time (what the epochs took, nothing else)
-    train_time_s: float | None  # the whole run: setup, epochs, test evaluation, exports
-    time_per_epoch_s: float | None
-    samples_per_sec: float | None
+    # Speed figures as app/runs/figures.py defines them (the run page shows the same ones):
+    train_loop_s: float | None  # training time: the sum of the kept epochs' epoch_time
+    train_time_s: float | None  # the whole run (run.train_time_s): setup, epochs, test evaluation, exports
+    time_per_epoch_s: float | None  # training time / epochs done
+    samples_per_sec: float | None  # training samples / training time
     training_memory_bytes: int | None  # what training added (see engine.runtime.MemoryMeter)
     peak_memory_bytes: int | None  # the trainer process's peak (CPU: includes torch itself)
     config: dict[str, Any]
@@ -104,7 +106,7 @@ def compare(*, db_session: Session, run_ids: Sequence[int]) -> Comparison:
     names = _architecture_names(db_session, ordered)
     curves = _curves(db_session, run_ids)
     f1 = _macro_f1(db_session, run_ids)
-    summaries = [_summary(run, names, curves.get(run.id, {}), f1.get(run.id)) for run in ordered]
+    summaries = [_summary(run, names, curves.get(run.id, []), f1.get(run.id)) for run in ordered]
     differences, same = _settings(summaries)
     return Comparison(runs=summaries, differences=differences, same=same, best=_best(summaries),
                       pareto={cost: pareto_front(summaries, cost) for cost in COSTS})
@@ -139,17 +141,9 @@ def _architecture_names(db_session: Session, runs: Sequence[Run]) -> dict[int, s
     return dict(db_session.execute(select(Architecture.id, Architecture.name).where(Architecture.id.in_(ids))).all())
 
 
-def _curves(db_session: Session, run_ids: Sequence[int]) -> dict[int, dict[int, dict[str, Any]]]:
-    """Per run, the last epoch row for each epoch (a resumed run repeats the epochs after its checkpoint)."""
-    rows = db_session.execute(
-        select(RunEvent.run_id, RunEvent.payload).where(RunEvent.run_id.in_(list(run_ids)), RunEvent.kind == "epoch")
-        .order_by(RunEvent.run_id, RunEvent.seq)
-    )
-    by_run: dict[int, dict[int, dict[str, Any]]] = {}
-    for run_id, payload in rows:
-        if isinstance(payload.get("epoch"), int):
-            by_run.setdefault(run_id, {})[payload["epoch"]] = payload
-    return by_run
+def _curves(db_session: Session, run_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Per run, its epoch rows in seq order (figures.kept_epochs keeps the last row of each epoch)."""
+    return run_figures.epoch_payloads(db_session, run_ids)
 
 
 def _macro_f1(db_session: Session, run_ids: Sequence[int]) -> dict[int, float]:
@@ -162,27 +156,26 @@ def _macro_f1(db_session: Session, run_ids: Sequence[int]) -> dict[int, float]:
             if isinstance(payload.get("macro"), dict) and payload["macro"].get("f1") is not None}
 
 
-def _summary(run: Run, names: dict[int, str], epochs: dict[int, dict[str, Any]], macro_f1: float | None) -> RunSummary:
+def _summary(run: Run, names: dict[int, str], epochs: list[dict[str, Any]], macro_f1: float | None) -> RunSummary:
     try:
         summary = architectures_service.validate(spec=run.spec)
         layers = " → ".join(layer.description for layer in summary.layers)
         flops = summary.flops
     except DomainError:  # a spec saved under older rules: show the run anyway
         layers, flops = " → ".join(str(layer.get("type")) for layer in run.spec.get("layers", [])), None
-    ordered = [epochs[e] for e in sorted(epochs)]
+    ordered = run_figures.kept_epochs(epochs)
+    figures = run_figures.from_epochs(epochs, run.train_time_s)
     curves: dict[str, list[float | None]] = {"epoch": [float(p["epoch"]) for p in ordered]}
     for key in CURVES:
         curves[key] = [_number(p.get(key)) for p in ordered]
-    speeds = [s for s in (_number(p.get("samples_per_sec")) for p in ordered) if s]
-    epoch_times = [t for t in (_number(p.get("epoch_time")) for p in ordered) if t]
     return RunSummary(
         id=run.id, name=run.name or f"run {run.id}", status=run.status, dataset=run.dataset,
         model=run.preset or names.get(run.architecture_id or 0) or "custom", kind=model_kind(run.spec), layers=layers,
         epochs=run.epoch or 0, epochs_total=run.epochs_total or 0, total_params=run.total_params or 0, flops=flops,
         test_accuracy=run.test_accuracy, test_loss=run.test_loss, macro_f1=macro_f1,
-        best_val_accuracy=run.best_val_accuracy, train_loop_s=sum(epoch_times) if epoch_times else None,
-        train_time_s=run.train_time_s, time_per_epoch_s=sum(epoch_times) / len(epoch_times) if epoch_times else None,
-        samples_per_sec=sum(speeds) / len(speeds) if speeds else None,
+        best_val_accuracy=run.best_val_accuracy, train_loop_s=figures.training_time_s,
+        train_time_s=figures.whole_run_s, time_per_epoch_s=figures.time_per_epoch_s,
+        samples_per_sec=figures.samples_per_sec,
         training_memory_bytes=run.training_memory_bytes, peak_memory_bytes=run.peak_memory_bytes,
         config=dict(run.config or {}), curves=curves,
     )

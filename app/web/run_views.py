@@ -10,6 +10,7 @@ from typing import Any
 
 from app.architectures import service as architectures_service
 from app.core.errors import DomainError
+from app.runs.figures import Figures
 from app.runs.models import COMPLETED, RUNNING, Run
 from app.web.svg import DiagramBox, architecture_diagram
 
@@ -40,6 +41,37 @@ def duration(seconds: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def seconds(value: float | None) -> str:
+    """Times as the compare page prints them: under 10 s one decimal ('8.4 s'), else as duration()."""
+    if value is None or value >= 10:
+        return duration(value)
+    return f"{value:.1f} s"
+
+
+@dataclass(frozen=True)
+class FigureRow:
+    key: str  # the compare API's name for the same figure
+    label: str
+    text: str
+    title: str
+
+
+def figure_rows(figures: Figures) -> list[FigureRow]:
+    """The run's speed figures (app/runs/figures.py), formatted as the compare page formats them."""
+    per_epoch = "–" if figures.time_per_epoch_s is None else f"{figures.time_per_epoch_s:.2f} s"
+    speed = "–" if figures.samples_per_sec is None else f"{figures.samples_per_sec:,.0f}"
+    epochs = f"{figures.epochs} epoch{'s' if figures.epochs != 1 else ''}"
+    return [
+        FigureRow("train_loop_s", "Training time", seconds(figures.training_time_s),
+                  f"the training loop of {epochs}; whole run (setup, validation, checkpoints, test, exports): "
+                  f"{seconds(figures.whole_run_s)}"),
+        FigureRow("time_per_epoch_s", "Time / epoch", per_epoch, f"training time / {epochs}"),
+        FigureRow("samples_per_sec", "Samples / s", speed,
+                  "training samples / training time"
+                  + (f" ({figures.training_samples:,} samples)" if figures.training_samples is not None else "")),
+    ]
 
 
 def progress(run: Run, now: datetime | None = None) -> Progress:

@@ -20,6 +20,7 @@ from app.core.config import get_settings
 from app.core.deps import SessionDep
 from app.core.errors import DomainError, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
+from app.runs import figures as run_figures
 from app.runs import service as runs_service
 from app.runs.models import TERMINAL_STATUSES, Run
 from app.runs.schemas import RunCreate, TrainConfigIn
@@ -290,6 +291,7 @@ def _results_context(db_session: Any, run: Run) -> dict[str, Any]:
     evaluation = _test_evaluation(db_session, run)
     artifacts = {a.name: a for a in runs_service.list_artifacts(db_session=db_session, run_id=run.id)}
     return {"evaluation": evaluation, "artifacts": artifacts,
+            "figure_rows": run_views.figure_rows(run_figures.for_run(db_session, run)),
             **_confusion_context(db_session, run, split="test", epoch=None, normalized=False, test=evaluation)}
 
 

@@ -20,6 +20,7 @@
     lastSeq: 0,
     seqs: [],
     epochTimes: new Map(),
+    epochSamples: new Map(),
     lastEpoch: 0,
     lastEpochStep: 0,
     stepsPerEpoch: null,
@@ -186,11 +187,22 @@
       state.lastEpoch = d.epoch;
       state.lastEpochStep = d.step;
       state.epochTimes.set(d.epoch, d.epoch_time);
+      state.epochSamples.set(d.epoch, d.samples_per_sec != null && d.epoch_time != null ? Math.round(d.samples_per_sec * d.epoch_time) : null);
       $("stat-train-loss").textContent = fmtNum(d.train_loss);
       $("stat-val-loss").textContent = fmtNum(d.val_loss);
       $("stat-val-acc").textContent = fmtPct(d.val_accuracy);
-      $("stat-speed").textContent = d.samples_per_sec ? Math.round(d.samples_per_sec).toLocaleString() : "–";
-      $("stat-epoch-time").textContent = d.epoch_time != null ? `${d.epoch_time.toFixed(2)} s` : "–";
+      // The figures of app/runs/figures.py: over the kept epochs (the last row of each epoch),
+      // samples/s = training samples / training time, time per epoch = training time / epochs.
+      let time = 0, samples = 0, epochs = 0, counted = true;
+      for (const [e, t] of state.epochTimes) {
+        if (!(t > 0)) continue;
+        time += t;
+        epochs += 1;
+        const n = state.epochSamples.get(e);
+        if (n == null) counted = false; else samples += n;
+      }
+      $("stat-speed").textContent = epochs && counted ? Math.round(samples / time).toLocaleString("en-US") : "–";
+      $("stat-epoch-time").textContent = epochs ? `${(time / epochs).toFixed(2)} s` : "–";
       showProgress(d.epoch / state.epochs);
       addLog(seq, `epoch ${d.epoch}/${d.epochs}: loss ${fmtNum(d.train_loss)}, acc ${fmtPct(d.train_accuracy)}` +
         (d.val_loss != null ? `, val loss ${fmtNum(d.val_loss)}, val acc ${fmtPct(d.val_accuracy)}` : "") +
