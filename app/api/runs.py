@@ -6,14 +6,14 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from app.architectures import codegen
 from app.core.deps import SessionDep
 from app.core.errors import InvalidInput, NotFound
 from app.runs import service as runs_service
 from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
-from app.runs.stream import run_exists
+from app.runs.stream import resume_cursor, run_exists
 
 router = APIRouter(tags=["runs"])
 
@@ -131,27 +131,18 @@ def predict(request: Request, db_session: SessionDep, run_id: int, file: UploadF
 
 @router.get("/api/runs/{run_id}/events")
 async def run_events(request: Request, run_id: int, after: int | None = Query(None, ge=0)) -> Any:
-    """SSE: every event carries `id: <seq>`; resumes from Last-Event-ID or ?after=; `end` after
-    a terminal status; a heartbeat comment every 15 s."""
+    """SSE (sse-starlette): every event carries `id: <seq>`; resumes from Last-Event-ID or ?after=
+    (the later of the two: an EventSource that reconnects by itself keeps its first URL); `end`
+    after a terminal status; a heartbeat comment every 15 s while quiet."""
     if not await anyio.to_thread.run_sync(run_exists, run_id):
         raise NotFound(f"run {run_id} does not exist")
-    cursor = after if after is not None else _last_event_id(request)
-    stream = request.app.state.stream_hub.run_events(run_id, cursor, request.is_disconnected)
-    return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+    cursor = resume_cursor(request, after) or 0
+    hub = request.app.state.stream_hub
+    return hub.response(hub.run_events(run_id, cursor))
 
 
 @router.get("/api/events")
 async def all_events(request: Request, after: int | None = Query(None, ge=0)) -> Any:
-    """SSE: status changes of all runs (for the runs list)."""
-    header = request.headers.get("last-event-id")
-    cursor = after if after is not None else (int(header) if header and header.isdigit() else None)
-    stream = request.app.state.stream_hub.status_events(cursor, request.is_disconnected)
-    return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
-
-
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _last_event_id(request: Request) -> int:
-    header = request.headers.get("last-event-id", "")
-    return int(header) if header.strip().isdigit() else 0
+    """SSE: status changes of all runs; `id:` is the feed id (commit order), resumable like a run's."""
+    hub = request.app.state.stream_hub
+    return hub.response(hub.status_events(resume_cursor(request, after)))

@@ -4,6 +4,9 @@ Every subscriber of a run reads from its poller's in-memory buffer, so 500 open 
 run cost one database query per poll interval, not 500. A subscriber that asks for history
 older than the buffer reads it once from the database with its own short session. No stream
 ever holds a database session open; each read runs in a worker thread.
+
+The SSE framing, the heartbeat (a comment every `heartbeat_s`) and ending a stream when its client
+goes away are sse-starlette's (`EventSourceResponse`); this module decides what to send.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.core.db import session_scope
 from app.runs.models import TERMINAL_STATUSES, Run, RunEvent
@@ -34,9 +38,9 @@ class StreamEvent:
     kind: str
     data: dict[str, Any]
 
-    def encode(self) -> str:
+    def sse(self) -> ServerSentEvent:
         payload = json.dumps(self.data, separators=(",", ":"), default=str)
-        return f"id: {self.id}\nevent: {SSE_KIND.get(self.kind, self.kind)}\ndata: {payload}\n\n"
+        return ServerSentEvent(payload, id=str(self.id), event=SSE_KIND.get(self.kind, self.kind), sep="\n")
 
 
 def _is_terminal(event: StreamEvent) -> bool:
@@ -158,6 +162,76 @@ def latest_feed_id() -> int:
         return db_session.scalar(select(func.max(RunEvent.feed_id))) or 0
 
 
+RenderRows = Callable[[list[int]], dict[int, str]]  # run ids → their rendered dashboard rows
+
+
+@dataclass
+class RowChanges:
+    """The fetch of the dashboard's shared row poller: runs whose row would look different now.
+
+    Every poll it reads the status feed past its own cursor (so a run that just reached a terminal
+    status is seen) and the state of every unfinished run (progress, accuracies); a run whose state
+    differs from what was last sent is rendered once for all subscribers. Events are full rows, so
+    the latest one of a run is all a subscriber needs.
+    """
+
+    render: RenderRows
+    feed_cursor: int
+    number: int = 0  # the last row event's id (the poller's cursor)
+    known: dict[int, tuple] | None = None
+
+    def fetch(self, _after: int, _limit: int) -> list[StreamEvent]:
+        self.known = {} if self.known is None else self.known
+        feed_cursor, changed, new, states = _row_states(self.feed_cursor, unfinished=True)
+        differing = sorted(run_id for run_id, state in states.items() if self.known.get(run_id) != state)
+        rows = self.render(differing) if differing else {}
+        events = []
+        for run_id in differing:
+            if run_id not in rows:
+                continue
+            self.number += 1
+            events.append(StreamEvent(self.number, "row", {"run_id": run_id, "html": rows[run_id],
+                                                           "new": run_id in new, "feed": feed_cursor}))
+            if states[run_id][0] in TERMINAL_STATUSES:
+                self.known.pop(run_id, None)  # nothing changes a finished row until it is resumed
+            else:
+                self.known[run_id] = states[run_id]
+        self.feed_cursor = feed_cursor
+        return events
+
+
+_ROW_COLUMNS = (Run.id, Run.status, Run.epoch, Run.epochs_total, Run.best_val_accuracy, Run.test_accuracy,
+                Run.total_params, Run.failure_reason, Run.name)
+
+
+def _row_states(after_feed: int, unfinished: bool) -> tuple[int, set[int], set[int], dict[int, tuple]]:
+    """(the feed cursor now, runs with status events after `after_feed`, which of them are new,
+    the row state of those runs and, with `unfinished`, of every run not yet finished)."""
+    with session_scope(write=False) as db_session:
+        feed = db_session.execute(
+            select(RunEvent.feed_id, RunEvent.run_id, RunEvent.seq).where(RunEvent.feed_id > after_feed)
+            .order_by(RunEvent.feed_id).limit(HISTORY_BATCH)
+        ).all()
+        changed = {run_id for _, run_id, _ in feed}
+        new = {run_id for _, run_id, seq in feed if seq == 1}  # a run's first event: it was just created
+        where = Run.id.in_(changed)
+        if unfinished:
+            where = or_(where, Run.status.not_in(TERMINAL_STATUSES))
+        states = {row[0]: tuple(row[1:]) for row in db_session.execute(select(*_ROW_COLUMNS).where(where))}
+    return (feed[-1][0] if feed else after_feed), changed, new, states
+
+
+class RowPoller(Poller):
+    """A poller of full rows: a subscriber that fell behind the buffer gets each run's latest row."""
+
+    async def after(self, cursor: int) -> list[StreamEvent]:
+        batch = self.since(cursor)
+        if batch is None:
+            latest = {event.data["run_id"]: event for event in self.buffer}
+            batch = sorted(latest.values(), key=lambda event: event.id)
+        return batch
+
+
 class StreamHub:
     """Owns the pollers of one web process (kept on app.state)."""
 
@@ -165,6 +239,12 @@ class StreamHub:
         self.poll_interval = poll_interval
         self.heartbeat_s = heartbeat_s
         self.pollers: dict[int | str, Poller] = {}
+
+    def response(self, events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+        """The SSE response: sse-starlette frames the events, sends the heartbeat comment while the
+        stream is quiet and ends the generator (and its subscription) when the client goes away."""
+        return EventSourceResponse(events, ping=self.heartbeat_s, sep="\n",
+                                   ping_message_factory=lambda: ServerSentEvent(comment="heartbeat", sep="\n"))
 
     def poller_for_run(self, run_id: int) -> Poller:
         poller = self.pollers.get(run_id)
@@ -175,63 +255,115 @@ class StreamHub:
         return poller
 
     def kick(self, run_id: int) -> None:
-        for key in (run_id, "all"):
+        for key in (run_id, "all", "rows"):
             if key in self.pollers:
                 self.pollers[key].kick()
 
-    async def run_events(self, run_id: int, after: int, is_disconnected: Callable) -> AsyncIterator[str]:
-        """The SSE body for one run: history after `after`, then live events, then `end`."""
+    async def run_events(self, run_id: int, after: int) -> AsyncIterator[ServerSentEvent]:
+        """One run's events: history after `after` (its seq), then live events, then `end`."""
         poller = self.poller_for_run(run_id)
 
         async def finished() -> bool:
             return await anyio.to_thread.run_sync(_is_finished, run_id)
 
-        async for chunk in self._follow(poller, after, is_disconnected, finished):
-            yield chunk
+        async for event in self._follow(poller, after, finished):
+            yield event
 
-    async def status_events(self, after: int | None, is_disconnected: Callable) -> AsyncIterator[str]:
-        """Status changes of all runs (for the runs list)."""
+    async def status_events(self, after: int | None) -> AsyncIterator[ServerSentEvent]:
+        """Status changes of all runs, by feed id (numbered in commit order: see app/runs/events.py)."""
         poller = self.pollers.get("all")
         if poller is None:
             start = await anyio.to_thread.run_sync(latest_feed_id)
             poller = self.pollers.setdefault("all", Poller(status_fetch, start, self.poll_interval))
         poller.ensure_running()
-        async for chunk in self._follow(poller, poller.cursor if after is None else after, is_disconnected):
-            yield chunk
+        async for event in self._follow(poller, poller.cursor if after is None else after):
+            yield event
 
-    async def _follow(self, poller: Poller, cursor: int, is_disconnected: Callable,
-                      finished: Callable | None = None) -> AsyncIterator[str]:
-        """Events after `cursor` as SSE text, then live ones; heartbeats while idle.
+    async def dashboard_rows(self, after_feed: int | None, render: RenderRows) -> AsyncIterator[ServerSentEvent]:
+        """The runs dashboard: a `row-<id>` event with the rendered row whenever a run's row changes
+        (status, progress, accuracies), and `run-new` when a run was created (the table refreshes).
+
+        `after_feed` is the feed id the page was rendered at (or the last event id on a reconnect):
+        the stream first sends the rows of unfinished runs and of runs whose status changed since,
+        then follows the shared row poller. Each event's id is the feed id it is current to.
+        """
+        poller = self.pollers.get("rows")
+        if poller is None:
+            start = await anyio.to_thread.run_sync(latest_feed_id)
+            changes = RowChanges(render, feed_cursor=start)
+            poller = self.pollers.setdefault("rows", RowPoller(changes.fetch, 0, self.poll_interval))
+        poller.ensure_running()
+        cursor = poller.cursor
+        poller.subscribers += 1  # from here on nothing the poller reads is lost to this stream
+        try:
+            yield ServerSentEvent(retry=1000, sep="\n")
+            if after_feed is None:
+                after_feed = await anyio.to_thread.run_sync(latest_feed_id)
+
+            def first_rows() -> tuple[int, set[int], dict[int, str]]:
+                feed_cursor, _, new, states = _row_states(after_feed, unfinished=True)
+                return feed_cursor, new, render(sorted(states))
+
+            feed_cursor, new, rows = await anyio.to_thread.run_sync(first_rows)
+            for run_id, html in rows.items():
+                yield _row_event(run_id, html, feed_cursor)
+            if new:
+                yield ServerSentEvent(json.dumps(sorted(new)), id=str(feed_cursor), event="run-new", sep="\n")
+            while True:
+                batch = await poller.after(cursor)
+                for event in batch:
+                    yield _row_event(event.data["run_id"], event.data["html"], event.data["feed"])
+                    if event.data["new"]:
+                        yield ServerSentEvent(json.dumps([event.data["run_id"]]), id=str(event.data["feed"]), event="run-new",
+                                              sep="\n")
+                    cursor = event.id
+                if not batch:
+                    await poller.wait_beyond(cursor, self.heartbeat_s)
+        finally:
+            poller.subscribers -= 1
+
+    async def _follow(self, poller: Poller, cursor: int,
+                      finished: Callable | None = None) -> AsyncIterator[ServerSentEvent]:
+        """Events after `cursor`, then live ones, as they arrive.
 
         With `finished`, a terminal status ends the stream (`event: end`) only if it is the run's
         latest word: a cancelled run that was resumed later has more history after it.
         """
         poller.subscribers += 1
         try:
-            yield "retry: 1000\n\n"
+            yield ServerSentEvent(retry=1000, sep="\n")
             ended_with: str | None = None
             while True:
                 batch = await poller.after(cursor)
                 for event in batch:
-                    yield event.encode()
+                    yield event.sse()
                     cursor = event.id
                     ended_with = event.data.get("status") if _is_terminal(event) else None
                 if batch:
                     continue
                 if finished is not None and ended_with is not None and await finished():
-                    yield f"event: end\ndata: {json.dumps({'status': ended_with})}\n\n"
+                    yield ServerSentEvent(json.dumps({"status": ended_with}), event="end", sep="\n")
                     return
-                if await is_disconnected():
-                    return
-                if not await poller.wait_beyond(cursor, self.heartbeat_s):
-                    yield ": heartbeat\n\n"
+                await poller.wait_beyond(cursor, self.heartbeat_s)
         finally:
             poller.subscribers -= 1
+
+
+def _row_event(run_id: int, html: str, feed_cursor: int) -> ServerSentEvent:
+    return ServerSentEvent(html, id=str(feed_cursor), event=f"row-{run_id}", sep="\n")
 
 
 def _is_finished(run_id: int) -> bool:
     with session_scope(write=False) as db_session:
         return db_session.scalar(select(Run.status).where(Run.id == run_id)) in TERMINAL_STATUSES
+
+
+def resume_cursor(request: Any, after: int | None) -> int | None:
+    """Where a stream resumes: the later of `?after=` and the Last-Event-ID header (an EventSource
+    that reconnects by itself sends the header but keeps the URL it was opened with); None if neither."""
+    header = request.headers.get("last-event-id", "").strip()
+    candidates = [c for c in (after, int(header) if header.isdigit() else None) if c is not None]
+    return max(candidates) if candidates else None
 
 
 def run_exists(run_id: int) -> bool:
