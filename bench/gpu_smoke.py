@@ -3,7 +3,7 @@
 Synthetic data of the right shapes (no downloads), 2 epochs each; prints samples/s per epoch.
 Without a CUDA device it says so and exits 0.
 
-    python bench/gpu_smoke.py [--samples 20000] [--batch-size 256]
+    python bench/gpu_smoke.py [--samples 20000] [--batch-size 256] [--timeout 600]
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ import torch  # noqa: E402
 
 from app.engine.loop import train  # noqa: E402
 from app.engine.types import DatasetArrays, ListSink, TrainConfig, TrainJob  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import harness  # noqa: E402
 
 MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
                   {"type": "Dense", "units": 10, "activation": "softmax"}]}
@@ -46,7 +49,13 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600, help="overall time limit in seconds (exit 124)")
     args = parser.parse_args()
+    with harness.Watchdog(args.timeout):
+        return measure(args)
+
+
+def measure(args) -> int:
     if not torch.cuda.is_available():
         print(f"no CUDA device: torch {torch.__version__} sees none (CUDA build: {torch.version.cuda}); "
               "nothing to measure here")

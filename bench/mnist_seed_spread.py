@@ -4,7 +4,7 @@ The tutorial's MLP (Adam 1e-3, batch 32, 5 epochs) lands around 0.974 test accur
 seed-to-seed spread of about ±0.003 for both the engine and a plain PyTorch loop. This prints
 each run and the mean, min and max of both, so a single-run threshold can be judged fairly.
 
-    python bench/mnist_seed_spread.py [--mnist DIR] [--seeds 5] [--threads 1]
+    python bench/mnist_seed_spread.py [--mnist DIR] [--seeds 5] [--threads 1] [--timeout 3600]
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--val-split", type=float, default=0.0, help="held out from both loops (the tutorial: 0)")
+    parser.add_argument("--timeout", type=float, default=3600, help="overall time limit in seconds (exit 124)")
     args = parser.parse_args()
+    with harness.Watchdog(args.timeout):
+        return spread(args)
+
+
+def spread(args) -> int:
 
     import torch
 

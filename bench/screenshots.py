@@ -1,6 +1,6 @@
 """Screenshots of the run pages for the docs: the dashboard, a live run, a finished run, a comparison.
 
-    .venv/bin/python bench/screenshots.py [--out docs/screenshots] [--dark] [--phone]
+    .venv/bin/python bench/screenshots.py [--out docs/screenshots] [--dark] [--phone] [--timeout 900]
 
 Starts `trainboard serve` on a temporary data dir, trains a few real runs on offline data sets
 (digits, spirals), and drives headless Chromium (the system's /usr/bin/chromium) to capture
@@ -22,6 +22,9 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from tests.conftest import CHROMIUM, LiveServer  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import harness  # noqa: E402
 
 DIGITS_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 64, "activation": "relu"},
                          {"type": "Dense", "units": 10, "activation": "softmax"}]}
@@ -73,10 +76,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--dark", action="store_true", help="dark colour scheme")
     parser.add_argument("--phone", action="store_true", help="a 390 px wide phone viewport")
+    parser.add_argument("--timeout", type=float, default=900, help="overall time limit in seconds (exit 124)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
+    watchdog = harness.Watchdog(args.timeout).__enter__()
     server = LiveServer(Path(tempfile.mkdtemp(prefix="trainboard-shots-")) / "data").start()
+    watchdog.track(server.process.pid)
     try:
         with server.api() as api, sync_playwright() as playwright:
             finished = launch(api, "digits MLP, Adam", DIGITS_MLP, "digits", epochs=20, batch_size=32)
@@ -136,6 +142,7 @@ def main() -> None:
                   f"compare{suffix}.png")
     finally:
         server.stop()
+        watchdog.__exit__(None, None, None)
 
 
 if __name__ == "__main__":
