@@ -3,9 +3,10 @@
     python -m app.worker RUN_ID      train one run
     python -m app.worker --standby   import torch now, then read "RUN_ID [GPU]" from stdin
 
-The executor keeps one standby process warm (torch imported, no CUDA touched) so a run starts
+The local launcher keeps one standby process warm (torch imported, no CUDA touched) so a run starts
 in well under a second; each run still gets a fresh process of its own. SIGTERM asks the run
-to stop at its next step.
+to stop at its next step. The trainer reaches the server's state only through its run store
+(app/runs/store.py): `running` on its first report, then completed, failed or cancelled.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from sqlalchemy import text
 
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.models_base import utcnow
 from app.runs import service as runs_service
-from app.runs.events import append_events
-from app.runs.models import CANCELLED, COMPLETED, FAILED, RUNNING, Run
+from app.runs.models import CANCELLED, COMPLETED, FAILED, RUNNING
 from app.runs.sink import DbSink
+from app.runs.store import RunStore, StoreSink
 
 
 class StopFlag:
@@ -43,65 +43,37 @@ class StopFlag:
         return self._event.is_set()
 
 
-def _load(run_id: int) -> tuple[dict, str, dict, int | None, int | None, int | None]:
-    with session_scope() as db_session:
-        run = db_session.get(Run, run_id)
-        if run is None:
-            raise SystemExit(f"run {run_id} does not exist")
-        if run.status != RUNNING:
-            # Claimed by the executor before we start; anything else means it was cancelled meanwhile.
-            raise SystemExit(0)
-        run.pid = os.getpid()
-        run.heartbeat_at = utcnow()
-        append_events(db_session, run_id, [("status", {"status": RUNNING, "pid": os.getpid()})])
-        return dict(run.spec), run.dataset, dict(run.config), run.resume_epoch, run.parent_run_id, run.fork_epoch
-
-
-def _finish(run_id: int, status: str, reason: str | None, result=None) -> None:
-    with session_scope() as db_session:
-        run = db_session.get(Run, run_id)
-        if run is None or run.status != RUNNING:
-            return
-        run.status = status
-        run.failure_reason = reason
-        run.finished_at = utcnow()
-        run.heartbeat_at = utcnow()
-        if result is not None:
-            run.train_time_s = result.train_time_s
-            if result.peak_memory_bytes:
-                run.peak_memory_bytes = result.peak_memory_bytes
-            if result.training_memory_bytes is not None:
-                run.training_memory_bytes = result.training_memory_bytes
-        payload = {"status": status}
-        if reason:
-            payload["reason"] = reason
-        append_events(db_session, run_id, [("status", payload)])
-
-
-def train_run(run_id: int) -> int:
-    """Train one claimed run to a terminal status. Returns the process exit code."""
+def train_run(run_id: int, store: RunStore | None = None) -> int:
+    """Train one claimed run to a final status through its run store. Returns the exit code."""
     from app.datasets import registry as datasets_registry
     from app.engine.loop import train
     from app.engine.types import DivergedError, EngineError, StoppedError, TrainConfig, TrainJob
 
     stop = StopFlag()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    spec, dataset, config_dict, resume_epoch, parent_id, fork_epoch = _load(run_id)
-    sink = DbSink(run_id, on_cancel=stop.set).start()
+    store = store or DbSink(run_id)
+    # starting → running. A run that is no longer starting (cancelled meanwhile, or failed by the
+    # start timeout) is not ours to train.
+    if not store.report(RUNNING):
+        print(f"run {run_id} is no longer waiting for a trainer: nothing to do", flush=True)
+        return 0
+    order = store.load()
+    sink = StoreSink(store, on_cancel=stop.set).start()
     settings = get_settings()
     result = None
     try:
-        config = TrainConfig.from_dict(config_dict)
+        config = TrainConfig.from_dict(order.config)
         loading = time.monotonic()
-        data = datasets_registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
-        sink.emit("log", {"level": "info", "message": f"loaded {dataset} in {time.monotonic() - loading:.2f} s"})
+        data = datasets_registry.load_dataset(order.dataset, settings.data_dir, val_split=config.val_split,
+                                              seed=config.seed)
+        sink.emit("log", {"level": "info", "message": f"loaded {order.dataset} in {time.monotonic() - loading:.2f} s"})
         directory = runs_service.run_dir(run_id)
         resume_from, fork = None, False
-        if resume_epoch:
-            resume_from = runs_service.checkpoint_path(run_id, resume_epoch)
-        elif parent_id and fork_epoch:
-            resume_from, fork = runs_service.checkpoint_path(parent_id, fork_epoch), True
-        job = TrainJob(spec=spec, config=config, checkpoint_dir=directory / "checkpoints",
+        if order.resume_epoch:
+            resume_from = runs_service.checkpoint_path(run_id, order.resume_epoch)
+        elif order.parent_run_id and order.fork_epoch:
+            resume_from, fork = runs_service.checkpoint_path(order.parent_run_id, order.fork_epoch), True
+        job = TrainJob(spec=order.spec, config=config, checkpoint_dir=directory / "checkpoints",
                        artifacts_dir=directory / "export", resume_from=resume_from, fork=fork,
                        weights_root=settings.data_dir.resolve())
         result = train(job, data, sink, should_stop=stop)
@@ -116,7 +88,7 @@ def train_run(run_id: int) -> int:
         traceback.print_exc()
         status, reason = FAILED, f"{type(exc).__name__}: {exc}"
     sink.close()
-    _finish(run_id, status, reason, result)
+    store.report(status, reason, result)
     return 0
 
 

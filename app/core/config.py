@@ -53,6 +53,9 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'trainboard.db').resolve()}"
 
+    # A run handed to a trainer that has not reported within this many seconds fails (the trainer
+    # could not start: bad interpreter, import error, crash before its first report).
+    start_timeout_s: float = Field(default=60.0, gt=0)
     @property
     def artifacts_dir(self) -> Path:
         return (self.data_dir / "artifacts").resolve()

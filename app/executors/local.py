@@ -1,13 +1,18 @@
-"""Local executor: one fresh OS process per run, a persistent queue (the runs table), N slots.
+"""The local launcher: one fresh OS process per run on this host, with a warm standby trainer.
 
-A scheduler thread in the web process:
-- claims queued runs in id order while slots are free and hands each to a warm standby
-  trainer (spawned with `python -m app.worker --standby`, never forked, in its own process
-  group: torch is already imported, CUDA untouched), then warms the next standby;
-- watches its trainers: one that exits while its run is still `running` fails the run with
-  the reason (killed by signal N / exit code N);
-- enforces cancellation: SIGTERM to the process group at once, SIGKILL after the grace period;
-- reaps runs whose heartbeat stopped (trainers it does not own, e.g. after a restart).
+It only starts trainers and answers questions about them (alive? why did it end? is this pid
+still our trainer?); the scheduler (app/executors/scheduler.py) decides what runs when and owns
+every status change.
+
+- A standby process (`python -m app.worker --standby`, spawned — never forked — in its own
+  process group, torch already imported, CUDA untouched) waits for its run on stdin; a claimed
+  run is handed to it as one JSON line (`{"run_id", "gpu", "threads"}`) and the next standby is
+  warmed on the next tick. Standbys warm up at the lowest CPU priority when the server runs as
+  root, and get normal priority back when they are handed a run.
+- Each trainer's output goes to `<data_dir>/logs/standby-<ns>.log`; `logs/run-<id>.log` links
+  to the log of the run's latest trainer, so a restarted server still finds it.
+- After a restart, a run's trainer is adopted only when its pid is alive, not a zombie, and its
+  command line is `app.worker` (so a reused pid is never mistaken for it).
 """
 
 from __future__ import annotations
@@ -19,32 +24,23 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import select, update
+from typing import Literal
 
 from app.core.config import Settings
-from app.core.db import session_scope
-from app.core.models_base import utcnow
-from app.runs.events import append_events
-from app.runs.models import CANCELLED, FAILED, QUEUED, RUNNING, Run
+from app.executors.base import Assignment, Handle, Resources, RunRef
 
 ROOT = Path(__file__).resolve().parents[2]
-TICK_S = 0.1
+# A standby that died while warming up is not respawned sooner than this (e.g. a broken install).
+STANDBY_RETRY_S = 2.0
 
 
 @dataclass
-class Trainer:
-    process: subprocess.Popen
-    run_id: int | None = None
-    gpu: str | None = None
-    term_sent_at: float | None = None
+class LocalHandle(Handle):
+    process: subprocess.Popen | None = None  # None for a trainer adopted after a restart
     log_path: Path | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 def _gpu_ids() -> list[str]:
@@ -59,241 +55,149 @@ def _gpu_ids() -> list[str]:
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
 
 
-def _pid_alive(pid: int | None) -> bool:
+def is_trainer(pid: int | None) -> bool:
+    """Whether `pid` is a live trainer process (`python -m app.worker`), not a zombie or a reused pid."""
     if not pid:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():  # no procfs: all we can tell is that the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    try:
+        state = (proc / "stat").read_text().rsplit(") ", 1)[1][:1]
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and b"app.worker" in cmdline
 
 
-def _describe_exit(code: int) -> str:
+def describe_exit(code: int) -> str:
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
         return f"the trainer process was killed ({name})"
-    return f"the trainer process exited with code {code} before finishing the run"
+    return f"the trainer process exited with code {code}"
 
 
-class LocalExecutor:
-    def __init__(self, settings: Settings):
+def last_error_line(log_path: Path | None) -> str:
+    """The last line that names an error among the log's last 20 lines ('' when there is none)."""
+    if log_path is None or not log_path.exists():
+        return ""
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines[-20:] if "Error" in ln or "error" in ln]
+    return errors[-1].strip() if errors else ""
+
+
+class LocalLauncher:
+    def __init__(self, settings: Settings, *, python: str | None = None, env: dict[str, str] | None = None,
+                 warm: bool | None = None):
         self.settings = settings
-        self.host = socket.gethostname()
-        self.gpus = _gpu_ids()
-        self.active: dict[int, Trainer] = {}
-        self.standby: Trainer | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="local-executor", daemon=True)
-        self._last_reap = 0.0
+        self.owner = f"local:{socket.gethostname()}"
+        self.python = python or sys.executable
+        self.extra_env = dict(env or {})
+        self.warm = settings.warm_workers if warm is None else warm
         self.logs_dir = settings.data_dir.resolve() / "logs"
+        self.gpus = tuple(_gpu_ids())
+        self.standby: LocalHandle | None = None
+        self._standby_retry_at = 0.0
         # Warm standbys run at the lowest CPU priority so their imports do not slow down training
-        # runs; the executor restores normal priority when it hands one a run. Only root may lower
-        # a nice value again, so other users' standbys keep normal priority throughout.
+        # runs; launch() restores normal priority when it hands one a run. Only root may lower a
+        # nice value again, so other users' standbys keep normal priority throughout.
         self._nice = ["nice", "-n", "19"] if os.geteuid() == 0 else []
-        # Split the cores between the slots, keeping one for the web process and the next standby's
-        # warm-up: oversubscribed OpenMP threads slow small models down by up to 10x (measured).
-        self.threads_per_run = settings.trainer_threads or max(1, ((os.cpu_count() or 1) - 1) // settings.slots)
 
-    # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self._recover()
-        self._thread.start()
+    # -- what it offers ----------------------------------------------------------------------
+    def resources(self) -> Resources:
+        return Resources(cpu_threads=os.cpu_count() or 1, gpus=self.gpus)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=5)
-        if self.standby is not None:
-            self._close_standby()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    # -- the scheduler thread ----------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._tick()
-            except Exception as exc:  # never let the scheduler die; the next tick retries
-                print(f"trainboard executor: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            self._wake.wait(TICK_S)
-            self._wake.clear()
-
-    def _tick(self) -> None:
-        self._watch_trainers()
-        self._enforce_cancels()
-        self._start_queued()
-        if self.settings.warm_workers and self.standby is None:
-            self.standby = self._spawn_standby()
+    # -- the warm standby --------------------------------------------------------------------
+    def prepare(self) -> None:
+        if not self.warm:
+            return
         now = time.monotonic()
-        if now - self._last_reap > 1.0:
-            self._last_reap = now
-            self._reap_stale()
+        if self.standby is not None and self.standby.process.poll() is not None:
+            self.standby = None  # it died while warming up; its log says why
+            self._standby_retry_at = now + STANDBY_RETRY_S
+        if self.standby is None and now >= self._standby_retry_at:
+            try:
+                self.standby = self._spawn()
+            except OSError as exc:
+                print(f"trainboard: cannot start a standby trainer: {exc}", file=sys.stderr, flush=True)
+                self._standby_retry_at = now + STANDBY_RETRY_S
 
-    def _spawn_standby(self) -> Trainer:
+    def _spawn(self) -> LocalHandle:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"standby-{time.time_ns()}.log"
-        log = open(log_path, "ab")
-        process = subprocess.Popen(
-            # Warming up (imports) must not steal CPU from runs that are training: lowest priority
-            # until it is handed a run, when the worker raises itself back (see app.worker).
-            [*self._nice, sys.executable, "-m", "app.worker", "--standby"],
-            cwd=ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,  # its own process group: cancel signals reach its children too
-        )
-        log.close()
-        return Trainer(process=process, log_path=log_path)
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                # Warming up (imports) must not steal CPU from runs that are training: lowest priority
+                # until it is handed a run (see launch).
+                [*self._nice, self.python, "-m", "app.worker", "--standby"],
+                cwd=ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env},
+                start_new_session=True,  # its own process group: signals reach its children too
+            )
+        return LocalHandle(run_id=0, pid=process.pid, process=process, log_path=log_path)
 
-    def _close_standby(self) -> None:
+    def close(self) -> None:
         standby, self.standby = self.standby, None
         if standby and standby.process.poll() is None:
-            try:
+            with contextlib.suppress(OSError):
                 standby.process.stdin.close()  # EOF: the standby exits without training
-            except OSError:
-                pass
             try:
                 standby.process.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 standby.process.kill()
 
-    def _free_gpu(self) -> str | None:
-        if not self.gpus:
+    # -- trainers ----------------------------------------------------------------------------
+    def launch(self, run_id: int, assignment: Assignment) -> LocalHandle:
+        handle = self.standby if self.standby and self.standby.process.poll() is None else None
+        self.standby = None
+        if handle is None:
+            handle = self._spawn()
+        handle.run_id, handle.gpu = run_id, assignment.gpu
+        run_log = self.logs_dir / f"run-{run_id}.log"
+        with contextlib.suppress(OSError):
+            run_log.unlink(missing_ok=True)
+            run_log.symlink_to(handle.log_path.name)
+        if self._nice:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, handle.pid, 0)
+        order = {"run_id": run_id, "gpu": assignment.gpu, "threads": assignment.threads}
+        try:
+            handle.process.stdin.write((json.dumps(order) + "\n").encode())
+            handle.process.stdin.close()
+        except OSError:
+            pass  # it died; the scheduler sees it is not alive and fails the run with exit_reason
+        return handle
+
+    def alive(self, handle: Handle) -> bool:
+        process = getattr(handle, "process", None)
+        if process is not None:
+            return process.poll() is None
+        return is_trainer(handle.pid)
+
+    def signal(self, handle: Handle, what: Literal["cancel", "kill"]) -> None:
+        if getattr(handle, "process", None) is None and not is_trainer(handle.pid):
+            return  # an adopted trainer that is gone: its pid may belong to someone else by now
+        sig = signal.SIGTERM if what == "cancel" else signal.SIGKILL
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(handle.pid, sig)
+
+    def exit_reason(self, handle: Handle) -> str:
+        process = getattr(handle, "process", None)
+        log_path = getattr(handle, "log_path", None)
+        if process is not None and process.poll() is not None:
+            reason = describe_exit(process.returncode)
+        else:  # adopted after a restart: not our child, its exit code went to someone else
+            reason = "the trainer process ended"
+        error = last_error_line(log_path)
+        return f"{reason}: {error}" if error else reason
+
+    def adopt(self, run: RunRef) -> LocalHandle | None:
+        if run.worker != self.owner or not is_trainer(run.pid):
             return None
-        used = {t.gpu for t in self.active.values()}
-        return next((g for g in self.gpus if g not in used), self.gpus[0])
-
-    def _start_queued(self) -> None:
-        while len(self.active) < self.settings.slots:
-            run_id = self._claim_next()
-            if run_id is None:
-                return
-            trainer = self.standby if self.standby and self.standby.process.poll() is None else None
-            self.standby = None
-            if trainer is None:
-                trainer = self._spawn_standby()
-            trainer.run_id, trainer.gpu = run_id, self._free_gpu()
-            self.active[run_id] = trainer
-            with session_scope() as db_session:
-                db_session.execute(update(Run).where(Run.id == run_id).values(pid=trainer.process.pid))
-            if self._nice:
-                with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, trainer.process.pid, 0)
-            order = {"run_id": run_id, "gpu": trainer.gpu, "threads": self.threads_per_run}
-            line = json.dumps(order) + "\n"
-            try:
-                trainer.process.stdin.write(line.encode())
-                trainer.process.stdin.close()
-            except OSError:
-                pass  # it died; _watch_trainers fails the run with the reason
-            if self.settings.warm_workers and len(self.active) < self.settings.slots:
-                self.standby = self._spawn_standby()
-
-    def _claim_next(self) -> int | None:
-        """Atomically move the oldest queued run to running (guards against double starts)."""
-        with session_scope(write=False) as db_session:  # the common case, nothing queued, stays read-only
-            run_id = db_session.scalars(
-                select(Run.id).where(Run.status == QUEUED).order_by(Run.id).limit(1)
-            ).first()
-        if run_id is None:
-            return None
-        with session_scope() as db_session:
-            claimed = db_session.execute(
-                update(Run).where(Run.id == run_id, Run.status == QUEUED).values(
-                    status=RUNNING, started_at=utcnow(), heartbeat_at=utcnow(), worker=f"local:{self.host}",
-                    cancel_requested=False,
-                )
-            ).rowcount
-            return run_id if claimed else None
-
-    def _watch_trainers(self) -> None:
-        for run_id, trainer in list(self.active.items()):
-            code = trainer.process.poll()
-            if code is None:
-                continue
-            del self.active[run_id]
-            with session_scope() as db_session:
-                run = db_session.get(Run, run_id)
-                if run is not None and run.status == RUNNING:
-                    if run.cancel_requested:
-                        _mark(db_session, run, CANCELLED, "cancelled by the user (stopped after the grace period)")
-                    else:
-                        _mark(db_session, run, FAILED, _describe_exit(code) + self._log_tail(trainer))
-        if self.standby is not None and self.standby.process.poll() is not None:
-            self.standby = None  # it died while warming up; a new one is spawned next tick
-
-    def _log_tail(self, trainer: Trainer) -> str:
-        if trainer.log_path is None or not trainer.log_path.exists():
-            return ""
-        lines = [ln for ln in trainer.log_path.read_text(errors="replace").splitlines() if ln.strip()]
-        errors = [ln for ln in lines[-20:] if "Error" in ln or "error" in ln]
-        return f": {errors[-1].strip()}" if errors else ""
-
-    def _enforce_cancels(self) -> None:
-        if not self.active:
-            return
-        with session_scope(write=False) as db_session:
-            cancelling = set(db_session.scalars(
-                select(Run.id).where(Run.id.in_(list(self.active)), Run.cancel_requested.is_(True))
-            ))
-        now = time.monotonic()
-        for run_id in cancelling:
-            trainer = self.active[run_id]
-            if trainer.term_sent_at is None:
-                trainer.term_sent_at = now
-                _signal_group(trainer.process.pid, signal.SIGTERM)
-            elif now - trainer.term_sent_at > self.settings.cancel_grace_s:
-                _signal_group(trainer.process.pid, signal.SIGKILL)
-
-    def _recover(self) -> None:
-        """On start: runs left `running` by a previous server whose trainer is gone → failed."""
-        with session_scope() as db_session:
-            for run in db_session.scalars(select(Run).where(Run.status == RUNNING)):
-                if not (run.worker or "").endswith(self.host) or not _pid_alive(run.pid) or self._stale(run):
-                    _mark(db_session, run, FAILED, "interrupted: its trainer stopped while the server was down")
-
-    def _stale(self, run: Run) -> bool:
-        silent = _silence(run)
-        return silent is None or silent > timedelta(seconds=self.settings.heartbeat_timeout_s)
-
-    def _reap_stale(self) -> None:
-        """Runs we do not own whose heartbeat stopped (their trainer is gone) → failed; our own
-        trainers that are alive but silent past `hung_timeout_s` → failed and killed."""
-        hung_limit = timedelta(seconds=self.settings.hung_timeout_s)
-        with session_scope() as db_session:
-            for run in db_session.scalars(select(Run).where(Run.status == RUNNING)):
-                if run.id in self.active:
-                    silent = _silence(run)
-                    if silent is not None and silent > hung_limit:
-                        _mark(db_session, run, FAILED, f"the trainer stopped responding (no heartbeat for "
-                              f"{silent.total_seconds():.0f} s) and was killed")
-                        _signal_group(self.active[run.id].process.pid, signal.SIGKILL)
-                    continue
-                if not self._stale(run):
-                    continue
-                if run.worker == f"local:{self.host}" and _pid_alive(run.pid):
-                    continue  # alive but slow (e.g. a long data load); heartbeats resume
-                _mark(db_session, run, FAILED, "interrupted: its trainer stopped sending heartbeats")
-
-
-def _silence(run: Run) -> timedelta | None:
-    """How long since the run's last heartbeat (None: it never sent one)."""
-    return utcnow() - run.heartbeat_at if run.heartbeat_at else None
-
-
-def _mark(db_session, run: Run, status: str, reason: str) -> None:
-    run.status = status
-    run.failure_reason = reason
-    run.finished_at = utcnow()
-    append_events(db_session, run.id, [("status", {"status": status, "reason": reason})])
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
+        return LocalHandle(run_id=run.id, pid=run.pid, adopted=True, log_path=self.logs_dir / f"run-{run.id}.log")

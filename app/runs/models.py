@@ -23,8 +23,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.db import Base
 from app.core.models_base import utcnow
 
-QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = "queued", "running", "completed", "failed", "cancelled"
-TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED)
+# The lifecycle (app/runs/lifecycle.py owns every change): queued → starting → running →
+# completed | failed | cancelled | interrupted; failed, cancelled and interrupted runs can be resumed.
+QUEUED, STARTING, RUNNING = "queued", "starting", "running"
+COMPLETED, FAILED, CANCELLED, INTERRUPTED = "completed", "failed", "cancelled", "interrupted"
+STATUSES = (QUEUED, STARTING, RUNNING, COMPLETED, FAILED, CANCELLED, INTERRUPTED)
+# A trainer is (or should be) working on these.
+ACTIVE_STATUSES = (STARTING, RUNNING)
+# No trainer works on these; only resume (failed, cancelled, interrupted) leaves them.
+TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED, INTERRUPTED)
+RESUMABLE_STATUSES = (FAILED, CANCELLED, INTERRUPTED)
 
 
 class Run(Base):

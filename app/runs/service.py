@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -17,14 +18,11 @@ from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.core.models_base import utcnow
 from app.datasets import registry as datasets_registry
-from app.runs.events import append_events, events_after
+from app.runs import lifecycle
+from app.runs.events import events_after
 from app.runs.models import (
-    CANCELLED,
-    FAILED,
-    QUEUED,
-    RUNNING,
+    ACTIVE_STATUSES,
     Artifact,
     Evaluation,
     Run,
@@ -113,13 +111,10 @@ def create(*, db_session: Session, run_in: RunCreate) -> Run:
         spec=spec,
         dataset=dataset,
         config=run_in.config.to_engine_dict(),
-        status=QUEUED,
         epochs_total=run_in.config.epochs,
         total_params=total_params,
     )
-    db_session.add(run)
-    db_session.flush()
-    append_events(db_session, run.id, [("status", {"status": QUEUED})])
+    lifecycle.enqueue(db_session, run)
     db_session.commit()
     return run
 
@@ -179,18 +174,12 @@ def evaluation(*, db_session: Session, run_id: int, epoch: int | None = None) ->
 
 
 def request_cancel(*, db_session: Session, run_id: int) -> Run:
-    """Queued runs are cancelled at once; running ones stop at their next step (the executor
-    enforces a grace period). Cancelling twice, or a finished run, is harmless."""
-    run = get(db_session=db_session, run_id=run_id)
-    if run.status == QUEUED:
-        run.status = CANCELLED
-        run.finished_at = utcnow()
-        run.failure_reason = "cancelled before it started"
-        append_events(db_session, run.id, [("status", {"status": CANCELLED, "reason": run.failure_reason})])
-    elif run.status == RUNNING:
-        run.cancel_requested = True
+    """Queued runs are cancelled at once; starting and running ones stop at their next step (the
+    scheduler enforces a grace period). Cancelling twice, or a finished run, is harmless."""
+    get(db_session=db_session, run_id=run_id)
+    lifecycle.request_cancel(db_session, run_id)
     db_session.commit()
-    return run
+    return get(db_session=db_session, run_id=run_id)
 
 
 def latest_checkpoint_epoch(run_id: int) -> int | None:
@@ -200,20 +189,11 @@ def latest_checkpoint_epoch(run_id: int) -> int | None:
 
 
 def resume(*, db_session: Session, run_id: int) -> Run:
-    """Queue a failed or cancelled run again; it continues from its last checkpoint."""
-    run = get(db_session=db_session, run_id=run_id)
-    if run.status not in (FAILED, CANCELLED):
-        raise Conflict(f"run {run_id} is {run.status}: only failed or cancelled runs can be resumed")
-    run.resume_epoch = latest_checkpoint_epoch(run_id)
-    run.status = QUEUED
-    run.failure_reason = None
-    run.cancel_requested = False
-    run.finished_at = None
-    run.pid = None
-    reason = f"resume from epoch {run.resume_epoch}" if run.resume_epoch else "restart (no checkpoint yet)"
-    append_events(db_session, run.id, [("status", {"status": QUEUED, "reason": reason})])
+    """Queue a failed, cancelled or interrupted run again; it continues from its last checkpoint."""
+    get(db_session=db_session, run_id=run_id)
+    lifecycle.resume(db_session, run_id, latest_checkpoint_epoch(run_id))
     db_session.commit()
-    return run
+    return get(db_session=db_session, run_id=run_id)
 
 
 def fork(*, db_session: Session, run_id: int, epoch: int | None, name: str | None,
@@ -237,15 +217,12 @@ def fork(*, db_session: Session, run_id: int, epoch: int | None, name: str | Non
         spec=dict(parent.spec),
         dataset=parent.dataset,
         config=config.to_engine_dict(),
-        status=QUEUED,
         epochs_total=config.epochs,
         total_params=parent.total_params,
         parent_run_id=parent.id,
         fork_epoch=epoch,
     )
-    db_session.add(run)
-    db_session.flush()
-    append_events(db_session, run.id, [("status", {"status": QUEUED, "reason": f"fork of run {parent.id}"})])
+    lifecycle.enqueue(db_session, run, reason=f"fork of run {parent.id}")
     db_session.commit()
     return run
 
@@ -260,11 +237,18 @@ def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
 
 
 def delete(*, db_session: Session, run_id: int) -> None:
-    """Delete a finished or queued run with its rows and files; a running run must be cancelled first."""
+    """Delete a finished or queued run with its rows and files; a starting or running run must be
+    cancelled first (checked in the DELETE itself, so a run claimed meanwhile is not deleted)."""
     run = get(db_session=db_session, run_id=run_id)
-    if run.status == RUNNING:
-        raise Conflict(f"run {run_id} is running: cancel it first, then delete it")
-    db_session.delete(run)
+    deleted = db_session.execute(
+        sql_delete(Run).where(Run.id == run_id, Run.status.not_in(ACTIVE_STATUSES))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not deleted:
+        status = run.status
+        db_session.rollback()
+        raise Conflict(f"run {run_id} is {status}: cancel it first, then delete it")
+    db_session.expunge(run)
     db_session.commit()
     shutil.rmtree(run_dir(run_id), ignore_errors=True)
 

@@ -9,14 +9,12 @@ from app.core.config import get_settings
 from app.core.deps import SessionDep
 from app.datasets import registry as datasets_registry
 from app.runs import service as runs_service
-from app.runs.models import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING
+from app.runs.models import STATUSES
 from app.web import run_views
 from app.web.runs import launch_options
 from app.web.templating import render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
-
-STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)
 
 
 @router.get("/", response_class=HTMLResponse)

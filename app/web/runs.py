@@ -222,7 +222,7 @@ def cancel(request: Request, db_session: SessionDep, run: RunPageDep) -> Respons
 
 @router.post("/runs/{run_id}/resume", response_class=HTMLResponse)
 def resume(request: Request, db_session: SessionDep, run: RunPageDep) -> Response:
-    """Queue a failed or cancelled run again from its last checkpoint."""
+    """Queue a failed, cancelled or interrupted run again from its last checkpoint."""
     try:
         runs_service.resume(db_session=db_session, run_id=run.id)
     except DomainError as exc:

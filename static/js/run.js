@@ -8,7 +8,8 @@
   if (!root) return;
 
   const runId = root.dataset.runId;
-  const TERMINAL = ["completed", "failed", "cancelled"];
+  const TERMINAL = ["completed", "failed", "cancelled", "interrupted"];
+  const LIVE = ["queued", "starting", "running"];
   const LOG_LIMIT = 400;
   const KINDS = ["metric", "epoch", "status", "evaluation", "log", "memory", "checkpoint", "artifact"];
   const $ = (id) => document.getElementById(id);
@@ -152,10 +153,10 @@
     badge.className = `status status-${status}`;
     $("run-progress-fill").className = `progress-fill status-${status}`;
     const reasonEl = $("run-reason");
-    if (reason && status !== "completed" && status !== "running") {
+    if (reason && TERMINAL.includes(status) && status !== "completed") {
       reasonEl.textContent = reason;
       reasonEl.hidden = false;
-    } else if (status === "running" || status === "queued") {
+    } else if (LIVE.includes(status)) {
       reasonEl.hidden = true;
     }
   }

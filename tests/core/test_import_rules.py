@@ -44,3 +44,55 @@ def test_services_do_not_know_http():
         for path in (APP / domain).glob("*.py"):
             for name in _imports(path):
                 assert not name.startswith(("fastapi", "starlette", "app.api", "app.web")), f"{path} imports {name}"
+
+
+def _lifecycle_writes(path: Path) -> list[str]:
+    """Assignments of a run's lifecycle fields: `x.status = ...`, `Run(status=...)`, `.values(status=...)`."""
+    from app.runs.lifecycle import LIFECYCLE_FIELDS
+
+    found: list[str] = []
+
+    def targets(node: ast.AST):
+        if isinstance(node, (ast.Tuple, ast.List)):
+            for element in node.elts:
+                yield from targets(element)
+        else:
+            yield node
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        assigned = []
+        if isinstance(node, ast.Assign):
+            assigned = [t for target in node.targets for t in targets(target)]
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            assigned = [node.target]
+        for target in assigned:
+            if isinstance(target, ast.Attribute) and target.attr in LIFECYCLE_FIELDS:
+                found.append(f"{path.name}:{node.lineno} assigns .{target.attr}")
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if name in ("Run", "values"):
+                found += [f"{path.name}:{node.lineno} {name}({kw.arg}=...)" for kw in node.keywords
+                          if kw.arg in LIFECYCLE_FIELDS]
+            if name == "setattr" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) \
+                    and node.args[1].value in LIFECYCLE_FIELDS:
+                found.append(f"{path.name}:{node.lineno} setattr(..., {node.args[1].value!r})")
+    return found
+
+
+def test_only_the_lifecycle_writes_a_runs_status():
+    lifecycle = APP / "runs" / "lifecycle.py"
+    assert _lifecycle_writes(lifecycle), "the check must see the lifecycle's own writes"
+    offenders = [hit for path in sorted(APP.rglob("*.py")) if path != lifecycle for hit in _lifecycle_writes(path)]
+    assert offenders == [], "only app/runs/lifecycle.py may change a run's status fields: " + ", ".join(offenders)
+
+
+def test_launchers_know_nothing_of_runs_or_the_database():
+    """A launcher starts processes; the scheduler owns every run state change."""
+    for name in _imports(APP / "executors" / "local.py"):
+        assert not name.startswith(("app.runs", "app.core.db", "sqlalchemy")), f"local.py imports {name}"
+
+
+def test_the_trainer_reaches_the_server_state_only_through_its_run_store():
+    names = _imports(APP / "worker.py")
+    assert not any(n.startswith("app.runs.lifecycle") or n == "app.runs.events" for n in names), names

@@ -41,7 +41,7 @@ def test_run_goes_queued_running_completed_with_metrics_and_evaluation(api):
     seqs = [r["seq"] for r in rows]
     assert seqs == list(range(1, len(seqs) + 1)), "seq must be gap-free and increasing"
     statuses = [r["payload"]["status"] for r in rows if r["kind"] == "status"]
-    assert statuses == ["queued", "running", "completed"]
+    assert statuses == ["queued", "starting", "running", "completed"]
     assert sum(r["kind"] == "epoch" for r in rows) == 3
     later = api.get(f"/api/runs/{run['id']}/metrics", params={"after": seqs[-3]}).json()
     assert [r["seq"] for r in later] == seqs[-2:]
@@ -159,7 +159,7 @@ def test_delete_removes_artifacts_and_paths_cannot_escape(api, server):
     assert api.get(f"/api/runs/{run['id']}").status_code == 404
 
 
-def test_restart_picks_up_queued_runs_and_marks_orphans_interrupted(tmp_path):
+def test_restart_picks_up_queued_runs_and_marks_orphans_interrupted_and_resumable(tmp_path):
     from sqlalchemy import create_engine, text
 
     data = tmp_path / "data"
@@ -180,10 +180,14 @@ def test_restart_picks_up_queued_runs_and_marks_orphans_interrupted(tmp_path):
     second = LiveServer(data, env={"TRAINBOARD_SLOTS": "1"}).start()
     try:
         with second.api() as api:
-            orphan = wait_status(api, running["id"], "failed", timeout=10)
-            assert "interrupted" in orphan["failure_reason"]
+            orphan = api.get(f"/api/runs/{running['id']}").json()  # recovered before the server answers
+            assert orphan["status"] == "interrupted", orphan
+            assert "stopped while the server was down" in orphan["failure_reason"]
             done = wait_status(api, queued["id"], "completed", "failed")
             assert done["status"] == "completed"
+            assert api.post(f"/api/runs/{running['id']}/resume").json()["status"] == "queued"
+            api.post(f"/api/runs/{running['id']}/cancel")
+            wait_status(api, running["id"], "cancelled", timeout=30)
     finally:
         second.stop()
 

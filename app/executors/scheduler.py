@@ -1,0 +1,219 @@
+"""The scheduler: a thread in the web process that drives any launcher (app/executors/base.py).
+
+Every tick (0.1 s, or at once when woken):
+- watches its trainers: one that ended while its run is still `starting` or `running` fails the
+  run with the launcher's exit reason (or cancels it, when a cancel was asked for);
+- enforces cancellation: "cancel" to the trainer at once, "kill" after `cancel_grace_s`;
+- fails `starting` runs whose trainer has not reported within `start_timeout_s` (and kills it);
+- claims queued runs in id order while slots are free (adopted trainers count) and launches them;
+- once a second, fails and kills its trainers that are alive but silent past `hung_timeout_s`,
+  and interrupts runs of other owners whose heartbeat stopped (their trainer vanished).
+
+On start it recovers what a previous server left: a `starting` or `running` run whose trainer is
+still alive on this host is adopted (a slot, hang-checked, cancellable); one whose trainer is gone
+becomes `interrupted` (resumable). Every status change goes through app/runs/lifecycle.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.core.models_base import utcnow
+from app.executors.base import Assignment, Handle, Launcher, RunRef
+from app.runs import lifecycle
+from app.runs.events import append_events
+from app.runs.models import ACTIVE_STATUSES, QUEUED, STARTING, Run
+
+TICK_S = 0.1
+REAP_EVERY_S = 1.0
+
+
+@dataclass
+class Tracked:
+    handle: Handle
+    cancel_sent_at: float | None = None
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, launcher: Launcher):
+        self.settings = settings
+        self.launcher = launcher
+        self.host = socket.gethostname()
+        self.active: dict[int, Tracked] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._last_reap = 0.0
+        resources = launcher.resources()
+        self.gpus = list(resources.gpus)
+        # Split the cores between the slots, keeping one for the web process and the next standby's
+        # warm-up: oversubscribed OpenMP threads slow small models down by up to 10x (measured).
+        self.threads_per_run = settings.trainer_threads or max(1, (resources.cpu_threads - 1) // settings.slots)
+
+    # -- Executor ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recover()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.launcher.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # never let the scheduler die; the next tick retries
+                print(f"trainboard scheduler: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            self._wake.wait(TICK_S)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        self._watch()
+        self._enforce_cancels()
+        self._check_starts()
+        self._start_queued()
+        self.launcher.prepare()
+        now = time.monotonic()
+        if now - self._last_reap > REAP_EVERY_S:
+            self._last_reap = now
+            self._reap()
+
+    # -- slots -------------------------------------------------------------------------------
+    def _free_gpu(self) -> str | None:
+        if not self.gpus:
+            return None
+        used = {t.handle.gpu for t in self.active.values()}
+        return next((g for g in self.gpus if g not in used), self.gpus[0])
+
+    def _start_queued(self) -> None:
+        while len(self.active) < self.settings.slots:
+            with session_scope(write=False) as db_session:  # the common case, nothing queued, stays read-only
+                if db_session.scalar(select(Run.id).where(Run.status == QUEUED).limit(1)) is None:
+                    return
+            with session_scope() as db_session:
+                run_id = lifecycle.claim_next(db_session, self.launcher.owner)
+            if run_id is None:
+                return
+            assignment = Assignment(threads=self.threads_per_run, gpu=self._free_gpu())
+            try:
+                handle = self.launcher.launch(run_id, assignment)
+            except OSError as exc:
+                with session_scope() as db_session:
+                    lifecycle.fail(db_session, run_id, f"the trainer could not be started: {exc}")
+                continue
+            self.active[run_id] = Tracked(handle)
+            with session_scope() as db_session:
+                lifecycle.launched(db_session, run_id, handle.pid)
+
+    # -- watching ----------------------------------------------------------------------------
+    def _watch(self) -> None:
+        for run_id, tracked in list(self.active.items()):
+            if self.launcher.alive(tracked.handle):
+                continue
+            del self.active[run_id]
+            with session_scope() as db_session:
+                run = db_session.get(Run, run_id)
+                if run is None or run.status not in ACTIVE_STATUSES:
+                    continue  # it reported its end (or was failed) before exiting
+                if run.cancel_requested:
+                    lifecycle.cancelled(db_session, run_id, "cancelled by the user (stopped after the grace period)")
+                elif run.status == STARTING:
+                    lifecycle.fail(db_session, run_id, "the trainer could not start: "
+                                   + self.launcher.exit_reason(tracked.handle))
+                else:
+                    lifecycle.fail(db_session, run_id, self.launcher.exit_reason(tracked.handle)
+                                   + ("" if not tracked.handle.adopted else " (adopted after a server restart)"))
+
+    def _enforce_cancels(self) -> None:
+        if not self.active:
+            return
+        with session_scope(write=False) as db_session:
+            cancelling = set(db_session.scalars(
+                select(Run.id).where(Run.id.in_(list(self.active)), Run.cancel_requested.is_(True))
+            ))
+        now = time.monotonic()
+        for run_id in cancelling:
+            tracked = self.active[run_id]
+            if tracked.cancel_sent_at is None:
+                tracked.cancel_sent_at = now
+                self.launcher.signal(tracked.handle, "cancel")
+            elif now - tracked.cancel_sent_at > self.settings.cancel_grace_s:
+                self.launcher.signal(tracked.handle, "kill")
+
+    def _check_starts(self) -> None:
+        """A trainer that has not reported within start_timeout_s could not start: fail and kill it."""
+        if not self.active:
+            return
+        limit = utcnow() - timedelta(seconds=self.settings.start_timeout_s)
+        with session_scope() as db_session:
+            late = list(db_session.scalars(select(Run.id).where(
+                Run.id.in_(list(self.active)), Run.status == STARTING, Run.started_at < limit)))
+            for run_id in late:
+                if lifecycle.fail(db_session, run_id, f"the trainer did not report within "
+                                  f"{self.settings.start_timeout_s:g} s (TRAINBOARD_START_TIMEOUT_S) and was killed"):
+                    self.launcher.signal(self.active[run_id].handle, "kill")
+
+    def _reap(self) -> None:
+        """Ours alive but silent past hung_timeout_s → failed and killed. Others' (not in our slots)
+        whose heartbeat stopped → interrupted, unless their trainer is alive on this host."""
+        hung = timedelta(seconds=self.settings.hung_timeout_s)
+        stale = timedelta(seconds=self.settings.heartbeat_timeout_s)
+        with session_scope(write=False) as db_session:
+            rows = db_session.execute(select(Run.id, Run.heartbeat_at, Run.status, Run.worker, Run.pid)
+                                      .where(Run.status.in_(ACTIVE_STATUSES))).all()
+        now = utcnow()
+        for run_id, heartbeat_at, status, worker, pid in rows:
+            silent = now - heartbeat_at if heartbeat_at else None
+            if run_id in self.active:
+                if status == STARTING:
+                    continue  # the start timeout covers it
+                if silent is not None and silent > hung:
+                    with session_scope() as db_session:
+                        if lifecycle.fail(db_session, run_id, f"the trainer stopped responding (no heartbeat for "
+                                          f"{silent.total_seconds():.0f} s) and was killed"):
+                            self.launcher.signal(self.active[run_id].handle, "kill")
+                continue
+            if silent is not None and silent <= stale:
+                continue
+            if worker == self.launcher.owner and self.launcher.adopt(RunRef(run_id, pid, worker)) is not None:
+                continue  # alive on this host under another scheduler (e.g. a second web process)
+            with session_scope() as db_session:
+                lifecycle.interrupt(db_session, run_id, "its trainer stopped sending heartbeats")
+
+    # -- after a restart ---------------------------------------------------------------------
+    def recover(self) -> None:
+        """Adopt this host's live trainers of `starting`/`running` runs; interrupt the rest of ours.
+        Runs owned elsewhere are left to the heartbeat reaper."""
+        with session_scope(write=False) as db_session:
+            rows = db_session.execute(select(Run.id, Run.pid, Run.worker)
+                                      .where(Run.status.in_(ACTIVE_STATUSES)).order_by(Run.id)).all()
+        for run_id, pid, worker in rows:
+            if run_id in self.active or worker != self.launcher.owner:
+                continue
+            handle = self.launcher.adopt(RunRef(run_id, pid, worker))
+            with session_scope() as db_session:
+                if handle is not None:
+                    self.active[run_id] = Tracked(handle)
+                    append_events(db_session, run_id, [("log", {
+                        "level": "info", "message": f"the server restarted; it adopted this run's trainer "
+                                                    f"(pid {pid}, server pid {os.getpid()})"})])
+                else:
+                    lifecycle.interrupt(db_session, run_id, "its trainer stopped while the server was down")

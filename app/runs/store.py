@@ -1,0 +1,129 @@
+"""The run store: everything a trainer reads from or writes to the server's state, in one interface.
+
+A trainer (app/worker.py) talks to the server's state only through a `RunStore`. Today's one
+implementation writes the database directly (app/runs/sink.py `DbSink`); a remote trainer can
+use one over HTTP instead. `StoreSink` is the engine's sink on top of any store: `emit` only
+appends to a list under a lock, so the training loop never waits on the store; a background
+thread sends batches (one `append` per ~0.25 s), heartbeats and reads the cancel flag.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+FLUSH_INTERVAL_S = 0.25
+# Without new events, a heartbeat is sent once a second (the reaper allows heartbeat_timeout_s).
+HEARTBEAT_S = 1.0
+
+
+@dataclass(frozen=True)
+class RunOrder:
+    """What a trainer needs to train a run: the snapshot taken when it was queued."""
+
+    run_id: int
+    spec: dict[str, Any]
+    dataset: str
+    config: dict[str, Any]
+    resume_epoch: int | None
+    parent_run_id: int | None
+    fork_epoch: int | None
+
+
+class RunStore(Protocol):
+    """The server's state of one run, as its trainer sees it."""
+
+    run_id: int
+
+    def load(self) -> RunOrder:
+        """The run's spec and settings."""
+
+    def report(self, status: str, reason: str | None = None, result: Any = None) -> bool:
+        """A lifecycle report: `running` first (starting → running), then completed, failed or
+        cancelled with the reason and the engine's result. False when the server no longer
+        counts this trainer as the run's (cancelled or failed meanwhile): it must stop."""
+
+    def append(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Add events (gap-free seq) and the progress they carry; counts as a heartbeat."""
+
+    def heartbeat(self) -> None:
+        """The trainer is alive (sent when there is nothing to append)."""
+
+    def save_artifact(self, name: str, path: Path) -> None:
+        """Record a file the run produced (inside the artifacts directory)."""
+
+    def cancel_requested(self) -> bool:
+        """True when the trainer should stop: cancelled, or the run is no longer its own."""
+
+
+class StoreSink:
+    """The engine's sink over a RunStore: batched, with heartbeats; tells the trainer when to stop."""
+
+    def __init__(self, store: RunStore, on_cancel: Callable[[], None]):
+        self.store = store
+        self._on_cancel = on_cancel
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._flushed_once = False
+        self._last_beat = 0.0
+        self._thread = threading.Thread(target=self._loop, name=f"store-sink-{store.run_id}", daemon=True)
+
+    def start(self) -> StoreSink:
+        self._thread.start()
+        return self
+
+    def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        payload.setdefault("ts", time.time())
+        with self._lock:
+            self._pending.append((kind, payload))
+        # The first metric goes out at once: people watch for the run to come alive.
+        if not self._flushed_once and kind in ("step", "epoch"):
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop the thread and send what is left (called before the final report)."""
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self.flush()
+            except Exception as exc:  # keep training; the next flush retries the batch
+                print(f"trainboard: metric flush failed, will retry: {exc}", flush=True)
+
+    def flush(self) -> None:
+        """Send pending events (or a heartbeat when due), then look at the cancel flag."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        now = time.monotonic()
+        if batch or now - self._last_beat >= HEARTBEAT_S:
+            try:
+                for kind, payload in batch:
+                    if kind == "artifact":
+                        self.store.save_artifact(payload["name"], Path(payload["path"]))
+                if batch:
+                    self.store.append(batch)
+                else:
+                    self.store.heartbeat()
+            except Exception:
+                with self._lock:  # put the batch back in front: nothing sent is lost, nothing skipped
+                    self._pending[:0] = batch
+                raise
+            self._last_beat = now
+            if batch:
+                self._flushed_once = True
+        if self.store.cancel_requested():
+            self._on_cancel()
