@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     poll_interval_s: float = 0.1
     sse_heartbeat_s: float = 15.0
 
+    # Decoded pixels in one uploaded zip of images, all images summed: checked from the image
+    # headers before anything is decoded (twenty 4096x4096 PNGs are a 1 MB zip but 335 M pixels).
+    max_upload_pixels: int = Field(default=100_000_000, ge=1)
+    # Seconds one prediction may take in the predictor process before it is killed (503) and
+    # started again on the next request.
+    predict_timeout_s: float = Field(default=30.0, gt=0)
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
