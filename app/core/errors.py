@@ -28,3 +28,9 @@ class Conflict(DomainError):
 
 class EngineUnavailable(DomainError):
     status_code = 503
+
+
+class TooLarge(DomainError):
+    """An upload over a size limit (413)."""
+
+    status_code = 413

@@ -83,6 +83,15 @@ def upload(request: Request, form: FormDep) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
+def _limits() -> str:
+    from app.datasets.uploads import MAX_SIDE, format_size
+
+    settings = get_settings()
+    return (f"at most {format_size(settings.max_upload_bytes)}; a zip's images at most "
+            f"{settings.max_upload_pixels / 1e6:g} million pixels in all, resized to {MAX_SIDE}x{MAX_SIDE} or less")
+
+
 def _page(request: Request, upload: dict[str, Any], *, notice: str = "", status_code: int = 200) -> HTMLResponse:
+    upload = {**upload, "limits": _limits()}
     return render(request, "datasets/list.html", {"cards": _cards(), "upload": upload, "notice": notice},
                   partial="datasets/_upload.html", status_code=status_code)
