@@ -17,9 +17,15 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["TRAINBOARD_PORT"] = str(args.port)
     from app.core.config import get_settings
     from app.core.db import upgrade_database
+    from app.executors import ExecutorUnavailable, check_executor
 
     get_settings.cache_clear()
     settings = get_settings()
+    try:
+        check_executor(settings)
+    except ExecutorUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database()
     print(f"Trainboard on http://{settings.host}:{settings.port}  (database: {_redact(settings.sqlalchemy_url)})")

@@ -114,7 +114,7 @@ class LiveServer:
         if not db.exists():
             return
         with sqlite3.connect(db) as connection:
-            pids = [row[0] for row in connection.execute("select pid from runs where status='running'")]
+            pids = [row[0] for row in connection.execute("select pid from runs where status in ('starting', 'running')")]
         for pid in pids:
             try:
                 os.killpg(pid, signal.SIGKILL)

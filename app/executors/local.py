@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,12 +85,15 @@ def describe_exit(code: int) -> str:
 
 
 def last_error_line(log_path: Path | None) -> str:
-    """The last line that names an error among the log's last 20 lines ('' when there is none)."""
+    """The last line that names an error among the log's last 20 lines, else its last line ('' for
+    none, or when the trainer only said it was ready)."""
     if log_path is None or not log_path.exists():
         return ""
-    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
     errors = [ln for ln in lines[-20:] if "Error" in ln or "error" in ln]
-    return errors[-1].strip() if errors else ""
+    if errors:
+        return errors[-1]
+    return lines[-1] if lines and lines[-1] != "ready" and not lines[-1].startswith("trainboard worker done") else ""
 
 
 class LocalLauncher:
@@ -129,6 +133,8 @@ class LocalLauncher:
                 self._standby_retry_at = now + STANDBY_RETRY_S
 
     def _spawn(self) -> LocalHandle:
+        if shutil.which(self.python) is None:  # say so here: behind `nice` it would only be an exit code
+            raise FileNotFoundError(f"no Python interpreter at {self.python}")
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"standby-{time.time_ns()}.log"
         with open(log_path, "ab") as log:

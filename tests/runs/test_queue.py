@@ -53,3 +53,17 @@ def test_eight_runs_at_once_never_lock_sqlite_and_the_list_keeps_answering(tmp_p
         assert "database is locked" not in logs
     finally:
         server.stop()
+
+
+def test_serve_refuses_the_ray_executor_at_start_up(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_port
+
+    env = {**os.environ, "TRAINBOARD_EXECUTOR": "ray", "TRAINBOARD_DATA_DIR": str(tmp_path / "data")}
+    answer = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 2
+    assert "TRAINBOARD_EXECUTOR=ray is not available yet: use local" in answer.stderr
