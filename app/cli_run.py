@@ -8,6 +8,9 @@ import sys
 import time
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
@@ -18,32 +21,74 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-class ProgressLine:
-    """One self-rewriting terminal line: epoch x/y, a bar, loss and accuracy."""
+class RunProgress:
+    """A rich progress bar for one run (epoch, step, loss, accuracy, samples/s, ETA) and one line
+    per finished epoch, so a log or a pipe keeps the history too."""
 
-    def __init__(self, epochs: int, stream=sys.stdout):
-        self.epochs = epochs
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, epochs: int, console: Console | None = None):
+        self.epochs = max(epochs, 1)
+        self.console = console or Console(highlight=False)
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("step {task.fields[step]}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("acc {task.fields[accuracy]}"),
+            TextColumn("{task.fields[speed]} samples/s"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = self.bar.add_task("train", total=self.epochs, epoch=0, epochs=self.epochs, step="–",
+                                      loss="–", accuracy="–", speed="–")
+        self._last_samples: tuple[float, int] | None = None  # (when, samples so far) of the last step row
 
-    def show(self, epoch: int, fraction: float, loss: float | None, accuracy: float | None, note: str = "") -> None:
-        done = min(1.0, max(0.0, (epoch - 1 + fraction) / max(self.epochs, 1)))
-        bar = "#" * int(done * 30)
-        text = f"epoch {epoch}/{self.epochs} [{bar:<30}] {done * 100:5.1f}%"
-        if loss is not None:
-            text += f"  loss {loss:.4f}"
-        if accuracy is not None:
-            text += f"  acc {accuracy:.4f}"
-        text += f"  {note}" if note else ""
-        if self.tty:
-            self.stream.write("\r" + text.ljust(100))
-        elif fraction >= 1.0 or note:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+    def __enter__(self) -> RunProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def show(self, kind: str, data: dict[str, Any]) -> str | None:
+        """Show one event (SSE names: metric, epoch, status, ...); returns the status of a status event."""
+        if kind == "metric":
+            epoch = int(data.get("epoch", 1))
+            fields: dict[str, Any] = {"epoch": epoch, "step": data.get("step", "–"),
+                                      "loss": _number(data.get("loss")), "accuracy": _number(data.get("accuracy"))}
+            samples, now = data.get("samples"), time.monotonic()
+            if samples is not None:
+                if self._last_samples and now > self._last_samples[0] and samples > self._last_samples[1]:
+                    fields["speed"] = f"{(samples - self._last_samples[1]) / (now - self._last_samples[0]):,.0f}"
+                self._last_samples = (now, samples)
+            done = epoch - 1 + float(data.get("epoch_progress", 0.0))
+            self.bar.update(self.task, completed=min(done, self.epochs), **fields)
+        elif kind == "epoch":
+            epoch = int(data["epoch"])
+            speed = data.get("samples_per_sec")
+            self.bar.update(self.task, completed=min(epoch, self.epochs), epoch=epoch, step=data.get("step", "–"),
+                            speed=f"{speed:,.0f}" if speed else "–")
+            text = (f"epoch {epoch}/{data.get('epochs', self.epochs)}: loss {_number(data.get('train_loss'))}, "
+                    f"acc {_number(data.get('train_accuracy'))}")
+            if data.get("val_loss") is not None:
+                text += f", val loss {_number(data.get('val_loss'))}, val acc {_number(data.get('val_accuracy'))}"
+            if speed:
+                text += f", {speed:,.0f} samples/s"
+            self.line(text + f" ({data.get('epoch_time') or 0:.1f}s)")
+        elif kind == "status":
+            if data.get("status") not in ("queued", "running") or data.get("reason"):
+                self.line(f"status: {data.get('status')}" + (f" ({data['reason']})" if data.get("reason") else ""))
+            return data.get("status")
+        return None
 
     def line(self, text: str) -> None:
-        self.stream.write(("\n" if self.tty else "") + text + "\n")
-        self.stream.flush()
+        self.bar.console.print(text, markup=False)
+
+
+def _number(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.4f}"
 
 
 def run_remote(args: argparse.Namespace) -> int:
@@ -62,36 +107,42 @@ def run_remote(args: argparse.Namespace) -> int:
             print(f"error: {response.json().get('detail', response.text)}", file=sys.stderr)
             return 2
         run = response.json()
-        print(f"run {run['id']} queued: {args.server.rstrip('/')}/runs/{run['id']}")
-        progress = ProgressLine(run["config"]["epochs"])
-        status = "queued"
-        with client.stream("GET", f"/api/runs/{run['id']}/events", timeout=None) as stream:
-            kind = None
-            for line in stream.iter_lines():
-                if line.startswith("event:"):
-                    kind = line.split(":", 1)[1].strip()
-                elif line.startswith("data:") and kind:
-                    data = json.loads(line[5:])
-                    status = _show(progress, kind, data) or status
-                    if kind == "end":
-                        break
+        print(f"run {run['id']} queued: {args.server.rstrip('/')}/runs/{run['id']}", flush=True)
+        with RunProgress(run["config"]["epochs"]) as progress:
+            follow(client, run["id"], progress)
         final = client.get(f"/api/runs/{run['id']}").json()
     return _summary(progress, final)
 
 
-def _show(progress: ProgressLine, kind: str, data: dict[str, Any]) -> str | None:
-    if kind == "metric":
-        fraction = float(data.get("epoch_progress", 0.0))
-        progress.show(int(data.get("epoch", 1)), fraction, data.get("loss"), data.get("accuracy"))
-    elif kind == "epoch":
-        progress.show(int(data["epoch"]), 1.0, data.get("val_loss"), data.get("val_accuracy"),
-                      note=f"val  ({data.get('epoch_time', 0):.1f}s)")
-    elif kind == "status":
-        return data.get("status")
-    return None
+def follow(client: Any, run_id: int, progress: RunProgress, retries: int = 5) -> None:
+    """Read the run's event stream (httpx-sse) until its `end` event; if the connection drops,
+    resume after the last event id, as a browser would."""
+    import httpx
+    from httpx_sse import connect_sse
+
+    last_id: str | None = None
+    failures = 0
+    while True:
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        try:
+            with connect_sse(client, "GET", f"/api/runs/{run_id}/events", headers=headers,
+                             timeout=httpx.Timeout(30, read=None)) as source:
+                for sse in source.iter_sse():
+                    if sse.event == "end":
+                        return
+                    if sse.id:
+                        last_id = sse.id
+                    if sse.data:
+                        progress.show(sse.event, json.loads(sse.data))
+                        failures = 0
+        except httpx.TransportError:
+            failures += 1
+            if failures > retries:
+                raise
+            time.sleep(min(2 ** failures * 0.25, 5))
 
 
-def _summary(progress: ProgressLine, run: dict[str, Any]) -> int:
+def _summary(progress: RunProgress, run: dict[str, Any]) -> int:
     if run["status"] == "completed":
         progress.line(f"completed: test accuracy {run.get('test_accuracy') or 0:.4f}, "
                       f"test loss {run.get('test_loss') or 0:.4f}, {run.get('train_time_s') or 0:.1f}s")
@@ -122,16 +173,17 @@ def run_local(args: argparse.Namespace) -> int:
     architectures_service.validate(spec=spec)
     config = TrainConfig.from_dict(_config(args))
     data = registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
-    progress = ProgressLine(config.epochs)
+    progress = RunProgress(config.epochs)
 
     class Sink:
         def emit(self, kind: str, payload: dict[str, Any]) -> None:
-            _show(progress, {"step": "metric"}.get(kind, kind), payload)
+            progress.show({"step": "metric"}.get(kind, kind), payload)
 
     workdir = Path(settings.data_dir) / "cli-runs" / time.strftime("%Y%m%d-%H%M%S")
     job = TrainJob(spec=spec, config=config, checkpoint_dir=workdir / "checkpoints", artifacts_dir=workdir / "export")
     try:
-        result = train(job, data, Sink())
+        with progress:
+            result = train(job, data, Sink())
     except EngineError as exc:
         progress.line(f"failed: {exc}")
         return 1

@@ -29,6 +29,7 @@ from app.runs.models import TERMINAL_STATUSES, Run, RunEvent
 BUFFER_SIZE = 5000
 HISTORY_BATCH = 2000
 IDLE_STOP_S = 30.0
+RECENT_ON_CONNECT = 50  # status changes whose rows a freshly opened dashboard stream sends again
 SSE_KIND = {"step": "metric"}
 
 
@@ -279,13 +280,16 @@ class StreamHub:
         async for event in self._follow(poller, poller.cursor if after is None else after):
             yield event
 
-    async def dashboard_rows(self, after_feed: int | None, render: RenderRows) -> AsyncIterator[ServerSentEvent]:
+    async def dashboard_rows(self, after_feed: int | None, render: RenderRows,
+                             newest_shown: int = 0) -> AsyncIterator[ServerSentEvent]:
         """The runs dashboard: a `row-<id>` event with the rendered row whenever a run's row changes
         (status, progress, accuracies), and `run-new` when a run was created (the table refreshes).
 
-        `after_feed` is the feed id the page was rendered at (or the last event id on a reconnect):
-        the stream first sends the rows of unfinished runs and of runs whose status changed since,
-        then follows the shared row poller. Each event's id is the feed id it is current to.
+        The stream first sends the rows of unfinished runs and of runs whose status changed after
+        `after_feed` (the last event id on a reconnect; for a fresh page, the last RECENT_ON_CONNECT
+        status changes, which covers what changed while the page loaded), then follows the shared
+        row poller. Each event's id is the feed id it is current to. A fresh page reports runs
+        created in that window as new only above `newest_shown`, the newest run id it lists.
         """
         poller = self.pollers.get("rows")
         if poller is None:
@@ -297,14 +301,17 @@ class StreamHub:
         poller.subscribers += 1  # from here on nothing the poller reads is lost to this stream
         try:
             yield ServerSentEvent(retry=1000, sep="\n")
-            if after_feed is None:
-                after_feed = await anyio.to_thread.run_sync(latest_feed_id)
+            fresh = after_feed is None
+            if fresh:  # also the runs that changed while the page loaded
+                after_feed = max(await anyio.to_thread.run_sync(latest_feed_id) - RECENT_ON_CONNECT, 0)
 
             def first_rows() -> tuple[int, set[int], dict[int, str]]:
                 feed_cursor, _, new, states = _row_states(after_feed, unfinished=True)
                 return feed_cursor, new, render(sorted(states))
 
             feed_cursor, new, rows = await anyio.to_thread.run_sync(first_rows)
+            if fresh:
+                new = {run_id for run_id in new if run_id > newest_shown}
             for run_id, html in rows.items():
                 yield _row_event(run_id, html, feed_cursor)
             if new:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
+from app.core.db import session_scope
 from app.core.deps import SessionDep
 from app.core.errors import DomainError, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
@@ -24,9 +25,10 @@ from app.runs import figures as run_figures
 from app.runs import service as runs_service
 from app.runs.models import TERMINAL_STATUSES, Run
 from app.runs.schemas import RunCreate, TrainConfigIn
+from app.runs.stream import resume_cursor
 from app.web import run_form, run_views
 from app.web.architectures import FormDep
-from app.web.templating import PageNotFound, is_htmx, render
+from app.web.templating import PageNotFound, is_htmx, render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -165,8 +167,32 @@ def detail_page(request: Request, db_session: SessionDep, run: RunPageDep) -> HT
 
 @router.get("/runs/{run_id}/row", response_class=HTMLResponse)
 def dashboard_row(request: Request, run: RunPageDep) -> HTMLResponse:
-    """One row of the runs table (refreshed while the run trains)."""
+    """One row of the runs table."""
     return render(request, "runs/_row.html", {"run": run, "progress": run_views.progress(run)})
+
+
+@router.get("/stream/runs")
+async def dashboard_stream(request: Request, after: int | None = None, newest: int = 0) -> Response:
+    """SSE for the runs dashboard (htmx's sse extension): `row-<id>` carries the run's re-rendered
+    row whenever its status, progress or accuracies change, `run-new` tells the table a run was
+    created (above `newest`, the newest run the page lists). Resumes after a feed id (Last-Event-ID
+    or ?after=)."""
+    hub = request.app.state.stream_hub
+    return hub.response(hub.dashboard_rows(resume_cursor(request, after), render_rows, newest))
+
+
+def render_rows(run_ids: list[int]) -> dict[int, str]:
+    """Dashboard rows as HTML, by run id (deleted runs are left out); called in a worker thread."""
+    template = templates.get_template("runs/_row.html")
+    rows = {}
+    with session_scope(write=False) as db_session:
+        for run_id in run_ids:
+            try:
+                run = runs_service.get(db_session=db_session, run_id=run_id)
+            except NotFound:
+                continue
+            rows[run_id] = template.render(run=run, progress=run_views.progress(run)).strip()
+    return rows
 
 
 @router.get("/runs/{run_id}/results", response_class=HTMLResponse)

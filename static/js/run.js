@@ -1,6 +1,8 @@
 // The live run page: reads the run's event stream (SSE) and grows uPlot charts, the progress bar
 // and the log in place. History and live events come down the same stream, so a reload replays
-// everything from seq 1 and then continues; `seq` (the SSE id) drops duplicates after a reconnect.
+// everything from seq 1 and then continues from the last seq (the SSE id). The server never sends a
+// seq twice; if one ever arrives again it is skipped but reported (console.error and
+// window.trainboardDuplicates, which the browser tests read), never hidden.
 // Charts redraw at most once per animation frame, however many events arrive in it.
 (() => {
   "use strict";
@@ -237,7 +239,11 @@
   let source = null;
   function accept(kind, event) {
     const seq = Number(event.lastEventId);
-    if (!seq || seq <= state.lastSeq) return; // a duplicate after a reconnect
+    if (!seq || seq <= state.lastSeq) {
+      window.trainboardDuplicates = (window.trainboardDuplicates || 0) + 1;
+      console.error(`run ${runId}: ${kind} event with seq ${event.lastEventId} after seq ${state.lastSeq}: a duplicate or out of order`);
+      return;
+    }
     state.lastSeq = seq;
     state.seqs.push(seq);
     let data = {};
@@ -282,6 +288,7 @@
     if (val) val.checked = true;
   }, true);
 
+  window.trainboardDuplicates = 0;
   window.trainboardRun = {
     points: () => cols.x.length,
     epochPoints: () => lr.x.length,

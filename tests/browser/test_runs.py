@@ -49,10 +49,30 @@ def test_dashboard_status_updates_without_reload(live_server, page: Page):
     page.goto(live_server.url + "/")
     expect(page.locator("#runs-table")).to_be_visible()
     page.wait_for_load_state("networkidle")  # the status stream is open
+    page.evaluate("window.loadedOnce = true")  # gone if the page reloads
     run_id = launch_api(live_server, epochs=2)
     badge = page.locator(f"#run-row-{run_id} [data-status-badge]")
     expect(badge).to_have_text("completed")
     expect(page.locator(f"#run-row-{run_id}")).to_contain_text("epoch 2 of 2")
+    assert page.evaluate("window.loadedOnce && window.trainboardDashboard.rowUpdates") > 0
+
+
+def test_dashboard_row_shows_progress_live(live_server, page: Page):
+    """A training run's row moves epoch by epoch from the dashboard stream: no reload, no polling."""
+    page.set_default_timeout(WAIT_MS)
+    run_id = launch_api(live_server, epochs=300, batch_size=16)
+    page.goto(live_server.url + "/")
+    row = page.locator(f"#run-row-{run_id}")
+    expect(row).to_be_visible()
+    page.evaluate("window.loadedOnce = true")
+    expect(row).to_contain_text(re.compile(r"epoch [1-9]\d* of 300"))
+    text = row.inner_text()
+    expect(row).not_to_have_text(text)  # the next epoch swaps in a new row
+    assert row.get_attribute("hx-get") is None  # the row does not poll
+    assert page.evaluate("window.loadedOnce")
+    with live_server.api() as api:
+        api.post(f"/api/runs/{run_id}/cancel")
+    expect(row.locator("[data-status-badge]")).to_have_text("cancelled")
 
 
 def test_launch_from_form_watch_it_finish_and_explore_the_confusion_matrix(live_server, page: Page):
@@ -123,6 +143,7 @@ def test_reload_mid_run_has_no_gap_or_duplicate_then_cancel(live_server, page: P
     seqs = page.evaluate("window.trainboardRun.seqs()")
     assert seqs == list(range(1, len(seqs) + 1))
     assert points(page) >= 3
+    assert page.evaluate("window.trainboardDuplicates") == 0  # none arrived (run.js reports, never hides them)
 
     page.get_by_role("button", name="Cancel run").click()
     expect(page.locator("#run-status")).to_have_text("cancelled")
@@ -130,6 +151,7 @@ def test_reload_mid_run_has_no_gap_or_duplicate_then_cancel(live_server, page: P
     expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
     seqs = page.evaluate("window.trainboardRun.seqs()")
     assert seqs == list(range(1, len(seqs) + 1))
+    assert page.evaluate("window.trainboardDuplicates") == 0
 
 
 def test_tick_runs_on_the_dashboard_and_compare_them(live_server, page: Page):

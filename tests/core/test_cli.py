@@ -51,9 +51,51 @@ def test_run_on_a_server_follows_the_run_to_completion(tmp_path):
                       "--server", server.url, data_dir=tmp_path / "client")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "queued" in result.stdout and "completed: test accuracy" in result.stdout
+        assert "epoch 2/2: loss" in result.stdout and "samples/s" in result.stdout  # one line per epoch
         with server.api() as api:
             assert api.get("/api/runs").json()["items"][0]["status"] == "completed"
         bad = _cli("run", "--spec", str(spec), "--dataset", "nope", "--server", server.url, data_dir=tmp_path)
         assert bad.returncode == 2 and "nope" in bad.stderr
     finally:
         server.stop()
+
+
+def test_following_a_run_resumes_after_the_last_event_id_when_the_connection_drops():
+    """The CLI reads the stream with httpx-sse; a dropped connection resumes after the last id."""
+    import io
+
+    import httpx
+    from rich.console import Console
+
+    from app.cli_run import RunProgress, follow
+
+    def event(seq: int, kind: str, data: dict) -> bytes:
+        return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+    class Dropping(httpx.SyncByteStream):
+        def __iter__(self):
+            yield b"retry: 1000\n\n"
+            yield event(1, "status", {"status": "running"})
+            yield event(2, "metric", {"epoch": 1, "step": 5, "loss": 0.9, "accuracy": 0.5, "samples": 160,
+                                      "epoch_progress": 0.5})
+            raise httpx.ReadError("connection reset")
+
+    asked: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("last-event-id"))
+        headers = {"content-type": "text/event-stream"}
+        if len(asked) == 1:
+            return httpx.Response(200, headers=headers, stream=Dropping())
+        body = (event(3, "epoch", {"epoch": 1, "epochs": 1, "step": 10, "train_loss": 0.5, "train_accuracy": 0.8,
+                                   "val_loss": 0.6, "val_accuracy": 0.75, "epoch_time": 1.5,
+                                   "samples_per_sec": 213.0})
+                + event(4, "status", {"status": "completed"}) + b'event: end\ndata: {"status": "completed"}\n\n')
+        return httpx.Response(200, headers=headers, content=body)
+
+    out = io.StringIO()
+    with httpx.Client(base_url="http://trainboard", transport=httpx.MockTransport(handler)) as client, \
+            RunProgress(1, console=Console(file=out, width=200)) as progress:
+        follow(client, 7, progress, retries=1)
+    assert asked == [None, "2"]
+    assert "epoch 1/1: loss 0.5000, acc 0.8000, val loss 0.6000, val acc 0.7500, 213 samples/s (1.5s)" in out.getvalue()

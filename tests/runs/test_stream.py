@@ -173,3 +173,207 @@ def test_a_resumed_run_streams_past_its_old_terminal_status(app):
         events = _parse(client.get(f"/api/runs/{run_id}/events").text)
     assert [int(e["id"]) for e in events if "id" in e] == list(range(1, 9))
     assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["status"] == "completed"
+
+
+class Subscriber(threading.Thread):
+    """Reads one run's stream with httpx-sse and keeps every event id it got, in order."""
+
+    def __init__(self, url: str, last_event_id: int | None = None, stop_after: int | None = None):
+        super().__init__(daemon=True)
+        self.url, self.last_event_id, self.stop_after = url, last_event_id, stop_after
+        self.ids: list[int] = []
+        self.ended: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self):
+        from httpx_sse import connect_sse
+
+        headers = {"Last-Event-ID": str(self.last_event_id)} if self.last_event_id is not None else {}
+        try:
+            with httpx.Client(timeout=60) as client, connect_sse(client, "GET", self.url, headers=headers) as source:
+                for sse in source.iter_sse():
+                    if sse.event == "end":
+                        self.ended = json.loads(sse.data)["status"]
+                        return
+                    if sse.retry is not None and not sse.data:
+                        continue  # the stream's `retry:` advice
+                    self.ids.append(int(sse.id))
+                    if self.stop_after is not None and len(self.ids) >= self.stop_after:
+                        return  # disconnect in the middle of the run
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def _wait_until(predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _write_a_run(run_id: int, batches: int, halfway: threading.Event | None = None,
+                 go_on: threading.Event | None = None) -> None:
+    """A trainer's writes: metric batches of varying size, an epoch row now and then, then the end.
+    With `halfway`/`go_on`, it says when half is written and waits there until the test lets it go on."""
+    from app.core.db import session_scope
+    from app.runs.models import Run
+
+    for index in range(batches):
+        if halfway is not None and index == batches // 2:
+            halfway.set()
+            assert go_on.wait(60), "the test never let the writer go on"
+        events = [("step", {"epoch": 1, "step": index * 10 + k, "loss": 0.5}) for k in range(1 + index % 7)]
+        if index % 5 == 4:
+            events.append(("epoch", {"epoch": index // 5 + 1, "step": index * 10}))
+        _append(run_id, events)
+    with session_scope() as db_session:
+        from app.runs.events import append_events
+
+        db_session.get(Run, run_id).status = "completed"
+        append_events(db_session, run_id, [("status", {"status": "completed"})])
+
+
+def _last_seq(run_id: int) -> int:
+    from app.core.db import session_scope
+    from app.runs.models import Run
+
+    with session_scope(write=False) as db_session:
+        return db_session.get(Run, run_id).last_seq
+
+
+def test_concurrent_subscribers_of_a_running_run_each_get_every_seq_exactly_once(app):
+    """Several clients read a run while a writer thread commits batches: each client's full list of
+    ids is exactly the run's committed seqs 1..N, no gap, no duplicate, then `end`."""
+    run_id = _make_run(events=1)
+    with ThreadServer(app) as server:
+        url = f"{server.url}/api/runs/{run_id}/events"
+        subscribers = [Subscriber(url) for _ in range(6)]
+        for subscriber in subscribers:
+            subscriber.start()
+        _wait_until(lambda: all(s.ids or s.error for s in subscribers), "every subscriber's first event")
+        halfway, go_on = threading.Event(), threading.Event()
+        writer = threading.Thread(target=_write_a_run, args=(run_id, 60, halfway, go_on))
+        writer.start()
+        assert halfway.wait(60)
+        late = Subscriber(url)  # joins in the middle of the run: history, then live
+        late.start()
+        _wait_until(lambda: len(late.ids) >= _last_seq(run_id) or late.error, "the late subscriber's history")
+        go_on.set()
+        writer.join(60)
+        for subscriber in [*subscribers, late]:
+            subscriber.join(60)
+    final = _last_seq(run_id)
+    assert final > 200
+    for subscriber in [*subscribers, late]:
+        assert subscriber.error is None, subscriber.error
+        assert subscriber.ids == list(range(1, final + 1))
+        assert subscriber.ended == "completed"
+
+
+def test_resume_with_last_event_id_in_the_middle_of_a_running_run(app):
+    """Connect, read some, disconnect while the run writes on, reconnect with the last id seen:
+    the two halves together are exactly 1..N."""
+    run_id = _make_run(events=1)
+    with ThreadServer(app) as server:
+        url = f"{server.url}/api/runs/{run_id}/events"
+        halfway, go_on = threading.Event(), threading.Event()
+        writer = threading.Thread(target=_write_a_run, args=(run_id, 80, halfway, go_on))
+        first = Subscriber(url, stop_after=40)
+        first.start()
+        writer.start()
+        first.join(60)
+        assert first.error is None and len(first.ids) == 40
+        assert halfway.wait(60)  # the run writes on while nobody listens, up to its middle
+        assert _last_seq(run_id) > first.ids[-1]
+        second = Subscriber(url, last_event_id=first.ids[-1])
+        second.start()
+        _wait_until(lambda: second.ids or second.error, "the resumed stream's first event")
+        go_on.set()  # and goes on while the resumed stream reads
+        writer.join(60)
+        second.join(60)
+    assert second.error is None, second.error
+    final = _last_seq(run_id)
+    assert first.ids + second.ids == list(range(1, final + 1))
+    assert second.ended == "completed"
+
+
+class DashboardReader(threading.Thread):
+    """Reads /stream/runs and keeps (event, id, data) of everything it got."""
+
+    def __init__(self, url: str, last_event_id: str | None = None):
+        super().__init__(daemon=True)
+        self.url, self.last_event_id = url, last_event_id
+        self.events: list[tuple[str, str, str]] = []
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self):
+        from httpx_sse import connect_sse
+
+        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
+        try:
+            with httpx.Client(timeout=60) as client, connect_sse(client, "GET", self.url, headers=headers) as source:
+                for sse in source.iter_sse():
+                    if sse.data:
+                        self.events.append((sse.event, sse.id, sse.data))
+                    if self.stop.is_set():
+                        return
+        except BaseException as exc:
+            self.error = exc
+
+    def wait_for(self, predicate, what: str) -> tuple[str, str, str]:
+        found: list = []
+
+        def seen():
+            found[:] = [e for e in self.events if predicate(e)]
+            return bool(found) or self.error is not None
+
+        _wait_until(seen, what)
+        assert self.error is None, self.error
+        return found[-1]
+
+
+def test_dashboard_stream_sends_changed_rows_and_new_runs(app):
+    from app.core.db import session_scope
+    from app.runs.events import append_events
+    from app.runs.models import Run
+
+    old = _make_run(events=1, status="completed")
+    running = _make_run(events=1)
+    with session_scope() as db_session:
+        db_session.get(Run, running).epochs_total = 3
+    with ThreadServer(app) as server:
+        reader = DashboardReader(f"{server.url}/stream/runs?newest={running}")
+        reader.start()
+        # On connect: the unfinished run's row (and the finished one, which changed just now).
+        event, _, html = reader.wait_for(lambda e: e[0] == f"row-{running}", "the running run's row")
+        assert html.startswith(f'<tr id="run-row-{running}"') and "epoch 0 of 3" in html
+        assert f'sse-swap="row-{running}"' in html
+
+        with session_scope() as db_session:  # progress: no status event, the row changes all the same
+            db_session.get(Run, running).epoch = 1
+        reader.wait_for(lambda e: e[0] == f"row-{running}" and "epoch 1 of 3" in e[2], "the progress")
+
+        created = _make_run(events=1)
+        reader.wait_for(lambda e: e[0] == "run-new", "the new run")
+        assert [json.loads(e[2]) for e in reader.events if e[0] == "run-new"] == [[created]]
+        reader.wait_for(lambda e: e[0] == f"row-{created}", "the new run's row")
+
+        with session_scope() as db_session:
+            db_session.get(Run, running).status = "completed"
+            db_session.get(Run, running).epoch = 3
+            append_events(db_session, running, [("status", {"status": "completed"})])
+        _, last_id, html = reader.wait_for(lambda e: e[0] == f"row-{running}" and "completed" in e[2],
+                                           "the finished row")
+        assert "epoch 3 of 3" in html
+        reader.stop.set()
+
+        # A reconnect after the last id gets the unfinished runs' rows, not the unchanged finished ones.
+        again = DashboardReader(f"{server.url}/stream/runs", last_event_id=last_id)
+        again.start()
+        again.wait_for(lambda e: e[0] == f"row-{created}", "the unfinished run's row")
+        again.stop.set()
+        _make_run(events=1)  # something to read, so both readers notice they should stop
+        reader.join(30)
+        again.join(30)
+    assert not any(e[0] in (f"row-{running}", f"row-{old}") for e in again.events)

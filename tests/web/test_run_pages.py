@@ -181,9 +181,10 @@ def test_dashboard_lists_runs_with_progress_and_filters(client):
     row = re.search(rf'<tr id="run-row-{run_id}".*?</tr>', html, re.S).group(0)
     assert "completed" in row and "epoch 2 of 2" in row and "91.7%" in row and "2,410" in row
     queued = re.search(r'<tr id="run-row-2".*?>', html, re.S).group(0)
-    assert 'hx-get="/runs/2/row"' in queued  # live rows refresh themselves
+    assert 'sse-swap="row-2"' in queued and "hx-get" not in queued  # rows are swapped from /stream/runs
     table = client.get("/?status=completed", headers=HTMX).text
     assert table.lstrip().startswith('<div id="runs-table"') and "run-row-1" in table and "run-row-2" not in table
+    assert 'hx-get="/?status=completed" hx-trigger="sse:run-new' in table  # a new run refreshes it, filtered
     assert "No runs match" in client.get("/?dataset=moons").text
 
 
