@@ -47,3 +47,22 @@ def test_wait_beyond_returns_at_once_when_already_beyond_and_false_on_timeout():
         return await poller.wait_beyond(4, 0.01), await poller.wait_beyond(5, 0.01)
 
     assert run_in_thread(main) == (True, False)
+
+
+def test_a_row_subscriber_behind_the_buffer_gets_each_runs_latest_row():
+    """Dashboard rows are whole: one that fell behind the buffer catches up with the newest row of each run."""
+    from collections import deque
+
+    from app.runs.stream import RowPoller
+
+    rows = [StreamEvent(i, "row", {"run_id": i % 3, "html": f"v{i}"}) for i in range(1, 21)]
+
+    async def main() -> tuple[list, list]:
+        poller = RowPoller(lambda after, limit: [e for e in rows if e.id > after], 0, interval=1)
+        poller.buffer = deque(maxlen=5)  # rows 16..20 stay buffered
+        await poller._poll_once()
+        return await poller.after(3), await poller.after(17)
+
+    behind, current = run_in_thread(main)
+    assert [(e.data["run_id"], e.id) for e in behind] == [(0, 18), (1, 19), (2, 20)]
+    assert [e.id for e in current] == [18, 19, 20]
