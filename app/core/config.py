@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Decoded pixels in one uploaded zip of images, all images summed: checked from the image
     # headers before anything is decoded (twenty 4096x4096 PNGs are a 1 MB zip but 335 M pixels).
     max_upload_pixels: int = Field(default=100_000_000, ge=1)
+    # Bytes of one data set upload (413 when over; the body-size middleware uses it too).
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     # Seconds one prediction may take in the predictor process before it is killed (503) and
     # started again on the next request.
     predict_timeout_s: float = Field(default=30.0, gt=0)
