@@ -44,6 +44,7 @@ class RunProgress:
         self.task = self.bar.add_task("train", total=self.epochs, epoch=0, epochs=self.epochs, step="–",
                                       loss="–", accuracy="–", speed="–")
         self._last_samples: tuple[float, int] | None = None  # (when, samples so far) of the last step row
+        self._speed: float | None = None
 
     def __enter__(self) -> RunProgress:
         self.bar.start()
@@ -61,7 +62,9 @@ class RunProgress:
             samples, now = data.get("samples"), time.monotonic()
             if samples is not None:
                 if self._last_samples and now > self._last_samples[0] and samples > self._last_samples[1]:
-                    fields["speed"] = f"{(samples - self._last_samples[1]) / (now - self._last_samples[0]):,.0f}"
+                    rate = (samples - self._last_samples[1]) / (now - self._last_samples[0])
+                    self._speed = rate if self._speed is None else 0.7 * self._speed + 0.3 * rate  # smoothed
+                    fields["speed"] = f"{self._speed:,.0f}"
                 self._last_samples = (now, samples)
             done = epoch - 1 + float(data.get("epoch_progress", 0.0))
             self.bar.update(self.task, completed=min(done, self.epochs), **fields)
@@ -84,7 +87,7 @@ class RunProgress:
         return None
 
     def line(self, text: str) -> None:
-        self.bar.console.print(text, markup=False)
+        self.bar.console.print(text, markup=False, soft_wrap=True)  # whole lines in logs and pipes
 
 
 def _number(value: Any) -> str:
