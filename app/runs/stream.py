@@ -72,6 +72,10 @@ class Poller:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def stopped(self) -> bool:
+        """True before the first start and after an idle stop."""
+        return self._task is None or self._task.done()
+
     def kick(self) -> None:
         """A wake-up hint: poll now instead of at the end of the interval."""
         self._kick.set()
@@ -292,10 +296,12 @@ class StreamHub:
         created in that window as new only above `newest_shown`, the newest run id it lists.
         """
         poller = self.pollers.get("rows")
-        if poller is None:
+        if poller is None or poller.stopped():  # after an idle stop, start from now, not from then
             start = await anyio.to_thread.run_sync(latest_feed_id)
-            changes = RowChanges(render, feed_cursor=start)
-            poller = self.pollers.setdefault("rows", RowPoller(changes.fetch, 0, self.poll_interval))
+            if self.pollers.get("rows") is poller:  # no other subscriber replaced it meanwhile
+                changes = RowChanges(render, feed_cursor=start)
+                self.pollers["rows"] = RowPoller(changes.fetch, 0, self.poll_interval)
+            poller = self.pollers["rows"]
         poller.ensure_running()
         cursor = poller.cursor
         poller.subscribers += 1  # from here on nothing the poller reads is lost to this stream
