@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     trainer_threads: int = Field(default=0, ge=0)
     # Keep a trainer process warm (torch already imported) so runs start in well under a second.
     warm_workers: bool = True
-    # A running run whose heartbeat is older than this is failed by the reaper.
+    # A starting/running run of another owner whose heartbeat is older than this is interrupted.
     heartbeat_timeout_s: float = 10.0
     # A trainer of ours that is alive but silent this long has hung (e.g. a deadlock, or stopped
     # with SIGSTOP): its run fails and the process group is killed. Long, so slow data loads pass.

@@ -226,7 +226,7 @@ def test_run_actions_cancel_resume_and_fork_errors(client):
     assert response.status_code == 422 and "not a number" in response.text
     finished = finished_run()
     response = client.post(f"/runs/{finished}/resume", headers=HTMX)
-    assert response.status_code == 422 and "only failed or cancelled runs" in response.text
+    assert response.status_code == 422 and "only failed, cancelled or interrupted runs" in response.text
 
     from app.runs import service as runs_service
 
