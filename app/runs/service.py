@@ -259,14 +259,17 @@ def list_artifacts(*, db_session: Session, run_id: int) -> list[Artifact]:
 
 
 def artifact_file(*, db_session: Session, run_id: int, name: str) -> Path:
-    """The file of a named artifact, guaranteed to lie inside the artifacts directory."""
+    """The file of a named artifact, guaranteed to lie inside the run's own folder.
+
+    Stored paths come from trainers: `..`, absolute paths and symlinks planted in the folder all
+    resolve to somewhere else and are refused here, whatever the name in the URL was."""
     row = db_session.scalars(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)).first()
     missing = NotFound(f"run {run_id} has no artifact '{name}'")
     if row is None:
         raise missing
-    root = get_settings().artifacts_dir
-    path = (root / row.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    own_folder = run_dir(run_id).resolve()
+    path = (get_settings().artifacts_dir / row.path).resolve()
+    if not path.is_relative_to(own_folder) or not path.is_file():
         raise missing
     return path
 
