@@ -1,4 +1,4 @@
-"""The architecture spec: Keras-vocabulary layers as pydantic models, and `parse_spec`.
+"""The architecture spec: a list of layers (the kinds in `app.layers.registry`), and `parse_spec`.
 
 Torch-free on purpose: the web process validates specs without importing torch.
 
@@ -10,28 +10,17 @@ how the UI numbers layers. Problems that belong to no layer carry `"index": None
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Literal, Union
+import json
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.core.errors import InvalidInput
+from app.layers.base import LayerSpec, PositiveInt, form_kind_of
+from app.layers.registry import LAYER_TYPES, Layer
 
-ActivationName = Literal["linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu"]
-Padding = Literal["valid", "same"]
-BACKBONES = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-)
-Backbone = Literal[
-    "resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"
-]
-# Strict: `true` or "128" for a size is a mistake worth reporting, not coercing.
-PositiveInt = Annotated[int, Field(gt=0, strict=True)]
-IntOrPair = Union[PositiveInt, tuple[PositiveInt, PositiveInt]]
+# LAYER_TYPES and Layer come from the registry: they are part of this module's public names.
+__all__ = ["LAYER_TYPES", "ArchitectureSpec", "Layer", "SpecError", "layer_label", "parse_spec", "problem"]
 
 
 class SpecError(InvalidInput):
@@ -53,151 +42,6 @@ def layer_label(index: int | None, layer_type: str | None) -> str:
 def problem(index: int | None, layer_type: str | None, field: str | None, message: str) -> dict[str, Any]:
     """One entry of SpecError.details."""
     return {"index": index, "type": layer_type, "field": field, "message": message}
-
-
-def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """Keras accepts `3` or `(3, 3)` for sizes and strides; always give (h, w)."""
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
-
-
-class _Layer(BaseModel):
-    # Unknown fields are almost always typos ("unit", "activaton"): reject them with a hint.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Dense(_Layer):
-    type: Literal["Dense"] = "Dense"
-    units: PositiveInt
-    activation: ActivationName = "linear"
-    use_bias: bool = True
-
-
-class Conv2D(_Layer):
-    type: Literal["Conv2D"] = "Conv2D"
-    filters: PositiveInt
-    kernel_size: IntOrPair
-    strides: IntOrPair = 1
-    padding: Padding = "valid"
-    activation: ActivationName = "linear"
-    use_bias: bool = True
-
-
-class MaxPooling2D(_Layer):
-    type: Literal["MaxPooling2D"] = "MaxPooling2D"
-    pool_size: IntOrPair = 2
-    strides: IntOrPair | None = None  # None: the pool size, as in Keras
-    padding: Padding = "valid"
-
-
-class AveragePooling2D(_Layer):
-    type: Literal["AveragePooling2D"] = "AveragePooling2D"
-    pool_size: IntOrPair = 2
-    strides: IntOrPair | None = None
-    padding: Padding = "valid"
-
-
-class GlobalAveragePooling2D(_Layer):
-    type: Literal["GlobalAveragePooling2D"] = "GlobalAveragePooling2D"
-
-
-class Flatten(_Layer):
-    type: Literal["Flatten"] = "Flatten"
-
-
-class Dropout(_Layer):
-    type: Literal["Dropout"] = "Dropout"
-    rate: float = Field(ge=0.0, lt=1.0)
-
-
-class BatchNormalization(_Layer):
-    type: Literal["BatchNormalization"] = "BatchNormalization"
-    # Keras convention: new_running = momentum * running + (1 - momentum) * batch.
-    momentum: float = Field(default=0.99, ge=0.0, lt=1.0)
-    epsilon: float = Field(default=1e-3, gt=0.0)
-
-
-class Activation(_Layer):
-    type: Literal["Activation"] = "Activation"
-    activation: ActivationName
-
-
-class SimpleRNN(_Layer):
-    type: Literal["SimpleRNN"] = "SimpleRNN"
-    units: PositiveInt
-    return_sequences: bool = False
-    bidirectional: bool = False
-    # PyTorch's nn.RNN offers only these two nonlinearities.
-    activation: Literal["tanh", "relu"] = "tanh"
-
-
-class LSTM(_Layer):
-    type: Literal["LSTM"] = "LSTM"
-    units: PositiveInt
-    return_sequences: bool = False
-    bidirectional: bool = False
-
-
-class GRU(_Layer):
-    type: Literal["GRU"] = "GRU"
-    units: PositiveInt
-    return_sequences: bool = False
-    bidirectional: bool = False
-
-
-class Embedding(_Layer):
-    type: Literal["Embedding"] = "Embedding"
-    input_dim: PositiveInt  # vocabulary size: token ids are 0 .. input_dim - 1
-    output_dim: PositiveInt
-
-
-class Reshape(_Layer):
-    type: Literal["Reshape"] = "Reshape"
-    target_shape: list[int] = Field(min_length=1)
-
-    @field_validator("target_shape")
-    @classmethod
-    def _one_unknown_at_most(cls, value: list[int]) -> list[int]:
-        if any(v == 0 or v < -1 for v in value) or value.count(-1) > 1:
-            raise ValueError("use positive sizes, with at most one -1 for 'the rest'")
-        return value
-
-
-class Pretrained(_Layer):
-    type: Literal["Pretrained"] = "Pretrained"
-    backbone: Backbone
-    # "imagenet" | "none" (random init) | "file:<path relative to the data dir>"
-    weights: str = "imagenet"
-    trainable: bool = False  # frozen by default: the usual first step of transfer learning
-
-    @field_validator("weights")
-    @classmethod
-    def _known_weights(cls, value: str) -> str:
-        if value in ("imagenet", "none"):
-            return value
-        if value.startswith("file:"):
-            path = value[len("file:") :]
-            if not path or path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/"):
-                raise ValueError("use 'file:<path inside the data directory>', e.g. 'file:weights/resnet18.pt'")
-            return value
-        raise ValueError("use 'imagenet', 'none' or 'file:<path inside the data directory>'")
-
-
-LAYER_TYPES: dict[str, type[_Layer]] = {
-    cls.__name__: cls
-    for cls in (
-        Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout,
-        BatchNormalization, Activation, SimpleRNN, LSTM, GRU, Embedding, Reshape, Pretrained,
-    )
-}
-Layer = Annotated[
-    Union[
-        Dense, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dropout,
-        BatchNormalization, Activation, SimpleRNN, LSTM, GRU, Embedding, Reshape, Pretrained,
-    ],
-    Field(discriminator="type"),
-]
 
 
 class ArchitectureSpec(BaseModel):
@@ -235,7 +79,7 @@ def parse_spec(data: Any) -> ArchitectureSpec:
         )))
 
     raw_layers = data.get("layers")
-    layers: list[_Layer] = []
+    layers: list[LayerSpec] = []
     if raw_layers is None:
         problems.append(problem(None, None, "layers", "the spec has no 'layers' list: add at least one layer"))
     elif not isinstance(raw_layers, list):
@@ -253,7 +97,7 @@ def parse_spec(data: Any) -> ArchitectureSpec:
     return ArchitectureSpec.model_construct(input_shape=list(input_shape) if input_shape else None, layers=layers)
 
 
-def _parse_layer(index: int, raw: Any, problems: list[dict[str, Any]]) -> _Layer | None:
+def _parse_layer(index: int, raw: Any, problems: list[dict[str, Any]]) -> LayerSpec | None:
     label = layer_label(index, None)
     if not isinstance(raw, dict):
         problems.append(problem(index, None, None, (
@@ -283,7 +127,7 @@ def _parse_layer(index: int, raw: Any, problems: list[dict[str, Any]]) -> _Layer
         return None
 
 
-def _explain(cls: type[_Layer], error: dict[str, Any]) -> str:
+def _explain(cls: type[LayerSpec], error: dict[str, Any]) -> str:
     """Turn one pydantic error into words a person can act on."""
     field = str(error["loc"][0]) if error["loc"] else "value"
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
@@ -291,7 +135,7 @@ def _explain(cls: type[_Layer], error: dict[str, Any]) -> str:
         allowed = [name for name in cls.model_fields if name != "type"]
         return _unknown_field_message("no field", field, allowed)
     if kind == "missing":
-        return f"'{field}' is required" + _example(field)
+        return f"'{field}' is required" + _example(cls, field)
     if kind == "literal_error":
         choices = _literal_choices(ctx.get("expected", ""))
         return f"unknown {field} {value!r}" + _suggest_or_list(str(value), choices, "choose one of")
@@ -307,15 +151,14 @@ def _explain(cls: type[_Layer], error: dict[str, Any]) -> str:
         return f"'{field}' must be {'<' if kind == 'less_than' else '<='} {bound}, got {value!r}"
     if kind == "value_error":
         return f"'{field}': {error['msg'].removeprefix('Value error, ')}"
-    if field in ("kernel_size", "pool_size", "strides"):
+    if field in cls.model_fields and form_kind_of(cls.model_fields[field])[0] == "pair":
         return f"'{field}' must be a positive whole number or a pair [height, width], got {value!r}"
     return f"'{field}': {error['msg'].lower()}, got {value!r}"
 
 
-def _example(field: str) -> str:
-    examples = {"units": 128, "filters": 32, "kernel_size": 3, "rate": 0.2, "activation": '"relu"',
-                "target_shape": "[28, 28]", "backbone": '"resnet18"', "input_dim": 10000, "output_dim": 64}
-    return f", e.g. \"{field}\": {examples[field]}" if field in examples else ""
+def _example(cls: type[LayerSpec], field: str) -> str:
+    examples = cls.model_fields[field].examples if field in cls.model_fields else None
+    return f", e.g. \"{field}\": {json.dumps(examples[0])}" if examples else ""
 
 
 def _literal_choices(expected: str) -> list[str]:

@@ -10,94 +10,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 from starlette.datastructures import FormData
 
 from app.architectures import service as architectures_service
-from app.architectures.spec import BACKBONES, LAYER_TYPES
 from app.architectures.summary import LayerSummary, Summary
 from app.core.errors import Conflict, DomainError
+from app.layers.base import FormField, FormKind, as_text
+from app.layers.registry import FORMS, LAYER_TYPES
 from app.runs.schemas import usable_config
 
-FieldKind = Literal["int", "float", "pair", "shape", "choice", "bool", "text"]
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu", "linear")
-PADDINGS = ("valid", "same")
+# The builder's layer menu and each layer's fields, in menu order (from the layer registry).
+LAYER_FORMS: dict[str, tuple[FormField, ...]] = FORMS
 _LAYER_KEY = re.compile(r"^layers-(\d+)-type$")
 _NUMBER_SPLIT = re.compile(r"[\s,x×()\[\]]+")
-
-
-@dataclass(frozen=True)
-class FormField:
-    """One input of a layer's form: how it is shown and how its text becomes a spec value."""
-
-    name: str
-    label: str
-    kind: FieldKind
-    initial: str | bool = ""  # what a freshly added layer starts with
-    choices: tuple[str, ...] = ()
-    hint: str = ""
-
-
-def _units(initial: str) -> FormField:
-    return FormField("units", "Units", "int", initial)
-
-
-def _activation(initial: str, choices: tuple[str, ...] = ACTIVATIONS) -> FormField:
-    return FormField("activation", "Activation", "choice", initial, choices)
-
-
-def _window_fields(initial: str) -> tuple[FormField, ...]:
-    return (
-        FormField("pool_size", "Pool size", "pair", initial, hint="2 or 2, 2"),
-        FormField("strides", "Strides", "pair", "", hint="blank: the pool size"),
-        FormField("padding", "Padding", "choice", "valid", PADDINGS),
-    )
-
-
-_RECURRENT = (
-    _units("64"),
-    FormField("return_sequences", "Return sequences", "bool", False),
-    FormField("bidirectional", "Bidirectional", "bool", False),
-)
-
-# Menu order: what people reach for first comes first.
-LAYER_FORMS: dict[str, tuple[FormField, ...]] = {
-    "Dense": (_units("64"), _activation("relu"), FormField("use_bias", "Bias", "bool", True)),
-    "Flatten": (),
-    "Conv2D": (
-        FormField("filters", "Filters", "int", "32"),
-        FormField("kernel_size", "Kernel", "pair", "3", hint="3 or 3, 5"),
-        FormField("strides", "Strides", "pair", "1"),
-        FormField("padding", "Padding", "choice", "valid", PADDINGS),
-        _activation("relu"),
-        FormField("use_bias", "Bias", "bool", True),
-    ),
-    "MaxPooling2D": _window_fields("2"),
-    "AveragePooling2D": _window_fields("2"),
-    "GlobalAveragePooling2D": (),
-    "Dropout": (FormField("rate", "Rate", "float", "0.2", hint="fraction dropped, 0 to 1"),),
-    "BatchNormalization": (
-        FormField("momentum", "Momentum", "float", "0.99"),
-        FormField("epsilon", "Epsilon", "float", "0.001"),
-    ),
-    "Activation": (_activation("relu"),),
-    "SimpleRNN": (*_RECURRENT, _activation("tanh", ("tanh", "relu"))),
-    "LSTM": _RECURRENT,
-    "GRU": _RECURRENT,
-    "Embedding": (
-        FormField("input_dim", "Vocabulary", "int", "10000", hint="token ids 0 … n-1"),
-        FormField("output_dim", "Dimension", "int", "64"),
-    ),
-    "Reshape": (FormField("target_shape", "Target shape", "shape", "28, 28", hint="-1 for the rest"),),
-    "Pretrained": (
-        FormField("backbone", "Backbone", "choice", "resnet18", tuple(BACKBONES)),
-        FormField("weights", "Weights", "text", "imagenet", hint="imagenet, none or file:<path>"),
-        FormField("trainable", "Trainable", "bool", False),
-    ),
-}
 
 
 def model_default(layer_type: str, name: str) -> Any:
@@ -154,10 +83,10 @@ class Editor:
             values: dict[str, str | bool] = {}
             for form_field in LAYER_FORMS.get(layer_type, ()):
                 value = raw.get(form_field.name, model_default(layer_type, form_field.name))
-                values[form_field.name] = _to_text(form_field.kind, value)
+                values[form_field.name] = as_text(form_field.kind, value)
             layers.append(EditorLayer(layer_type, values))
         shape = spec.get("input_shape")
-        return cls(name=name, description=description, input_shape=_to_text("shape", shape), layers=layers)
+        return cls(name=name, description=description, input_shape=as_text("shape", shape), layers=layers)
 
     @classmethod
     def from_form(cls, form: FormData) -> Editor:
@@ -344,7 +273,7 @@ def import_keras(editor: Editor) -> tuple[Editor, list[str], dict[str, Any]]:
     return imported, [], usable_config(imported_source["training"], [])
 
 
-def _to_value(kind: FieldKind, text: str | bool) -> Any:
+def _to_value(kind: FormKind, text: str | bool) -> Any:
     if kind == "bool":
         return bool(text)
     text = str(text).strip()
@@ -363,15 +292,3 @@ def _to_value(kind: FieldKind, text: str | bool) -> Any:
     except ValueError:
         return text  # the spec check turns it into a message that names the field
     return text
-
-
-def _to_text(kind: FieldKind, value: Any) -> str | bool:
-    if kind == "bool":
-        return bool(value)
-    if value is None or value is PydanticUndefined:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value)
-    if kind == "float" and isinstance(value, float):
-        return f"{value:g}"
-    return str(value)

@@ -13,17 +13,12 @@ from html import escape
 
 from markupsafe import Markup
 
+from app.layers.registry import diagram_family
+
 WIDTH = 360
 BOX_HEIGHT = 46
 GAP = 22
 MIN_BOX, MAX_BOX = 220, 344  # box widths grow with the log of the layer's output size
-
-KINDS = {
-    "Dense": "dense", "Conv2D": "conv", "MaxPooling2D": "pool", "AveragePooling2D": "pool",
-    "GlobalAveragePooling2D": "pool", "Flatten": "shape", "Reshape": "shape", "Dropout": "reg",
-    "BatchNormalization": "reg", "Activation": "reg", "SimpleRNN": "rnn", "LSTM": "rnn", "GRU": "rnn",
-    "Embedding": "embed", "Pretrained": "pretrained",
-}
 
 
 @dataclass(frozen=True)
@@ -66,7 +61,7 @@ def _width(box: DiagramBox, largest: float) -> int:
 
 def _box(box: DiagramBox, top: int, width: int) -> str:
     left = (WIDTH - width) / 2
-    kind = KINDS.get(box.layer_type, "input")
+    kind = diagram_family(box.layer_type)
     shape = "(" + ", ".join(str(v) for v in box.shape) + ("," if len(box.shape) == 1 else "") + ")" \
         if box.shape else "?"
     detail = shape if not box.params else f"{shape} · {box.params:,} params"

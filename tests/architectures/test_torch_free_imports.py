@@ -13,7 +13,8 @@ def test_architecture_modules_do_not_import_torch():
     code = (
         "import sys\n"
         "import app.architectures.spec, app.architectures.summary, app.architectures.keras_import\n"
-        "import app.architectures.codegen, app.architectures.presets\n"
+        "import app.architectures.codegen, app.architectures.presets, app.layers.registry\n"
+        "from app.layers.registry import FORMS, KINDS\n"
         "from app.architectures.presets import list_presets\n"
         "from app.architectures.summary import summarize\n"
         "from app.architectures.codegen import to_pytorch_source\n"

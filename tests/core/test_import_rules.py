@@ -20,16 +20,48 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-def test_engine_imports_only_torch_numpy_and_the_standard_library():
+def _top_level_imports(path: Path) -> set[str]:
+    """Imports that run when the module is imported (not those inside functions)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_engine_imports_only_torch_numpy_the_standard_library_and_the_layer_registry():
     # safetensors and onnx are the export formats' own libraries (no web, no database).
     allowed_roots = {"torch", "torchvision", "numpy", "safetensors", "onnx", "onnxscript"} | STDLIB
-    for path in (APP / "engine").glob("*.py"):
+    paths = list((APP / "engine").glob("*.py"))
+    assert paths
+    for path in paths:
         for name in _imports(path):
             root = name.split(".")[0]
             if root == "app":
-                assert name.startswith("app.engine"), f"{path.name} imports {name}"
+                assert name.startswith(("app.engine", "app.layers")), f"{path.name} imports {name}"
             else:
                 assert root in allowed_roots, f"{path.name} imports {name}"
+
+
+def test_the_layer_registry_is_pure_and_imports_torch_only_when_building():
+    """app.layers is read by the web process: pydantic and the standard library at import; torch and
+    torchvision only inside `build` (and in torch_modules.py, which only `build` imports)."""
+    paths = [path for path in (APP / "layers").glob("*.py") if path.name != "torch_modules.py"]
+    assert len(paths) > 3
+    for path in paths:
+        for name in _top_level_imports(path):
+            root = name.split(".")[0]
+            if root == "app":
+                assert name.startswith("app.layers") and name != "app.layers.torch_modules", f"{path.name}: {name}"
+            else:
+                assert root in {"pydantic", "pydantic_core"} | STDLIB, f"{path.name} imports {name}"
+        for name in _imports(path) - _top_level_imports(path):
+            assert name.split(".")[0] in {"torch", "torchvision", "app"}, f"{path.name} imports {name}"
+    for name in _imports(APP / "layers" / "torch_modules.py"):
+        assert name.split(".")[0] in {"torch", "torchvision", "safetensors", "app"} | STDLIB, name
+        assert not name.startswith("app.") or name.startswith("app.layers"), name
 
 
 def test_workers_and_executors_never_import_api_or_web():
