@@ -83,3 +83,12 @@ def spatial(shape: Shape, size_window: tuple[int, int], strides: tuple[int, int]
     return out_h, out_w
 
 
+
+
+def steps(length: int, kernel: int, stride: int, padding: str, shape: Shape) -> int:
+    """Timesteps out of a kernel sliding over `length` timesteps, or a ShapeProblem naming kernel_size."""
+    out = window(length, kernel, stride, padding)
+    if out is None:
+        raise ShapeProblem(f"the kernel of {kernel} timesteps does not fit the {length} timesteps of its input "
+                           f"{fmt(shape)}: use padding \"same\" or a smaller kernel", "kernel_size")
+    return out

@@ -18,9 +18,10 @@ from app.layers.base import FormField, LayerSpec, form_fields
 
 # The order of messages ("supported: Dense, Conv2D, ...") and of the JSON schema.
 KINDS: tuple[type[LayerSpec], ...] = (
-    dense.Dense, conv.Conv2D, pooling.MaxPooling2D, pooling.AveragePooling2D,
-    pooling.GlobalAveragePooling2D, shape.Flatten, dense.Dropout, norm.BatchNormalization, dense.Activation,
-    recurrent.SimpleRNN, recurrent.LSTM, recurrent.GRU, embedding.Embedding, shape.Reshape, pretrained.Pretrained,
+    dense.Dense, conv.Conv2D, conv.Conv1D, pooling.MaxPooling2D, pooling.AveragePooling2D,
+    pooling.GlobalAveragePooling2D, shape.Flatten, dense.Dropout, norm.BatchNormalization,
+    norm.LayerNormalization, dense.Activation, recurrent.SimpleRNN, recurrent.LSTM, recurrent.GRU,
+    embedding.Embedding, shape.Reshape, pretrained.Pretrained,
 )
 LAYER_TYPES: dict[str, type[LayerSpec]] = {kind.__name__: kind for kind in KINDS}
 Layer = Annotated[Union[KINDS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007

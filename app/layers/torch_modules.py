@@ -166,3 +166,26 @@ def _read_state_dict(relative: str, weights_root: Path | None, head: str) -> dic
     # Checkpoints saved from a whole classifier carry its head, and DataParallel adds "module."
     state = {key.removeprefix("module."): value for key, value in state.items()}
     return {key: value for key, value in state.items() if not key.startswith(f"{head}.")}
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of (N, C, H, W) images (LayerNorm wants them last)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class SequenceConv1d(nn.Module):
+    """Keras's Conv1D on (N, T, F) sequences: PyTorch's Conv1d wants (N, F, T), so transpose in and out;
+    `pad` is Keras's "same" padding (left, right), the extra step on the right."""
+
+    def __init__(self, conv: nn.Conv1d, pad: tuple[int, int] = (0, 0)):
+        super().__init__()
+        self.conv = conv
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)
+        if any(self.pad):
+            x = F.pad(x, self.pad)
+        return self.conv(x).transpose(1, 2)

@@ -109,3 +109,19 @@ def test_import_keras_snippet_then_start_from_preset(live_server, page: Page):
     page.get_by_role("button", name="Save architecture").click()
     expect(page.locator("#name-errors")).to_contain_text("already exists")
     expect(page).to_have_url(re.compile(r"/architectures/new\?preset=mnist-mlp$"))
+
+
+def test_builder_offers_conv1d_and_layer_normalization_for_sequences(live_server, page: Page):
+    page.set_default_timeout(5000)
+    page.goto(f"{live_server.url}/architectures/new")
+    page.fill("#input_shape", "20, 1")
+    add_layer(page, "Conv1D", 0)
+    page.fill("#layers-0-filters", "8")
+    expect(page.locator("#layer-0-shape")).to_contain_text("(18, 8)")
+    page.select_option("#layers-0-padding", "same")
+    expect(page.locator("#layer-0-shape")).to_contain_text("(20, 8)")
+    add_layer(page, "LayerNormalization", 1)
+    expect(page.locator("#layers-1-epsilon")).to_have_value("0.001")
+    expect(page.locator("#layer-1-shape")).to_contain_text("16 params")
+    expect(page.locator("#total-params")).to_have_text("48")  # 3 * 1 * 8 + 8, then 2 * 8
+    expect(page.locator("svg.diagram")).to_contain_text("Conv1D 8, 3, same, relu")

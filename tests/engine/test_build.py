@@ -56,6 +56,17 @@ LAYER_SPECS = {
     "embedding": {"input_shape": [7], "layers": [
         {"type": "Embedding", "input_dim": 50, "output_dim": 4},
         {"type": "GRU", "units": 3, "return_sequences": True}, {"type": "Flatten"}, dense(1, "sigmoid")]},
+    "conv1d-layernorm-sequences": {"input_shape": [11, 3], "layers": [
+        {"type": "Conv1D", "filters": 4, "kernel_size": 4, "strides": 2, "padding": "same", "activation": "relu"},
+        {"type": "LayerNormalization"},
+        {"type": "Conv1D", "filters": 5, "kernel_size": 2, "padding": "same", "use_bias": False},
+        {"type": "Conv1D", "filters": 3, "kernel_size": 3, "strides": 2, "activation": "gelu"},
+        {"type": "LayerNormalization", "epsilon": 1e-5}, {"type": "Flatten"},
+        dense(4), {"type": "LayerNormalization"}, dense(2, "softmax")]},
+    "conv1d-softmax-end-layernorm-images": {"input_shape": [3, 5, 4], "layers": [
+        {"type": "LayerNormalization"}, {"type": "Conv2D", "filters": 2, "kernel_size": 2},
+        {"type": "Reshape", "target_shape": [2, -1]}, {"type": "Conv1D", "filters": 6, "kernel_size": 1},
+        {"type": "Conv1D", "filters": 3, "kernel_size": 5, "padding": "same", "activation": "softmax"}]},
     "reshape": {"input_shape": [1, 4, 6], "layers": [
         {"type": "Reshape", "target_shape": [4, 6]}, dense(3),
         {"type": "Reshape", "target_shape": [-1]}, {"type": "Reshape", "target_shape": [3, 2, 2]},
@@ -119,7 +130,8 @@ def test_summary_matches_the_built_module_layer_by_layer(name):
 
 
 @pytest.mark.parametrize("name", ["images-same-padding-pooling-batchnorm", "reshape", "preset-cifar10-cnn",
-                                  "preset-mnist-mlp"])
+                                  "preset-mnist-mlp", "conv1d-layernorm-sequences",
+                                  "conv1d-softmax-end-layernorm-images"])
 def test_flops_match_torchs_flop_counter(name):
     spec = ALL_SPECS[name]
     summary = summarize(spec)
