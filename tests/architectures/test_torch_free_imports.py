@@ -1,4 +1,4 @@
-"""The architecture core must not pull torch into the web process, not even indirectly."""
+"""The architecture core and the layer registry must not pull torch into the web process, not even indirectly."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ def test_architecture_modules_do_not_import_torch():
         "import sys\n"
         "import app.architectures.spec, app.architectures.summary, app.architectures.keras_import\n"
         "import app.architectures.codegen, app.architectures.presets, app.layers.registry\n"
-        "from app.layers.registry import FORMS, KINDS\n"
+        "import importlib, pkgutil, app.layers\n"
+        "layers = [m.name for m in pkgutil.iter_modules(app.layers.__path__) if m.name != 'torch_modules']\n"
+        "assert len(layers) > 5, layers\n"
+        "for name in layers:\n"
+        "    importlib.import_module('app.layers.' + name)\n"
         "from app.architectures.presets import list_presets\n"
         "from app.architectures.summary import summarize\n"
         "from app.architectures.codegen import to_pytorch_source\n"
