@@ -212,3 +212,59 @@ def test_code_is_never_executed(tmp_path):
     code = f"open({str(marker)!r}, 'w')\nmodel = Sequential([Dense(2, input_shape=(3,))])"
     import_keras(code)
     assert not marker.exists()
+
+
+KERAS_IO_CONVNET = """import keras
+from keras import layers
+
+num_classes = 10
+input_shape = {shape}
+kernel = {kernel}
+
+model = keras.Sequential(
+    [
+        keras.Input(shape=input_shape),
+        layers.Conv2D(32, kernel_size=kernel, activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dense(num_classes, activation="softmax"),
+    ]
+)
+"""
+
+
+@pytest.mark.parametrize("shape, kernel", [("(28, 28, 1)", "(3, 3)"), ("[28, 28, 1]", "[3, 3]"),
+                                           ("(28, 28, 1)", "3")])
+def test_module_level_constants_resolve_as_tuples_and_lists(shape, kernel):
+    """keras.io's convnet names its shapes (`input_shape = (28, 28, 1)`): tuple and list constants both read."""
+    spec = import_keras(KERAS_IO_CONVNET.format(shape=shape, kernel=kernel))
+    assert spec == {"input_shape": [1, 28, 28], "layers": [
+        {"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"},
+        {"type": "MaxPooling2D", "pool_size": 2},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"}]}
+    assert summarize(spec).output_shape == [10]
+
+
+def test_constant_input_shape_on_the_first_layer_and_units():
+    code = """shape = (8, 8)
+hidden = (32)
+model = Sequential([Flatten(input_shape=shape), Dense(hidden, activation='relu'), Dense(units=10)])
+"""
+    spec = import_keras(code)
+    assert spec["input_shape"] == [1, 8, 8]
+    assert [layer.get("units") for layer in spec["layers"]] == [None, 32, 10]
+
+
+def test_constant_pair_sizes_read_as_lists():
+    code = """pool = (2, 3)
+model = Sequential([Conv2D(4, (3, 3), input_shape=(12, 12, 1)), MaxPooling2D(pool_size=pool), Flatten()])
+"""
+    assert import_keras(code)["layers"][1]["pool_size"] == [2, 3]
+
+
+def test_source_too_long_or_too_deep_is_a_clear_import_error():
+    with pytest.raises(KerasImportError, match="at most 200000"):
+        import_keras_source("# " + "x" * 200_000)
+    with pytest.raises(KerasImportError, match="nests too deeply"):
+        import_keras_source("x = 1" + " + 1" * 40_000)
