@@ -12,48 +12,18 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from collections.abc import Mapping
 from typing import Any
 
 from app.core.errors import InvalidInput
+from app.layers import registry
+from app.layers.base import KerasUnsupported, LayerSpec, form_kind_of
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "leaky_relu", "elu")
-
-# Keras name → (spec type, Keras's positional parameters in order).
-_LAYERS: dict[str, tuple[str, list[str]]] = {
-    "Dense": ("Dense", ["units", "activation", "use_bias"]),
-    "Conv2D": ("Conv2D", ["filters", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
-                          "groups", "activation", "use_bias"]),
-    "MaxPooling2D": ("MaxPooling2D", ["pool_size", "strides", "padding", "data_format"]),
-    "AveragePooling2D": ("AveragePooling2D", ["pool_size", "strides", "padding", "data_format"]),
-    "GlobalAveragePooling2D": ("GlobalAveragePooling2D", ["data_format"]),
-    "Flatten": ("Flatten", ["data_format"]),
-    "Dropout": ("Dropout", ["rate", "noise_shape", "seed"]),
-    "BatchNormalization": ("BatchNormalization", ["axis", "momentum", "epsilon", "center", "scale"]),
-    "Activation": ("Activation", ["activation"]),
-    "SimpleRNN": ("SimpleRNN", ["units", "activation"]),
-    "LSTM": ("LSTM", ["units", "activation", "recurrent_activation"]),
-    "GRU": ("GRU", ["units", "activation", "recurrent_activation"]),
-    "Embedding": ("Embedding", ["input_dim", "output_dim"]),
-    "Reshape": ("Reshape", ["target_shape"]),
-}
-_ALIASES = {"Convolution2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
-            "GlobalAvgPool2D": "GlobalAveragePooling2D"}
-_ACTIVATION_LAYERS = {"ReLU": "relu", "Softmax": "softmax", "LeakyReLU": "leaky_relu", "ELU": "elu"}
-_APPLICATIONS = {"ResNet50": "resnet50", "MobileNetV3Small": "mobilenet_v3_small",
-                 "MobileNetV3Large": "mobilenet_v3_large", "EfficientNetB0": "efficientnet_b0"}
-# Arguments that do not change shapes or parameter counts: dropped with a note.
+# Arguments every Keras layer takes that change no shape or parameter count: dropped with a note
+# (each kind lists its own too: app.layers, `Keras.ignored`).
 _IGNORED = {"name", "dtype", "trainable", "kernel_initializer", "bias_initializer", "kernel_regularizer",
-            "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
-            "recurrent_initializer", "recurrent_regularizer", "recurrent_constraint", "beta_initializer",
-            "gamma_initializer", "moving_mean_initializer", "moving_variance_initializer", "embeddings_initializer",
-            "embeddings_regularizer", "embeddings_constraint", "seed", "noise_shape", "unroll", "mask_zero",
-            "batch_size"}
-# Arguments we support only at their Keras default (value → accepted).
-_DEFAULT_ONLY = {"data_format": ("channels_last", None), "dilation_rate": (1, (1, 1)), "groups": (1,),
-                 "axis": (-1,), "recurrent_activation": ("sigmoid",), "dropout": (0, 0.0),
-                 "recurrent_dropout": (0, 0.0), "go_backwards": (False,), "stateful": (False,),
-                 "return_state": (False,), "reset_after": (True,), "time_major": (False,), "center": (True,),
-                 "scale": (True,), "merge_mode": ("concat",)}
+            "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint", "batch_size"}
+_BIDIRECTIONAL_FIXED = {"merge_mode": ("concat",)}
 _SHAPE_KEYS = ("input_shape", "batch_input_shape", "input_length")
 _MODEL_CALLS = {"summary": "Trainboard shows the summary next to the spec"}
 # compile(...) and fit(...) become run settings (the `config` of POST /api/runs).
@@ -354,49 +324,55 @@ class _Reader:
 
     def layer(self, call: ast.Call, frozen: bool | None) -> None:
         keras_name = _name(call.func) or "?"
-        keras_name = _ALIASES.get(keras_name, keras_name)
+        known = registry.KERAS.get(keras_name)
+        if known is not None and known[1] is None and known[0].keras is not None:
+            keras_name = known[0].keras.name  # an alias: MaxPool2D is MaxPooling2D
         args = self.arguments(call, keras_name)
         if keras_name in ("Input", "InputLayer"):
             self.set_input_shape(args.get("shape", args.get("input_shape", args.get("_0"))), call.lineno)
             return
         if keras_name == "Bidirectional":
             inner = call.args[0] if call.args else None
-            if not isinstance(inner, ast.Call) or _name(inner.func) not in ("SimpleRNN", "LSTM", "GRU"):
-                raise _Unsupported(call.lineno, "Bidirectional(...) must wrap a SimpleRNN, LSTM or GRU")
-            self.check_defaults(args, keras_name, call.lineno, skip={"_0"})
+            inner_kind = registry.KERAS.get(_name(inner.func) or "") if isinstance(inner, ast.Call) else None
+            if inner_kind is None or "bidirectional" not in inner_kind[0].model_fields:
+                wrappable = [kind.__name__ for kind in registry.KINDS if "bidirectional" in kind.model_fields]
+                raise _Unsupported(call.lineno, f"Bidirectional(...) must wrap a {', '.join(wrappable[:-1])} or "
+                                                f"{wrappable[-1]}")
+            self.check_defaults(args, keras_name, call.lineno, _BIDIRECTIONAL_FIXED, skip={"_0"})
             self.take_shape(args, call.lineno)
             self.layer(inner, None)
             self.layers[-1][0]["bidirectional"] = True
             return
-        if keras_name in _APPLICATIONS:
+        if keras_name in registry.APPLICATIONS:
             self.application(call, keras_name, args, frozen)
             return
-        if keras_name in _ACTIVATION_LAYERS:
-            self.take_shape(args, call.lineno)
-            self.append({"type": "Activation", "activation": _ACTIVATION_LAYERS[keras_name]}, call.lineno)
-            return
-        if keras_name not in _LAYERS:
-            supported = ", ".join([*_LAYERS, "Bidirectional", "Input", *_ACTIVATION_LAYERS, *_APPLICATIONS])
+        kind, preset = registry.KERAS.get(keras_name, (None, None))
+        if kind is None or kind.keras is None:
+            supported = ", ".join([*registry.KERAS_CLASSES, "Bidirectional", "Input", *registry.KERAS_SHORTCUTS,
+                                   *registry.APPLICATIONS])
             raise _Unsupported(call.lineno, f"layer '{keras_name}' is not supported; supported: {supported}")
-        spec_type, positional = _LAYERS[keras_name]
-        for position, name in enumerate(positional):
+        if preset is not None:  # ReLU() is Activation("relu")
+            self.take_shape(args, call.lineno)
+            self.append({"type": kind.__name__, **preset}, call.lineno)
+            return
+        spelling = kind.keras
+        for position, name in enumerate(spelling.positional):
             if f"_{position}" in args:
                 args[name] = args.pop(f"_{position}")
-        self.take_shape(args, call.lineno, embedding=spec_type == "Embedding")
-        if spec_type in ("LSTM", "GRU", "SimpleRNN"):
-            args.setdefault("activation", "tanh")
-            if args["activation"] not in (("tanh", "relu") if spec_type == "SimpleRNN" else ("tanh",)):
-                choices = "'tanh' or 'relu'" if spec_type == "SimpleRNN" else "'tanh'"
-                raise _Unsupported(call.lineno, f"{spec_type} supports only activation={choices} (as PyTorch does)")
-            if args.pop("use_bias", True) is not True:
-                raise _Unsupported(call.lineno, f"{spec_type}(use_bias=False) is not supported")
-            if spec_type != "SimpleRNN":
-                args.pop("activation")
-        self.check_defaults(args, keras_name, call.lineno)
+        for name in [key for key in args if key in spelling.ignored]:
+            self.notes.append(f"line {call.lineno}: ignored {keras_name}({name}=...)")
+            del args[name]
+        self.take_shape(args, call.lineno, embedding=kind.token_input)
+        try:
+            args = kind.from_keras(args)
+        except KerasUnsupported as exc:
+            raise _Unsupported(call.lineno, str(exc)) from None
+        self.check_defaults(args, keras_name, call.lineno, spelling.fixed)
         # Keras's parameter order reads best: Dense(units, activation), not the order typed.
+        positional = spelling.positional
         ordered = [*(k for k in positional if k in args), *(k for k in args if k not in positional)]
-        layer = {"type": spec_type, **{k: args[k] for k in ordered if k not in _DEFAULT_ONLY}}
-        self.append(layer, call.lineno)
+        layer = {"type": kind.__name__, **{k: args[k] for k in ordered if k not in spelling.fixed}}
+        self.append(layer, call.lineno, kind)
 
     def application(self, call: ast.Call, keras_name: str, args: dict[str, Any], frozen: bool | None) -> None:
         if args.get("include_top", True) is not False:
@@ -404,27 +380,26 @@ class _Reader:
         weights = args.get("weights", "imagenet")
         self.take_shape(args, call.lineno)
         pooling = args.get("pooling")
-        layer = {"type": "Pretrained", "backbone": _APPLICATIONS[keras_name],
+        layer = {"type": "Pretrained", "backbone": registry.APPLICATIONS[keras_name],
                  "weights": "imagenet" if weights == "imagenet" else "none", "trainable": not frozen}
         if pooling not in (None, "avg"):
             raise _Unsupported(call.lineno, f"{keras_name}(pooling={pooling!r}) is not supported; use 'avg'")
         self.append(layer, call.lineno)
 
-    def append(self, layer: dict[str, Any], line: int) -> None:
+    def append(self, layer: dict[str, Any], line: int, kind: type[LayerSpec] | None = None) -> None:
         previous = self.layers[-1][0] if self.layers else None
         if previous and previous["type"] == "Pretrained" and layer["type"] in ("GlobalAveragePooling2D", "Flatten"):
             # Trainboard's backbones already end in average pooling.
             self.notes.append(f"line {line}: dropped {layer['type']}: the Pretrained backbone already pools")
             return
-        if "activation" in layer and layer["activation"] not in ACTIVATIONS:
+        if "activation" in layer and layer["activation"] not in registry.ACTIVATION_NAMES:
             raise _Unsupported(line, f"activation {layer['activation']!r} is not supported; supported: "
-                                     f"{', '.join(ACTIVATIONS)}")
-        if layer["type"] == "Reshape":
-            layer["target_shape"] = _to_channels_first(list(layer["target_shape"]))
-        for key in ("kernel_size", "pool_size", "strides"):
-            value = layer.get(key)
-            if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
-                layer[key] = value[0]  # (3, 3) reads better as 3
+                                     f"{', '.join(registry.ACTIVATION_NAMES)}")
+        for key, value in layer.items():
+            sizes = kind is not None and key in kind.model_fields and \
+                form_kind_of(kind.model_fields[key])[0] in ("pair", "int")
+            if sizes and isinstance(value, list) and value and all(v == value[0] for v in value):
+                layer[key] = value[0]  # (3, 3) reads better as 3; Conv1D's (3,) is 3
         self.layers.append((layer, line))
 
     def arguments(self, call: ast.Call, keras_name: str) -> dict[str, Any]:
@@ -462,13 +437,14 @@ class _Reader:
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise _Unsupported(getattr(node, "lineno", None), f"cannot read {what} without running the code") from None
 
-    def check_defaults(self, args: dict[str, Any], keras_name: str, line: int, skip: set[str] = frozenset()) -> None:
+    def check_defaults(self, args: dict[str, Any], keras_name: str, line: int, fixed: Mapping[str, tuple[Any, ...]],
+                       skip: set[str] = frozenset()) -> None:
         for key, value in list(args.items()):
             if key in skip:
                 continue
             if key.startswith("_"):
                 raise _Unsupported(line, f"{keras_name} takes fewer positional arguments; use keywords")
-            allowed = _DEFAULT_ONLY.get(key)
+            allowed = fixed.get(key)
             if allowed is not None and value not in allowed and not (isinstance(value, list) and tuple(value) in allowed):
                 raise _Unsupported(line, f"{keras_name}({key}={value!r}) is not supported; remove it")
 
@@ -506,15 +482,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _to_channels_first(shape: list[Any]) -> list[Any]:
-    return [shape[2], shape[0], shape[1]] if len(shape) == 3 else shape
-
-
 def _channels_first(shape: list[Any] | None, layers: list[dict[str, Any]]) -> list[int] | None:
     """Keras (H, W, C) → (C, H, W); a 2-D input is an image for Flatten/pooling, else (T, F)."""
     if shape is None:
         return None
-    if len(shape) == 2 and layers[0]["type"] in ("Flatten", "Reshape", "Conv2D", "MaxPooling2D",
-                                                 "AveragePooling2D", "GlobalAveragePooling2D", "Pretrained"):
+    if len(shape) == 2 and registry.LAYER_TYPES[layers[0]["type"]].reads_2d_as_image:
         return [1, shape[0], shape[1]]
-    return _to_channels_first(list(shape))
+    return [shape[2], shape[0], shape[1]] if len(shape) == 3 else list(shape)
