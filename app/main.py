@@ -5,7 +5,8 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from app.api import architectures as architectures_api
@@ -15,6 +16,7 @@ from app.api import health as health_api
 from app.api import runs as runs_api
 from app.api.errors import install_error_handlers
 from app.core.config import get_settings
+from app.core.limits import BodyLimitMiddleware
 from app.executors import make_executor
 from app.runs.stream import StreamHub
 
@@ -47,7 +49,11 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.start_executor = start_executor
-    install_error_handlers(app)
+    settings = get_settings()
+    # Outermost of ours: an oversized body is refused before any route reads or parses it.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
+                       max_upload_bytes=settings.max_upload_bytes)
+    install_error_handlers(app, page=_page)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.include_router(health_api.router)
     app.include_router(architectures_api.router)
@@ -58,3 +64,10 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
 
     install_web(app)
     return app
+
+
+def _page(request: Request, status_code: int, message: str) -> Response:
+    """The HTML answer of a page route whose URL names nothing that can exist (the 404 page)."""
+    from app.web.templating import render
+
+    return render(request, "not_found.html", {"message": message}, status_code=status_code)

@@ -17,7 +17,7 @@ from app.architectures.schemas import (
     KerasImportRequest,
     ValidateRequest,
 )
-from app.core.deps import SessionDep
+from app.core.deps import ArchitectureId, OffsetQuery, SessionDep
 from app.runs.schemas import usable_config
 
 router = APIRouter(tags=["architectures"])
@@ -40,7 +40,7 @@ def import_keras(body: KerasImportRequest) -> dict[str, Any]:
 
 @router.get("/api/architectures", response_model=ArchitecturesPublic)
 def list_architectures(
-    db_session: SessionDep, offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=500)
+    db_session: SessionDep, offset: OffsetQuery = 0, limit: int = Query(100, ge=1, le=500)
 ) -> ArchitecturesPublic:
     rows, total = architectures_service.list_(db_session=db_session, offset=offset, limit=limit)
     return ArchitecturesPublic(items=[ArchitecturePublic.model_validate(r) for r in rows], total=total)
@@ -52,25 +52,25 @@ def create_architecture(db_session: SessionDep, body: ArchitectureCreate) -> Any
 
 
 @router.get("/api/architectures/{architecture_id}", response_model=ArchitecturePublic)
-def get_architecture(db_session: SessionDep, architecture_id: int) -> Any:
+def get_architecture(db_session: SessionDep, architecture_id: ArchitectureId) -> Any:
     return architectures_service.get(db_session=db_session, architecture_id=architecture_id)
 
 
 @router.put("/api/architectures/{architecture_id}", response_model=ArchitecturePublic)
-def update_architecture(db_session: SessionDep, architecture_id: int, body: ArchitectureUpdate) -> Any:
+def update_architecture(db_session: SessionDep, architecture_id: ArchitectureId, body: ArchitectureUpdate) -> Any:
     return architectures_service.update(
         db_session=db_session, architecture_id=architecture_id, architecture_in=body
     )
 
 
 @router.delete("/api/architectures/{architecture_id}", status_code=204)
-def delete_architecture(db_session: SessionDep, architecture_id: int) -> Response:
+def delete_architecture(db_session: SessionDep, architecture_id: ArchitectureId) -> Response:
     architectures_service.delete(db_session=db_session, architecture_id=architecture_id)
     return Response(status_code=204)
 
 
 @router.get("/api/architectures/{architecture_id}/pytorch", response_class=PlainTextResponse)
-def architecture_pytorch(db_session: SessionDep, architecture_id: int) -> str:
+def architecture_pytorch(db_session: SessionDep, architecture_id: ArchitectureId) -> str:
     """Readable, standalone PyTorch source for the architecture."""
     return architectures_service.pytorch_source(db_session=db_session, architecture_id=architecture_id)
 

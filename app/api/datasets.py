@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
-from app.core.deps import SettingsDep
+from app.core.deps import SampleIndex, SettingsDep
 from app.core.errors import InvalidInput
 from app.datasets import registry as datasets_registry
 
@@ -28,7 +28,7 @@ def get_dataset(settings: SettingsDep, name: str) -> dict[str, Any]:
 
 
 @router.get("/api/datasets/{name}/samples/{index}.png")
-def dataset_sample(settings: SettingsDep, name: str, index: int, split: str = "test") -> Response:
+def dataset_sample(settings: SettingsDep, name: str, index: SampleIndex, split: str = "test") -> Response:
     """One sample rendered as a PNG (for galleries of misclassified examples)."""
     png = datasets_registry.render_sample_png(name, settings.data_dir, index, split=split)
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})

@@ -9,7 +9,15 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from app.architectures import codegen
-from app.core.deps import SessionDep
+from app.core.deps import (
+    ArchitectureIdQuery,
+    EpochQuery,
+    OffsetQuery,
+    OptionalSeqQuery,
+    RunId,
+    SeqQuery,
+    SessionDep,
+)
 from app.core.errors import InvalidInput, NotFound
 from app.runs import service as runs_service
 from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
@@ -37,8 +45,8 @@ def list_runs(
     db_session: SessionDep,
     status: str | None = None,
     dataset: str | None = None,
-    architecture_id: int | None = None,
-    offset: int = Query(0, ge=0),
+    architecture_id: ArchitectureIdQuery = None,
+    offset: OffsetQuery = 0,
     limit: int = Query(50, ge=1, le=500),
 ) -> RunsPublic:
     rows, total = runs_service.list_(db_session=db_session, status=status, dataset=dataset,
@@ -47,39 +55,39 @@ def list_runs(
 
 
 @router.get("/api/runs/{run_id}", response_model=RunPublic)
-def get_run(db_session: SessionDep, run_id: int) -> Any:
+def get_run(db_session: SessionDep, run_id: RunId) -> Any:
     return runs_service.get(db_session=db_session, run_id=run_id)
 
 
 @router.get("/api/runs/{run_id}/metrics", response_model=list[RunEventPublic])
-def run_metrics(db_session: SessionDep, run_id: int, after: int = Query(0, ge=0),
+def run_metrics(db_session: SessionDep, run_id: RunId, after: SeqQuery = 0,
                 limit: int = Query(1000, ge=1, le=10000)) -> Any:
     """Events with seq > after (metrics, epochs, status changes, evaluations, logs)."""
     return runs_service.metrics(db_session=db_session, run_id=run_id, after=after, limit=limit)
 
 
 @router.get("/api/runs/{run_id}/evaluation")
-def run_evaluation(db_session: SessionDep, run_id: int, epoch: int | None = Query(None, ge=0)) -> dict[str, Any]:
+def run_evaluation(db_session: SessionDep, run_id: RunId, epoch: EpochQuery = None) -> dict[str, Any]:
     """The test evaluation, or the validation evaluation of `epoch`."""
     return runs_service.evaluation(db_session=db_session, run_id=run_id, epoch=epoch)
 
 
 @router.post("/api/runs/{run_id}/cancel", response_model=RunPublic)
-def cancel_run(request: Request, db_session: SessionDep, run_id: int) -> Any:
+def cancel_run(request: Request, db_session: SessionDep, run_id: RunId) -> Any:
     run = runs_service.request_cancel(db_session=db_session, run_id=run_id)
     _wake(request)
     return run
 
 
 @router.post("/api/runs/{run_id}/resume", response_model=RunPublic)
-def resume_run(request: Request, db_session: SessionDep, run_id: int) -> Any:
+def resume_run(request: Request, db_session: SessionDep, run_id: RunId) -> Any:
     run = runs_service.resume(db_session=db_session, run_id=run_id)
     _wake(request)
     return run
 
 
 @router.post("/api/runs/{run_id}/fork", response_model=RunPublic, status_code=201)
-def fork_run(request: Request, db_session: SessionDep, run_id: int, body: ForkRequest | None = None) -> Any:
+def fork_run(request: Request, db_session: SessionDep, run_id: RunId, body: ForkRequest | None = None) -> Any:
     body = body or ForkRequest()
     run = runs_service.fork(db_session=db_session, run_id=run_id, epoch=body.epoch, name=body.name,
                             config_changes=body.config)
@@ -88,13 +96,13 @@ def fork_run(request: Request, db_session: SessionDep, run_id: int, body: ForkRe
 
 
 @router.delete("/api/runs/{run_id}", status_code=204)
-def delete_run(db_session: SessionDep, run_id: int) -> Response:
+def delete_run(db_session: SessionDep, run_id: RunId) -> Response:
     runs_service.delete(db_session=db_session, run_id=run_id)
     return Response(status_code=204)
 
 
 @router.get("/api/runs/{run_id}/artifacts")
-def list_artifacts(db_session: SessionDep, run_id: int) -> list[dict[str, Any]]:
+def list_artifacts(db_session: SessionDep, run_id: RunId) -> list[dict[str, Any]]:
     rows = runs_service.list_artifacts(db_session=db_session, run_id=run_id)
     items = [{"name": a.name, "bytes": a.bytes, "url": f"/api/runs/{run_id}/artifacts/{a.name}"} for a in rows]
     items.append({"name": "pytorch", "bytes": None, "url": f"/api/runs/{run_id}/artifacts/pytorch"})
@@ -105,7 +113,7 @@ _DOWNLOAD_NAMES = {"weights": "model.safetensors", "torchscript": "model.torchsc
 
 
 @router.get("/api/runs/{run_id}/artifacts/{name}")
-def download_artifact(db_session: SessionDep, run_id: int, name: str) -> Any:
+def download_artifact(db_session: SessionDep, run_id: RunId, name: str) -> Any:
     """Download by artifact name only; stored paths are checked to lie inside the artifacts dir."""
     if name == "pytorch":
         run = runs_service.get(db_session=db_session, run_id=run_id)
@@ -118,7 +126,7 @@ def download_artifact(db_session: SessionDep, run_id: int, name: str) -> Any:
 
 
 @router.post("/api/runs/{run_id}/predict")
-def predict(request: Request, db_session: SessionDep, run_id: int, file: UploadFile = File(...),
+def predict(request: Request, db_session: SessionDep, run_id: RunId, file: UploadFile = File(...),
             top_k: int = Query(5, ge=1, le=20)) -> dict[str, Any]:
     """An uploaded image → the top-k classes with probabilities (inference runs outside the web process)."""
     from app.runs import predict as predict_service
@@ -130,7 +138,7 @@ def predict(request: Request, db_session: SessionDep, run_id: int, file: UploadF
 
 
 @router.get("/api/runs/{run_id}/events")
-async def run_events(request: Request, run_id: int, after: int | None = Query(None, ge=0)) -> Any:
+async def run_events(request: Request, run_id: RunId, after: OptionalSeqQuery = None) -> Any:
     """SSE (sse-starlette): every event carries `id: <seq>`; resumes from Last-Event-ID or ?after=
     (the later of the two: an EventSource that reconnects by itself keeps its first URL); `end`
     after a terminal status; a heartbeat comment every 15 s while quiet."""
@@ -142,7 +150,7 @@ async def run_events(request: Request, run_id: int, after: int | None = Query(No
 
 
 @router.get("/api/events")
-async def all_events(request: Request, after: int | None = Query(None, ge=0)) -> Any:
+async def all_events(request: Request, after: OptionalSeqQuery = None) -> Any:
     """SSE: status changes of all runs; `id:` is the feed id (commit order), resumable like a run's."""
     hub = request.app.state.stream_hub
     return hub.response(hub.status_events(resume_cursor(request, after)))

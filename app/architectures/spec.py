@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from app.core.config import get_settings
 from app.core.errors import InvalidInput
 from app.layers.base import LayerSpec, PositiveInt, form_kind_of
 from app.layers.registry import LAYER_TYPES, Layer
@@ -86,6 +87,10 @@ def parse_spec(data: Any) -> ArchitectureSpec:
         problems.append(problem(None, None, "layers", f"'layers' must be a list, got {type(raw_layers).__name__}"))
     elif not raw_layers:
         problems.append(problem(None, None, "layers", "the model has no layers: add at least one layer"))
+    elif len(raw_layers) > (max_layers := get_settings().max_layers):
+        # Refused before any layer is read: validating (and later training) scales with the count.
+        problems.append(problem(None, None, "layers", (
+            f"the model has {len(raw_layers)} layers: at most {max_layers} layers (TRAINBOARD_MAX_LAYERS)")))
     else:
         for index, raw in enumerate(raw_layers):
             parsed = _parse_layer(index, raw, problems)

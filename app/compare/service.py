@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.architectures import service as architectures_service
 from app.architectures.models import Architecture
+from app.core.deps import DB_INT_MAX
 from app.core.errors import DomainError, InvalidInput, NotFound
 from app.runs import figures as run_figures
 from app.runs.models import Evaluation, Run
@@ -84,9 +85,15 @@ def parse_ids(values: Iterable[str]) -> list[int]:
             if not part.lstrip("#").isdigit():
                 raise InvalidInput(f"'{part}' is not a run id: give run numbers such as runs=3,5",
                                    [{"field": "runs", "message": "run ids are whole numbers"}])
-            run_id = int(part.lstrip("#"))
+            digits = part.lstrip("#").lstrip("0") or "0"
+            if len(digits) > 19 or int(digits) > DB_INT_MAX:  # no run has an id the database cannot hold
+                raise NotFound(f"there is no run {digits}", [{"field": "runs", "message": f"no run {digits}"}])
+            run_id = int(digits)
             if run_id not in ids:
                 ids.append(run_id)
+            if len(ids) > MAX_RUNS:  # stop reading: a longer list is refused whatever it holds
+                raise InvalidInput(f"more than {MAX_RUNS} runs chosen: compare at most {MAX_RUNS} at a time",
+                                   [{"field": "runs", "message": f"at most {MAX_RUNS}"}])
     return ids
 
 

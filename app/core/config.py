@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     # Caps on what one run may ask for.
     max_epochs: int = Field(default=1000, ge=1)
     max_batch_size: int = Field(default=65536, ge=1)
+    # Layers in one architecture: validation and the trainer's memory grow with the count.
+    max_layers: int = Field(default=1000, ge=1)
+    # Request bodies (JSON and forms) over this size are refused with 413 while they are read
+    # (app/core/limits.py); the data set upload routes have max_upload_bytes instead.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
 
     # Executor: "local" (a process per run) or "ray".
     executor: str = "local"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.core.config import get_settings
+from app.core.deps import DB_INT_MAX
 
 OPTIMIZER_SETTINGS = {
     "sgd": {"momentum", "nesterov", "weight_decay"},
@@ -13,17 +18,33 @@ OPTIMIZER_SETTINGS = {
     "adamw": {"betas", "eps", "weight_decay"},
     "rmsprop": {"momentum", "alpha", "eps", "weight_decay"},
 }
+# numpy seeds with 32-bit numbers: a larger seed would only fail in the trainer.
+SEED_MAX = 2**32 - 1
+DEVICES = "auto, cpu, cuda, cuda:N (N the GPU's number) or mps"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,9})?")
+# Adam's betas: each a decay rate in [0, 1).
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
+@lru_cache(maxsize=1)
+def visible_gpus() -> tuple[str, ...]:
+    """The GPUs the local executor hands runs to (read once: CUDA_VISIBLE_DEVICES or nvidia-smi,
+    without importing torch). Tests that change CUDA_VISIBLE_DEVICES call `visible_gpus.cache_clear()`."""
+    from app.executors.local import _gpu_ids
+
+    return tuple(_gpu_ids())
 
 
 class OptimizerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No NaN or infinity anywhere in run settings: they only fail (or silently ruin a run) in the trainer.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
     lr: float = Field(default=0.001, gt=0)
     momentum: float | None = Field(default=None, ge=0, lt=1)
     nesterov: bool | None = None
     weight_decay: float | None = Field(default=None, ge=0)
-    betas: tuple[float, float] | None = None
+    betas: tuple[Beta, Beta] | None = None
     eps: float | None = Field(default=None, gt=0)
     alpha: float | None = Field(default=None, gt=0, lt=1)
 
@@ -41,7 +62,7 @@ class OptimizerConfig(BaseModel):
 
 
 class ScheduleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["step", "cosine", "plateau"]
     step_size: int | None = Field(default=None, ge=1)
@@ -55,7 +76,7 @@ class ScheduleConfig(BaseModel):
 
 
 class EarlyStoppingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     patience: int = Field(default=3, ge=0)
@@ -66,7 +87,7 @@ class EarlyStoppingConfig(BaseModel):
 class TrainConfigIn(BaseModel):
     """Mirrors app.engine.types.TrainConfig, with limits and messages for people."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: int = Field(default=5, ge=1)
     batch_size: int = Field(default=32, ge=1)
@@ -76,8 +97,8 @@ class TrainConfigIn(BaseModel):
     schedule: ScheduleConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
     grad_clip: float | None = Field(default=None, gt=0)
-    seed: int = Field(default=0, ge=0)
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    device: str = "auto"
     mixed_precision: bool = True
     channels_last: bool = True
     val_split: float = Field(default=0.1, ge=0, lt=0.9)
@@ -87,6 +108,24 @@ class TrainConfigIn(BaseModel):
     max_train_samples: int | None = Field(default=None, ge=1)
     # 0: every epoch's checkpoint stays (fork from any epoch); N: the last N and the best one.
     keep_checkpoints: int = Field(default=0, ge=0)
+
+    @field_validator("device")
+    @classmethod
+    def _device_exists(cls, value: str) -> str:
+        """One of DEVICES; with the local executor a CUDA device must be one this server has."""
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"unknown device {value!r}: use {DEVICES}")
+        if not value.startswith("cuda") or get_settings().executor != "local":
+            return value  # a Ray cluster's GPUs are not this server's to count
+        gpus = visible_gpus()
+        index = int(value.partition(":")[2] or 0)
+        if index < len(gpus):
+            return value
+        if not gpus:
+            raise ValueError(f"this server has no GPU, so there is no {value}: use auto or cpu")
+        choices = ", ".join(["auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(len(gpus)))])
+        raise ValueError(f"there is no {value}: this server has {len(gpus)} GPU{'s' * (len(gpus) > 1)} "
+                         f"(cuda:0 to cuda:{len(gpus) - 1}); use one of {choices}")
 
     def to_engine_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -103,7 +142,7 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="", max_length=200)
-    architecture_id: int | None = None
+    architecture_id: int | None = Field(default=None, ge=1, le=DB_INT_MAX)
     spec: dict[str, Any] | None = None
     preset: str | None = None
     dataset: str | None = None
@@ -120,8 +159,8 @@ class RunCreate(BaseModel):
 class ForkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    epoch: int | None = Field(default=None, ge=1, description="checkpoint epoch (default: the last)")
-    name: str | None = None
+    epoch: int | None = Field(default=None, ge=1, le=DB_INT_MAX, description="checkpoint epoch (default: the last)")
+    name: str | None = Field(default=None, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict, description="settings to change")
 
 

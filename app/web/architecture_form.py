@@ -25,7 +25,7 @@ from app.runs.schemas import usable_config
 
 # The builder's layer menu and each layer's fields, in menu order (from the layer registry).
 LAYER_FORMS: dict[str, tuple[FormField, ...]] = FORMS
-_LAYER_KEY = re.compile(r"^layers-(\d+)-type$")
+_LAYER_KEY = re.compile(r"^layers-(\d{1,6})-type$")
 _NUMBER_SPLIT = re.compile(r"[\s,x×()\[\]]+")
 
 
@@ -122,7 +122,7 @@ class Editor:
         if verb == "add":
             self.layers.append(EditorLayer.new(self.add_type))
             return
-        if not argument.isdigit() or int(argument) >= len(self.layers):
+        if not argument.isdigit() or len(argument) > 6 or int(argument) >= len(self.layers):
             return
         index = int(argument)
         if verb == "remove":

@@ -19,7 +19,7 @@ from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.architectures.models import Architecture
 from app.architectures.schemas import ArchitectureCreate, ArchitectureUpdate
-from app.core.deps import SessionDep
+from app.core.deps import ArchitectureId, SessionDep
 from app.core.errors import DomainError, NotFound
 from app.web import architecture_form, run_form
 from app.web.architecture_form import LAYER_FORMS, Check, Editor
@@ -29,7 +29,7 @@ from app.web.templating import PageNotFound, is_htmx, render
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-def architecture_page(db_session: SessionDep, architecture_id: int) -> Architecture:
+def architecture_page(db_session: SessionDep, architecture_id: ArchitectureId) -> Architecture:
     """The saved architecture a page is about, or the 404 page."""
     try:
         return architectures_service.get(db_session=db_session, architecture_id=architecture_id)
@@ -186,7 +186,7 @@ def _redirect_after_save(request: Request, architecture_id: int, training: dict[
 
 def _posted_id(form: FormData) -> int | None:
     raw = str(form.get("architecture_id", ""))
-    return int(raw) if raw.isdigit() else None
+    return int(raw) if raw.isdigit() and len(raw) <= 19 else None  # ids are 64-bit
 
 
 def _builder(request: Request, editor: Editor, result: Check, *, architecture_id: int | None = None,

@@ -194,7 +194,7 @@ def _body(run_form: RunForm) -> dict[str, Any]:
     body: dict[str, Any] = {"name": run_form.value("name")}
     model = run_form.value("model")
     kind, _, ref = model.partition(":")
-    if kind == "architecture" and ref.isdigit():
+    if kind == "architecture" and ref.isdigit() and len(ref) <= 20:  # RunCreate bounds the id
         body["architecture_id"] = int(ref)
     elif kind == "preset" and ref:
         body["preset"] = ref

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -18,7 +18,15 @@ from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.deps import SessionDep
+from app.core.deps import (
+    ArchitectureIdQuery,
+    ClassQuery,
+    EpochQuery,
+    OptionalSeqQuery,
+    RunCursorQuery,
+    RunId,
+    SessionDep,
+)
 from app.core.errors import DomainError, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import figures as run_figures
@@ -43,7 +51,7 @@ PRESET_CONFIG = {"mnist": {"epochs": 5, "batch_size": 64}, "fashion_mnist": {"ep
                  "cifar10": {"epochs": 10, "batch_size": 128}}
 
 
-def run_page(db_session: SessionDep, run_id: int) -> Run:
+def run_page(db_session: SessionDep, run_id: RunId) -> Run:
     """The run a page is about, or the 404 page."""
     try:
         return runs_service.get(db_session=db_session, run_id=run_id)
@@ -94,7 +102,7 @@ def _redirect(request: Request, url: str) -> Response:
 # ---------- launching ----------
 
 @router.get("/runs/new", response_class=HTMLResponse)
-def new_page(request: Request, db_session: SessionDep, architecture_id: int | None = None,
+def new_page(request: Request, db_session: SessionDep, architecture_id: ArchitectureIdQuery = None,
              preset: str | None = None, dataset: str = "") -> HTMLResponse:
     """The launch form, optionally with a saved architecture or a preset chosen."""
     model = f"architecture:{architecture_id}" if architecture_id else (f"preset:{preset}" if preset else "")
@@ -172,7 +180,7 @@ def dashboard_row(request: Request, run: RunPageDep) -> HTMLResponse:
 
 
 @router.get("/stream/runs")
-async def dashboard_stream(request: Request, after: int | None = None, newest: int = 0) -> Response:
+async def dashboard_stream(request: Request, after: OptionalSeqQuery = None, newest: RunCursorQuery = 0) -> Response:
     """SSE for the runs dashboard (htmx's sse extension): `row-<id>` carries the run's re-rendered
     row whenever its status, progress or accuracies change, `run-new` tells the table a run was
     created (above `newest`, the newest run the page lists). Resumes after a feed id (Last-Event-ID
@@ -209,15 +217,15 @@ def results(request: Request, db_session: SessionDep, run: RunPageDep) -> HTMLRe
 
 @router.get("/runs/{run_id}/confusion", response_class=HTMLResponse)
 def confusion(request: Request, db_session: SessionDep, run: RunPageDep, split: str = "test",
-              epoch: int | None = Query(None, ge=0), normalized: bool = False) -> HTMLResponse:
+              epoch: EpochQuery = None, normalized: bool = False) -> HTMLResponse:
     """The heatmap (and per-class table) of the test evaluation, or of the validation evaluation of `epoch`."""
     context = _confusion_context(db_session, run, split=split, epoch=epoch, normalized=normalized)
     return render(request, "runs/_confusion.html", {"run": run, **context})
 
 
 @router.get("/runs/{run_id}/gallery", response_class=HTMLResponse)
-def gallery(request: Request, db_session: SessionDep, run: RunPageDep, true: int = Query(..., ge=0),
-            pred: int = Query(..., ge=0)) -> HTMLResponse:
+def gallery(request: Request, db_session: SessionDep, run: RunPageDep, true: ClassQuery,
+            pred: ClassQuery) -> HTMLResponse:
     """Test images of class `true` that the model called `pred`."""
     try:
         evaluation = runs_service.evaluation(db_session=db_session, run_id=run.id)
