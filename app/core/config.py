@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # A trainer of ours that is alive but silent this long has hung (e.g. a deadlock, or stopped
     # with SIGSTOP): its run fails and the process group is killed. Long, so slow data loads pass.
     hung_timeout_s: float = Field(default=120.0, gt=0)
+    # A run handed to a trainer that has not reported within this many seconds fails (the trainer
+    # could not start: bad interpreter, import error, crash before its first report).
+    start_timeout_s: float = Field(default=60.0, gt=0)
     # After a cancel, a trainer that has not stopped in this many seconds is killed.
     cancel_grace_s: float = 3.0
     # SSE: how often the shared per-run poller reads new rows.
@@ -67,9 +70,6 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'trainboard.db').resolve()}"
 
-    # A run handed to a trainer that has not reported within this many seconds fails (the trainer
-    # could not start: bad interpreter, import error, crash before its first report).
-    start_timeout_s: float = Field(default=60.0, gt=0)
     @property
     def artifacts_dir(self) -> Path:
         return (self.data_dir / "artifacts").resolve()
