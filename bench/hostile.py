@@ -269,11 +269,14 @@ def main() -> int:
         big_json = b'{"name": "x", "spec": {"layers": [' + b'{"type": "Flatten"},' * ((32 << 20) // 20) + b"{}]}}"
         inputs.append((f"JSON body of {len(big_json) >> 20} MiB", lambda: client.post(
             "/api/architectures", content=big_json, headers={"content-type": "application/json"})))
-        # Compact, so it passes the 2 MiB body limit and reaches validation.
-        layers = json.dumps({"spec": {"input_shape": [4], "layers": [{"type": "Flatten"}] * 100_000}},
-                            separators=(",", ":"))
-        inputs.append((f"architecture of 100,000 layers ({len(layers) >> 10} KiB)", lambda: client.post(
-            "/api/architectures/validate", content=layers, headers={"content-type": "application/json"})))
+        # 100,000 layers is over the 1 MiB body limit (413); 50,000 compact ones pass it and reach the
+        # layer cap (422).
+        for count in (100_000, 50_000):
+            layers = json.dumps({"spec": {"input_shape": [4], "layers": [{"type": "Flatten"}] * count}},
+                                separators=(",", ":"))
+            inputs.append((f"architecture of {count:,} layers ({len(layers) >> 10} KiB)",
+                           lambda body=layers: client.post("/api/architectures/validate", content=body,
+                                                           headers={"content-type": "application/json"})))
         for path in ("/api/runs/99999999999999999999999999", "/api/runs/-99999999999999999999/metrics",
                      "/api/datasets/digits/samples/99999999999999999999999.png", "/runs/1" + "9" * 400):
             inputs.append((f"GET {path[:48]}{'…' if len(path) > 48 else ''}", lambda p=path: client.get(p)))

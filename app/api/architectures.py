@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
+from app.api.errors import ERROR_RESPONSES
 from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.architectures.schemas import (
@@ -20,7 +21,7 @@ from app.architectures.schemas import (
 from app.core.deps import ArchitectureId, OffsetQuery, SessionDep
 from app.runs.schemas import usable_config
 
-router = APIRouter(tags=["architectures"])
+router = APIRouter(tags=["architectures"], responses=ERROR_RESPONSES)
 
 
 @router.post("/api/architectures/validate")

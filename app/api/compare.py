@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from app.api.errors import ERROR_RESPONSES
 from app.compare import service as compare_service
 from app.core.deps import SessionDep
 
-router = APIRouter(tags=["compare"])
+router = APIRouter(tags=["compare"], responses=ERROR_RESPONSES)
 
 
 @router.get("/api/compare")

@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
+from app.api.errors import ERROR_RESPONSES
 from app.core.deps import SampleIndex, SettingsDep
 from app.core.errors import InvalidInput
 from app.datasets import registry as datasets_registry
 
-router = APIRouter(tags=["datasets"])
+router = APIRouter(tags=["datasets"], responses=ERROR_RESPONSES)
 
 
 def _public(info: datasets_registry.DatasetInfo) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from app.core.errors import DomainError
@@ -22,6 +22,22 @@ from app.core.errors import DomainError
 # ValidationError.title): a fork's or a run's settings are its `config`, so an error at `lr`
 # is reported at `config.optimizer.lr`, as the person wrote it.
 BODY_FIELD_OF_MODEL = {"TrainConfigIn": "config"}
+
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer of the API: one sentence, plus the fields it concerns."""
+
+    detail: str
+    errors: list[dict[str, Any]] = []
+
+
+# Documented on every API router, so the published schema describes the answers clients get
+# (FastAPI's default 422 body is a list of pydantic errors, which this app never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Not found"},
+    422: {"model": ErrorBody, "description": "Invalid input: `errors` names each field and what to fix"},
+}
 
 # (request, status code, message) → an HTML page; set by create_app for the page routes.
 PageRenderer = Callable[[Request, int, str], Response]

@@ -8,6 +8,7 @@ import anyio
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from app.api.errors import ERROR_RESPONSES
 from app.architectures import codegen
 from app.core.deps import (
     ArchitectureIdQuery,
@@ -23,7 +24,7 @@ from app.runs import service as runs_service
 from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
 from app.runs.stream import resume_cursor, run_exists
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
 
 
 def _wake(request: Request) -> None:

@@ -24,6 +24,8 @@ from sqlalchemy import func, or_, select
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.core.db import session_scope
+from app.core.deps import DB_INT_MAX
+from app.core.errors import InvalidInput
 from app.runs.models import TERMINAL_STATUSES, Run, RunEvent
 
 BUFFER_SIZE = 5000
@@ -375,7 +377,10 @@ def resume_cursor(request: Any, after: int | None) -> int | None:
     """Where a stream resumes: the later of `?after=` and the Last-Event-ID header (an EventSource
     that reconnects by itself sends the header but keeps the URL it was opened with); None if neither."""
     header = request.headers.get("last-event-id", "").strip()
-    candidates = [c for c in (after, int(header) if header.isdigit() else None) if c is not None]
+    if header and not (header.isdigit() and len(header) <= 19 and int(header) <= DB_INT_MAX):
+        raise InvalidInput(f"Last-Event-ID must be an event id (a whole number up to {DB_INT_MAX})",
+                           [{"field": "Last-Event-ID", "message": "not an event id"}])
+    candidates = [c for c in (after, int(header) if header else None) if c is not None]
     return max(candidates) if candidates else None
 
 
