@@ -16,6 +16,9 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.conftest import LiveServer
 
+# One server for all operations: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("api-fuzz")
+
 STREAMS = ("/api/events", "/api/runs/{run_id}/events")
 
 
