@@ -294,11 +294,13 @@ def _import_csv_rows(name: str, data_dir: Path | str, scratch: Path, lines: _Rec
     if label_column not in header:
         shown = ", ".join(header[:20]) + (f", … ({len(header)} in all)" if len(header) > 20 else "")
         raise InvalidInput(f"the CSV has no {label_column!r} column (columns: {shown}); "
-                           "name the class column that way or choose the label column")
+                           "name the class column that way or choose the label column",
+                           [{"field": "label_column", "message": "no such column"}])
     label_at = header.index(label_column)
     n_features = len(header) - 1
     if not n_features:
-        raise InvalidInput("the CSV has only the label column: add at least one numeric feature column")
+        raise InvalidInput("the CSV has only the label column: add at least one numeric feature column",
+                           [{"field": "label_column", "message": "no feature columns besides it"}])
     labels = _Labels(max_classes, f"the CSV's {label_column!r} column")
     block_rows = _rows_per_block(4 * n_features)
     block = np.empty((block_rows, n_features), dtype=np.float32)

@@ -70,10 +70,9 @@ def upload(request: Request, form: FormDep) -> Response:
             else:
                 datasets_registry.import_image_zip(name, file.file, data_dir)
         except DomainError as exc:
-            fields = [d["field"] for d in exc.details if d.get("field")]
-            field = fields[0] if fields else ("label_column" if "column" in exc.message and filename.endswith(".csv")
-                                              else "file")
-            errors.setdefault(field if field in ("name", "file", "label_column") else "file", []).append(exc.message)
+            # By the error's own field, never by its wording: whatever names no form field is the file's.
+            fields = [d["field"] for d in exc.details if d.get("field") in ("name", "file", "label_column")]
+            errors.setdefault(fields[0] if fields else "file", []).append(exc.message)
     if errors:
         values = {"name": name, "label_column": label_column}
         return _page(request, {"values": values, "errors": errors}, status_code=422)
