@@ -78,8 +78,11 @@ def test_cancelling_a_queued_run_means_it_never_starts(server, tmp_path):
         for blocker in blockers:
             api.post(f"/api/runs/{blocker['id']}/cancel")
         for blocker in blockers:
-            wait_status(api, blocker["id"], "cancelled", "failed", timeout=15)
-        time.sleep(0.5)
+            wait_status(api, blocker["id"], "cancelled", "failed", timeout=60)
+        # Runs are claimed in id order: once a later run has completed, the scheduler has passed
+        # the cancelled one for good.
+        later = api.post("/api/runs", json=run_body()).json()
+        wait_status(api, later["id"], "completed", "failed", timeout=120)
         final = api.get(f"/api/runs/{queued['id']}").json()
         assert final["status"] == "cancelled" and final["started_at"] is None
 

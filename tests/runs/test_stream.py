@@ -137,8 +137,11 @@ def test_200_subscribers_cost_one_poll_per_interval(app):
                 tasks = [asyncio.create_task(_subscribe(client, url, received, k, final_seq, ready, counter))
                          for k in range(subscribers)]
                 await asyncio.wait_for(ready.wait(), 120)
-                while min(received.values()) < 5:
-                    await asyncio.sleep(0.05)
+                async def first_rows() -> None:
+                    while min(received.values()) < 5:
+                        await asyncio.sleep(0.05)
+
+                await asyncio.wait_for(first_rows(), 120)
                 window_start = time.monotonic()
                 for i in range(20):
                     await asyncio.to_thread(_append, run_id, [("step", {"epoch": 1, "step": 100 + i})])
