@@ -133,7 +133,6 @@ class _Reader:
     def __init__(self) -> None:
         self.layers: list[tuple[dict[str, Any], int]] = []
         self.input_shape: list[Any] | None = None
-        self.model_name: str | None = None
         self.model_line: int | None = None
         self.constants: dict[str, Any] = {}  # num_classes = 10
         self.variables: dict[str, ast.Call] = {}  # base = ResNet50(...)
@@ -198,7 +197,7 @@ class _Reader:
         if self.model_line is not None:
             raise _Unsupported(call.lineno, f"a second model (the first is on line {self.model_line}): paste "
                                             "one model at a time")
-        self.model_name, self.model_line = name, call.lineno
+        self.model_line = call.lineno
         elements = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "layers"), None)
         if elements is None:
             return

@@ -35,7 +35,6 @@ class Settings(BaseSettings):
 
     # Executor: "local" (a process per run) or "ray".
     executor: str = "local"
-    ray_address: str = ""
     # How many runs train at once with the local executor.
     slots: int = Field(default=2, ge=1)
     # torch threads per trainer; 0 splits the machine's cores (less one) between the slots.
@@ -74,10 +73,6 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return (self.data_dir / "artifacts").resolve()
-
-    @property
-    def datasets_dir(self) -> Path:
-        return (self.data_dir / "datasets").resolve()
 
 
 @lru_cache

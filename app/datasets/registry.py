@@ -225,12 +225,6 @@ def import_image_zip(name: str, fileobj_or_path: Any, data_dir: Path | str, **li
     return get_dataset_info(name, data_dir)
 
 
-def delete_dataset(name: str, data_dir: Path | str) -> None:
-    """Delete an uploaded data set (built-ins cannot be deleted, only their cache)."""
-    get_dataset_info(name, data_dir)
-    store.remove_dataset(data_dir, name)
-
-
 def class_counts(name: str, data_dir: Path | str) -> dict[str, list[int]]:
     """Samples per class in each split ({"train": [...], "test": [...]}), for class-balance charts."""
     info = get_dataset_info(name, data_dir)

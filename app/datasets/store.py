@@ -83,8 +83,3 @@ def write_dataset(data_dir: Path | str, name: str, arrays: dict[str, np.ndarray]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def remove_dataset(data_dir: Path | str, name: str) -> None:
-    """Delete a cached data set (used for uploads)."""
-    shutil.rmtree(dataset_dir(data_dir, name), ignore_errors=True)

@@ -40,17 +40,6 @@ def accuracy(cm: np.ndarray) -> float:
     return float(np.trace(cm) / total) if total else 0.0
 
 
-def top_k_accuracy(scores: np.ndarray, y_true: np.ndarray, k: int) -> float:
-    """Fraction of samples whose true class is among the k highest scores."""
-    if len(y_true) == 0:
-        return 0.0
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else None
-    if top is None:
-        return 1.0
-    return float((top == np.asarray(y_true)[:, None]).any(axis=1).mean())
-
-
 def summarize(cm: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     """accuracy, per_class rows, macro and weighted averages: the body of an evaluation event."""
     stats = per_class(cm)

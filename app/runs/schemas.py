@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from app.core.config import get_settings
 from app.core.deps import DB_INT_MAX
@@ -18,12 +30,36 @@ OPTIMIZER_SETTINGS = {
     "adamw": {"betas", "eps", "weight_decay"},
     "rmsprop": {"momentum", "alpha", "eps", "weight_decay"},
 }
+# What each learning-rate schedule reads (the others' settings mean nothing to it).
+SCHEDULE_SETTINGS = {
+    "step": {"step_size", "gamma"},
+    "cosine": {"t_max", "eta_min"},
+    "plateau": {"monitor", "factor", "patience", "min_lr"},
+}
 # numpy seeds with 32-bit numbers: a larger seed would only fail in the trainer.
 SEED_MAX = 2**32 - 1
 DEVICES = "auto, cpu, cuda, cuda:N (N the GPU's number) or mps"
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d{1,9})?")
+
+
+def _number(kind: type, words: str) -> Any:
+    """`kind`, saying "“abc” is not a number" for text that is not one (the form posts text, JSON may too)."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if isinstance(value, str) and exc.errors()[0]["type"] in ("int_parsing", "float_parsing"):
+                raise ValueError(f"“{value}” is not {words}") from None
+            raise
+
+    return Annotated[kind, WrapValidator(check)]
+
+
+Whole = _number(int, "a whole number")
+Number = _number(float, "a number")
 # Adam's betas: each a decay rate in [0, 1).
-Beta = Annotated[float, Field(ge=0, lt=1)]
+Beta = Annotated[Number, Field(ge=0, lt=1)]
 
 
 @lru_cache(maxsize=1)
@@ -40,13 +76,13 @@ class OptimizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    lr: float = Field(default=0.001, gt=0)
-    momentum: float | None = Field(default=None, ge=0, lt=1)
+    lr: Number = Field(default=0.001, gt=0)
+    momentum: Number | None = Field(default=None, ge=0, lt=1)
     nesterov: bool | None = None
-    weight_decay: float | None = Field(default=None, ge=0)
+    weight_decay: Number | None = Field(default=None, ge=0)
     betas: tuple[Beta, Beta] | None = None
-    eps: float | None = Field(default=None, gt=0)
-    alpha: float | None = Field(default=None, gt=0, lt=1)
+    eps: Number | None = Field(default=None, gt=0)
+    alpha: Number | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _settings_fit_the_optimizer(self) -> OptimizerConfig:
@@ -65,22 +101,29 @@ class ScheduleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["step", "cosine", "plateau"]
-    step_size: int | None = Field(default=None, ge=1)
-    gamma: float | None = Field(default=None, gt=0, le=1)
-    t_max: int | None = Field(default=None, ge=1)
-    eta_min: float | None = Field(default=None, ge=0)
+    step_size: Whole | None = Field(default=None, ge=1, validate_default=True)
+    gamma: Number | None = Field(default=None, gt=0, le=1)
+    t_max: Whole | None = Field(default=None, ge=1)
+    eta_min: Number | None = Field(default=None, ge=0)
     monitor: Literal["val_loss", "val_accuracy"] | None = None
-    factor: float | None = Field(default=None, gt=0, lt=1)
-    patience: int | None = Field(default=None, ge=0)
-    min_lr: float | None = Field(default=None, ge=0)
+    factor: Number | None = Field(default=None, gt=0, lt=1)
+    patience: Whole | None = Field(default=None, ge=0)
+    min_lr: Number | None = Field(default=None, ge=0)
+
+    @field_validator("step_size")
+    @classmethod
+    def _step_needs_a_size(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is None and info.data.get("name") == "step":
+            raise ValueError("a step schedule needs a step size (epochs between decays)")
+        return value
 
 
 class EarlyStoppingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
-    patience: int = Field(default=3, ge=0)
-    min_delta: float = Field(default=0.0, ge=0)
+    patience: Whole = Field(default=3, ge=0)
+    min_delta: Number = Field(default=0.0, ge=0)
     restore_best: bool = True
 
 
@@ -89,25 +132,34 @@ class TrainConfigIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epochs: int = Field(default=5, ge=1)
-    batch_size: int = Field(default=32, ge=1)
+    epochs: Whole = Field(default=5, ge=1)
+    batch_size: Whole = Field(default=32, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     loss: Literal["cross_entropy", "mse", "binary_cross_entropy"] = "cross_entropy"
-    l2: float = Field(default=0.0, ge=0)
+    l2: Number = Field(default=0.0, ge=0)
     schedule: ScheduleConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
-    grad_clip: float | None = Field(default=None, gt=0)
-    seed: int = Field(default=0, ge=0, le=SEED_MAX)
+    grad_clip: Number | None = Field(default=None, gt=0)
+    seed: Whole = Field(default=0, ge=0, le=SEED_MAX)
     device: str = "auto"
     mixed_precision: bool = True
     channels_last: bool = True
-    val_split: float = Field(default=0.1, ge=0, lt=0.9)
+    val_split: Number = Field(default=0.1, ge=0, lt=0.9)
     # "auto": images scaled to [0, 1] (the Keras tutorials' x / 255), points and CSV columns standardized.
     normalize: Literal["auto", "scale", "standardize"] = "auto"
-    top_k: int = Field(default=5, ge=1, le=20)
-    max_train_samples: int | None = Field(default=None, ge=1)
+    top_k: Whole = Field(default=5, ge=1, le=20)
+    max_train_samples: Whole | None = Field(default=None, ge=1)
     # 0: every epoch's checkpoint stays (fork from any epoch); N: the last N and the best one.
-    keep_checkpoints: int = Field(default=0, ge=0)
+    keep_checkpoints: Whole = Field(default=0, ge=0)
+
+    @field_validator("epochs", "batch_size")
+    @classmethod
+    def _within_the_server_limits(cls, value: int, info: ValidationInfo) -> int:
+        limit = getattr(get_settings(), f"max_{info.field_name}")
+        if value > limit:
+            raise ValueError(f"{info.field_name} = {value} is over the limit of {limit} "
+                             f"(TRAINBOARD_MAX_{str(info.field_name).upper()})")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -136,6 +188,62 @@ class TrainConfigIn(BaseModel):
         return data
 
 
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    for kind in (annotation, *get_args(annotation)):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind
+    return None
+
+
+def setting_fields(model: type[BaseModel] = TrainConfigIn, prefix: str = "config") -> dict[str, FieldInfo]:
+    """Every run setting by its path in a run body (`config.optimizer.lr`), the sections' settings included."""
+    fields: dict[str, FieldInfo] = {}
+    for name, info in model.model_fields.items():
+        section = _section_model(info.annotation)
+        fields.update(setting_fields(section, f"{prefix}.{name}") if section else {f"{prefix}.{name}": info})
+    return fields
+
+
+# Sections a run may leave out (None by default, e.g. schedule, early_stopping).
+OPTIONAL_SECTIONS = tuple(name for name, info in TrainConfigIn.model_fields.items()
+                          if info.default is None and _section_model(info.annotation))
+_OFF = ("0", "false", "off", "no")
+
+
+def nest(flat: Mapping[str, Any], prefix: str = "config") -> dict[str, Any]:
+    """Settings by path (`config.optimizer.lr`: "0.01", as a form or command line gives them) → the
+    nested `config` that TrainConfigIn validates. '' or None is "not given" (the schema's default
+    applies); numbered keys (`betas.0`, `betas.1`) make a list; an optional section is left out when
+    its `enabled` switch is off, or when it has no switch and nothing in it is given."""
+    config: dict[str, Any] = {}
+    for path, value in flat.items():
+        if value is None or value == "" or not path.startswith(prefix + "."):
+            continue
+        *parents, leaf = path[len(prefix) + 1:].split(".")
+        node = config
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[leaf] = value
+    for name in OPTIONAL_SECTIONS:
+        section = config.get(name)
+        if isinstance(section, dict):
+            switch = section.pop("enabled", None)
+            if str(switch).lower() in _OFF or (switch is None and not section):
+                del config[name]
+    return _lists(config)
+
+
+def _lists(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    items = {key: _lists(value) for key, value in node.items()}
+    if items and sorted(items) == [str(i) for i in range(len(items))]:
+        return [items[str(i)] for i in range(len(items))]
+    return items
+
+
 class RunCreate(BaseModel):
     """What to train: exactly one of architecture_id, spec or preset, on a data set."""
 
@@ -159,7 +267,7 @@ class RunCreate(BaseModel):
 class ForkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    epoch: int | None = Field(default=None, ge=1, le=DB_INT_MAX, description="checkpoint epoch (default: the last)")
+    epoch: Whole | None = Field(default=None, ge=1, le=DB_INT_MAX, description="checkpoint epoch (default: the last)")
     name: str | None = Field(default=None, max_length=200)
     config: dict[str, Any] = Field(default_factory=dict, description="settings to change")
 

@@ -60,7 +60,6 @@ class Poller:
         self.buffer: deque[StreamEvent] = deque(maxlen=BUFFER_SIZE)
         self.base = start_cursor  # ids <= base are not in the buffer (read them from the database)
         self.subscribers = 0
-        self.polls = 0
         self.finished = False  # a terminal status was seen (per-run pollers)
         # Set (and replaced by a fresh one) whenever new events arrive. A plain Event, not a
         # Condition: asyncio.wait_for on Condition.wait can leave the lock released on timeout or
@@ -98,7 +97,6 @@ class Poller:
             self._kick.clear()
 
     async def _poll_once(self) -> None:
-        self.polls += 1
         try:
             events = await anyio.to_thread.run_sync(self.fetch, self.cursor, HISTORY_BATCH)
         except Exception:  # the database is busy or restarting: try again next interval
