@@ -32,7 +32,7 @@ from app.datasets import registry as datasets_registry
 from app.runs import figures as run_figures
 from app.runs import service as runs_service
 from app.runs.models import TERMINAL_STATUSES, Run
-from app.runs.schemas import RunCreate, TrainConfigIn
+from app.runs.schemas import ForkRequest, RunCreate, nest
 from app.runs.stream import resume_cursor
 from app.web import run_form, run_views
 from app.web.architectures import FormDep
@@ -40,12 +40,9 @@ from app.web.templating import PageNotFound, is_htmx, render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-DIGITS_MLP = run_form.QUICK_SPECS["digits-mlp"][1]
 # One click, offline, seconds on a laptop CPU: the run a new user should see first.
-QUICK_STARTS = {
-    "digits-mlp": RunCreate(name="digits MLP (quick start)", spec=DIGITS_MLP, dataset="digits",
-                            config=TrainConfigIn(epochs=15, batch_size=32)),
-}
+QUICK_STARTS = {"digits-mlp": {"name": "digits MLP (quick start)", "spec": run_form.QUICK_SPECS["digits-mlp"][1],
+                               "dataset": "digits", "config": {"epochs": 15, "batch_size": 32}}}
 # Sensible first settings for a preset on its data set (the rest are the engine's defaults).
 PRESET_CONFIG = {"mnist": {"epochs": 5, "batch_size": 64}, "fashion_mnist": {"epochs": 5, "batch_size": 64},
                  "cifar10": {"epochs": 10, "batch_size": 128}}
@@ -79,12 +76,11 @@ def launch_options() -> list[dict[str, Any]]:
 def _quick_run(key: str) -> RunCreate:
     kind, _, name = key.partition(":")
     if kind == "quick" and name in QUICK_STARTS:
-        return QUICK_STARTS[name].model_copy(deep=True)
+        return RunCreate.model_validate(QUICK_STARTS[name])
     preset = presets.get_preset(name) if kind == "preset" else None
     if preset is None:
         raise NotFound(f"no quick start named {key!r}")
-    config = TrainConfigIn(**PRESET_CONFIG.get(preset.dataset, {}))
-    return RunCreate(preset=preset.name, dataset=preset.dataset, config=config)
+    return RunCreate(preset=preset.name, dataset=preset.dataset, config=PRESET_CONFIG.get(preset.dataset, {}))
 
 
 def _wake_executor(request: Request) -> None:
@@ -137,10 +133,10 @@ def quick_launch(request: Request, db_session: SessionDep, form: FormDep) -> Res
         if not info.available:  # the button is disabled; a hand-made POST gets the same answer
             raise InvalidInput(info.how_to_get or f"{info.name} is not on this machine")
         run = runs_service.create(db_session=db_session, run_in=run_in)
-    except DomainError as exc:
+    except (DomainError, ValidationError) as exc:  # a settings limit below the quick start's epochs
         db_session.rollback()
-        return render(request, "runs/_messages.html", {"messages": [exc.message], "id": "launch-errors"},
-                      status_code=422)
+        text = exc.message if isinstance(exc, DomainError) else run_form.describe(exc)
+        return render(request, "runs/_messages.html", {"messages": [text], "id": "launch-errors"}, status_code=422)
     _wake_executor(request)
     return _redirect(request, f"/runs/{run.id}")
 
@@ -150,10 +146,7 @@ def _form_page(request: Request, db_session: Any, posted: run_form.RunForm, stat
     datasets = datasets_registry.list_datasets(get_settings().data_dir)
     return render(request, "runs/new.html", {
         "form": posted, "architectures": architectures, "presets": presets.list_presets(), "datasets": datasets,
-        "quick_specs": run_form.QUICK_SPECS, "optimizers": run_form.OPTIMIZERS, "losses": run_form.LOSSES, "schedules": run_form.SCHEDULES,
-        "monitors": run_form.MONITORS, "devices": run_form.DEVICES,
-        "normalizations": run_form.NORMALIZATIONS,
-        "optimizer_settings": {name: sorted(keys) for name, keys in run_form.OPTIMIZER_SETTINGS.items()},
+        "quick_specs": run_form.QUICK_SPECS, "devices": run_form.DEVICES,
     }, partial="runs/_form.html", status_code=status_code)
 
 
@@ -268,39 +261,18 @@ def resume(request: Request, db_session: SessionDep, run: RunPageDep) -> Respons
 
 @router.post("/runs/{run_id}/fork", response_class=HTMLResponse)
 def fork(request: Request, db_session: SessionDep, run: RunPageDep, form: FormDep) -> Response:
-    """A new run from a checkpoint of this one, with a changed learning rate and/or epochs."""
-    changes: dict[str, Any] = {}
+    """A new run from a checkpoint of this one with the settings the form changes (`config.*` fields, as
+    on the launch form), validated by the API's ForkRequest and then as the whole merged config."""
+    values = run_form.from_form(form).values
     try:
-        epoch = _optional(form, "epoch", int)
-        epochs = _optional(form, "epochs", int)
-        lr = _optional(form, "lr", float)
-    except ValueError as exc:
-        return _action_error(request, str(exc))
-    if epochs is not None:
-        changes["epochs"] = epochs
-    if lr is not None:
-        changes["optimizer"] = {"lr": lr}
-    try:
-        child = runs_service.fork(db_session=db_session, run_id=run.id, epoch=epoch, name=None, config_changes=changes)
-    except DomainError as exc:
+        body = ForkRequest.model_validate({"epoch": values.get("epoch") or None, "config": nest(values)})
+        child = runs_service.fork(db_session=db_session, run_id=run.id, epoch=body.epoch, name=None,
+                                  config_changes=body.config)
+    except (DomainError, ValidationError) as exc:
         db_session.rollback()
-        return _action_error(request, exc.message)
-    except ValidationError as exc:
-        db_session.rollback()
-        return _action_error(request, "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()))
+        return _action_error(request, exc.message if isinstance(exc, DomainError) else run_form.describe(exc))
     _wake_executor(request)
     return _redirect(request, f"/runs/{child.id}")
-
-
-def _optional(form: Any, key: str, kind: type) -> Any:
-    raw = str(form.get(key, "")).strip()
-    if not raw:
-        return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{key}: “{raw}” is not {'a whole number' if kind is int else 'a number'}") from None
 
 
 def _action_error(request: Request, message: str) -> HTMLResponse:

@@ -105,8 +105,8 @@ def test_unknown_run_is_the_html_404_page(client):
 def test_launch_form_offers_every_setting_and_available_data_sets(client):
     html = client.get("/runs/new?preset=mnist-mlp").text
     for name in ("config.epochs", "config.batch_size", "config.optimizer.name", "config.optimizer.lr",
-                 "config.optimizer.momentum", "config.optimizer.nesterov", "config.optimizer.beta1",
-                 "config.optimizer.beta2", "config.optimizer.weight_decay", "config.loss", "config.l2",
+                 "config.optimizer.momentum", "config.optimizer.nesterov", "config.optimizer.betas.0",
+                 "config.optimizer.betas.1", "config.optimizer.weight_decay", "config.loss", "config.l2",
                  "config.schedule.name", "config.schedule.step_size", "config.schedule.gamma",
                  "config.early_stopping.enabled", "config.early_stopping.patience", "config.grad_clip",
                  "config.seed", "config.device", "config.val_split", "config.normalize", "config.keep_checkpoints",
@@ -145,7 +145,7 @@ def test_service_422_details_map_to_fields(client):
 def test_valid_form_queues_the_run_and_opens_its_page(client):
     form = launch_form(name="form run", **{
         "config.optimizer.name": "sgd", "config.optimizer.momentum": "0.9", "config.optimizer.nesterov": "1",
-        "config.optimizer.beta1": "0.5",  # an Adam setting left in a hidden field is ignored
+        "config.optimizer.betas.0": "0.5",  # an Adam setting left in a hidden field is ignored
         "config.schedule.name": "step", "config.schedule.step_size": "2", "config.schedule.gamma": "0.5",
         "config.early_stopping.enabled": "1", "config.early_stopping.patience": "2", "config.grad_clip": "1.5",
         "config.normalize": "standardize"})
@@ -220,10 +220,8 @@ def test_run_actions_cancel_resume_and_fork_errors(client):
     response = client.post("/runs/1/resume", headers=HTMX)
     assert response.headers["HX-Redirect"] == "/runs/1"
     assert client.get("/api/runs/1").json()["status"] == "queued"
-    response = client.post("/runs/1/fork", data={"epoch": "3", "lr": "0.01"}, headers=HTMX)
+    response = client.post("/runs/1/fork", data={"epoch": "3", "config.optimizer.lr": "0.01"}, headers=HTMX)
     assert response.status_code == 422 and "no checkpoint" in response.text
-    response = client.post("/runs/1/fork", data={"lr": "fast"}, headers=HTMX)
-    assert response.status_code == 422 and "not a number" in response.text
     finished = finished_run()
     response = client.post(f"/runs/{finished}/resume", headers=HTMX)
     assert response.status_code == 422 and "only failed, cancelled or interrupted runs" in response.text
@@ -233,7 +231,13 @@ def test_run_actions_cancel_resume_and_fork_errors(client):
     checkpoint = runs_service.checkpoint_path(finished, 2)
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"")  # fork only needs the checkpoint to exist; the trainer reads it
-    response = client.post(f"/runs/{finished}/fork", data={"epoch": "2", "lr": "0.01", "epochs": "4"}, headers=HTMX)
+    for bad, needle in (({"config.optimizer.lr": "fast"}, "config.optimizer.lr: “fast” is not a number"),
+                        ({"epoch": "two"}, "epoch: “two” is not a whole number"),
+                        ({"config.epochs": "0"}, "config.epochs: Input should be greater than or equal to 1")):
+        response = client.post(f"/runs/{finished}/fork", data=bad, headers=HTMX)
+        assert response.status_code == 422 and needle in unescape(response.text), response.text
+    response = client.post(f"/runs/{finished}/fork", data={"epoch": "2", "config.optimizer.lr": "0.01",
+                                                            "config.epochs": "4"}, headers=HTMX)
     child = client.get("/api/runs").json()["items"][0]
     assert response.headers["HX-Redirect"] == f"/runs/{child['id']}"
     assert child["parent_run_id"] == finished and child["fork_epoch"] == 2
