@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app import cli_run
+
 
 def _serve(args: argparse.Namespace) -> int:
     import os
@@ -76,13 +78,15 @@ def _data_list(_args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from app import cli_run
+    from pydantic import ValidationError
+
     from app.core.errors import DomainError
+    from app.runs.schemas import describe
 
     try:
         return cli_run.run_remote(args) if args.server else cli_run.run_local(args)
-    except DomainError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+    except (DomainError, ValidationError) as exc:
+        print(f"error: {exc.message if isinstance(exc, DomainError) else describe(exc)}", file=sys.stderr)
         return 2
 
 
@@ -114,15 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--architecture", type=int, help="a saved architecture id (needs --server)")
     model.add_argument("--spec", help="a JSON file with an architecture spec")
     run.add_argument("--dataset", help="data set name (default: the preset's)")
-    run.add_argument("--epochs", type=int, default=5)
-    run.add_argument("--batch-size", type=int, default=32)
-    run.add_argument("--optimizer", default="adam", choices=["sgd", "adam", "adamw", "rmsprop"])
-    run.add_argument("--lr", type=float, default=0.001)
-    run.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse", "binary_cross_entropy"])
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--device", default="auto")
-    run.add_argument("--max-train-samples", type=int, default=None)
     run.add_argument("--server", default=None, help="a running Trainboard, e.g. http://127.0.0.1:8000")
+    settings = run.add_argument_group("run settings", "the same settings, limits and defaults as POST /api/runs")
+    cli_run.add_setting_options(settings)
     run.set_defaults(func=_run)
     return parser
 

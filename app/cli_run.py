@@ -6,19 +6,57 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from collections import Counter
+from typing import Any, get_args, get_origin
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+from app.runs.schemas import OPTIONAL_SECTIONS, nest, setting_choices, setting_fields, setting_kinds
+
+SETTINGS = setting_fields()
+
+
+def setting_options() -> dict[str, str]:
+    """Each run setting's option, by its path in a run body, generated from the schema: `--epochs`,
+    `--lr`, `--optimizer` (a section's name), `--early-stopping-patience` (a key two sections share),
+    and `--early-stopping` for an optional section that has no name to choose."""
+    shared = Counter(path.rpartition(".")[2] for path in SETTINGS)
+    options = {}
+    for path in SETTINGS:
+        section, _, key = path.removeprefix("config.").rpartition(".")
+        flag = section if key == "name" else f"{section}-{key}" if shared[key] > 1 else key
+        options[path] = "--" + flag.replace("_", "-")
+    for section in OPTIONAL_SECTIONS:
+        if f"config.{section}.name" not in SETTINGS:
+            options[f"config.{section}.enabled"] = "--" + section.replace("_", "-")
+    return options
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per run setting; left out, the schema's default applies (its help says which)."""
+    for path, flag in setting_options().items():
+        info = SETTINGS.get(path)
+        if info is None:
+            parser.add_argument(flag, dest=path, action="store_true", default=None, help="switch this section on")
+            continue
+        kinds = setting_kinds(info) - {type(None)}
+        default = "none" if info.default is None or info.is_required() else info.default
+        kwargs: dict[str, Any] = {"dest": path, "default": None, "help": f"default: {default}"}
+        if kinds == {bool}:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif choices := setting_choices(info):
+            kwargs["choices"] = choices
+        else:
+            items = next((get_args(kind) for kind in get_args(info.annotation) if get_origin(kind) is tuple), ())
+            kwargs.update(type=int if int in kinds else float if float in kinds else str,
+                          metavar=path.rpartition(".")[2].upper(), nargs=len(items) or None)
+        parser.add_argument(flag, **kwargs)
+
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
-    config: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-                              "device": args.device, "loss": args.loss,
-                              "optimizer": {"name": args.optimizer, "lr": args.lr}}
-    if args.max_train_samples:
-        config["max_train_samples"] = args.max_train_samples
-    return config
+    """The run `config` the options give (only what was given: the schema fills in the rest)."""
+    return nest({path: getattr(args, path, None) for path in setting_options()})
 
 
 class RunProgress:
@@ -164,7 +202,9 @@ def run_local(args: argparse.Namespace) -> int:
     from app.datasets import registry
     from app.engine.loop import train
     from app.engine.types import EngineError, TrainConfig, TrainJob
+    from app.runs.schemas import TrainConfigIn
 
+    config = TrainConfig.from_dict(TrainConfigIn.model_validate(_config(args)).to_engine_dict())
     settings = get_settings()
     if args.preset:
         preset = presets.get_preset(args.preset)
@@ -174,7 +214,6 @@ def run_local(args: argparse.Namespace) -> int:
     info = registry.get_dataset_info(dataset, settings.data_dir)
     spec.setdefault("input_shape", list(info.input_shape))
     architectures_service.validate(spec=spec)
-    config = TrainConfig.from_dict(_config(args))
     data = registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
     progress = RunProgress(config.epochs)
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -233,6 +233,34 @@ def nest(flat: Mapping[str, Any], prefix: str = "config") -> dict[str, Any]:
             if str(switch).lower() in _OFF or (switch is None and not section):
                 del config[name]
     return _lists(config)
+
+
+def setting_kinds(info: FieldInfo) -> set[Any]:
+    """The plain types a setting takes ({int}, {float, None}, {bool}, {"sgd", "adam", ...} for a choice)."""
+
+    def kinds(annotation: Any) -> set[Any]:
+        args = get_args(annotation)
+        return set().union(*map(kinds, args)) if args else {annotation}
+
+    return kinds(info.annotation)
+
+
+def setting_choices(info: FieldInfo) -> tuple[str, ...]:
+    """The options of a choice setting (a Literal), in the schema's order; () for other settings."""
+    for kind in (info.annotation, *get_args(info.annotation)):
+        if get_origin(kind) is Literal:
+            return get_args(kind)
+    return ()
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def describe(exc: ValidationError) -> str:
+    """Every error as `field: message`, fields named by their path in a run body (as the API names them)."""
+    prefix = ["config"] if exc.title == "TrainConfigIn" else []
+    return "; ".join(f"{'.'.join(str(p) for p in [*prefix, *e['loc']])}: {error_message(e)}" for e in exc.errors())
 
 
 def _lists(node: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 import annotated_types
 from pydantic import ValidationError
@@ -25,8 +25,11 @@ from app.runs.schemas import (
     OPTIONAL_SECTIONS,
     SCHEDULE_SETTINGS,
     RunCreate,
+    error_message,
     nest,
+    setting_choices,
     setting_fields,
+    setting_kinds,
 )
 
 SETTINGS = setting_fields()
@@ -56,11 +59,6 @@ DEFAULTS = {path: field_text(info.default) for path, info in SETTINGS.items()
             if not info.is_required() and info.default is not None}
 
 
-def _kinds(annotation: Any) -> set[Any]:
-    args = get_args(annotation)
-    return set().union(*map(_kinds, args)) if args and get_origin(annotation) is not Literal else {annotation}
-
-
 @dataclass
 class RunForm:
     """The posted values (as typed) and the errors per field path ('' for the form as a whole)."""
@@ -88,16 +86,13 @@ class RunForm:
     @staticmethod
     def choices(path: str) -> tuple[str, ...]:
         """The options of a setting the schema lists (a Literal); a section one may leave out offers '' (none)."""
-        info = SETTINGS[path]
-        options = next(get_args(kind) for kind in (info.annotation, *get_args(info.annotation))
-                       if get_origin(kind) is Literal)
-        return ("",) * info.is_required() + options
+        return ("",) * SETTINGS[path].is_required() + setting_choices(SETTINGS[path])
 
     @staticmethod
     def limits(path: str) -> dict[str, Any]:
         """The `min`, `max` and `step` of a number input, from the setting's constraints."""
         info = SETTINGS.get(path)
-        kinds = _kinds(info.annotation) if info else set()
+        kinds = setting_kinds(info) if info else set()
         if not kinds & {int, float} or bool in kinds:
             return {}
         bounds = {"min": [m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)],
@@ -158,7 +153,7 @@ def to_run_create(run_form: RunForm) -> RunCreate | None:
         for error in exc.errors():
             path = ".".join(str(part) for part in error["loc"])
             if not (path == "" and "model" in run_form.errors):  # "exactly one model" is already said there
-                run_form.add(path, message(error))
+                run_form.add(path, error_message(error))
         return None
     return None if run_form.has_errors else run_in
 
@@ -170,16 +165,6 @@ def add_domain_error(run_form: RunForm, exc: DomainError) -> None:
         run_form.add("", exc.message)
     for detail in fields:
         run_form.add(detail["field"], exc.message)
-
-
-def describe(exc: ValidationError) -> str:
-    """Every error as `field: message`, fields named by their path in a run body (as the API names them)."""
-    prefix = ["config"] if exc.title == "TrainConfigIn" else []
-    return "; ".join(f"{'.'.join(str(p) for p in [*prefix, *e['loc']])}: {message(e)}" for e in exc.errors())
-
-
-def message(error: Mapping[str, Any]) -> str:
-    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
 
 
 def _applicable(values: Mapping[str, str]) -> dict[str, str]:

@@ -32,7 +32,7 @@ from app.datasets import registry as datasets_registry
 from app.runs import figures as run_figures
 from app.runs import service as runs_service
 from app.runs.models import TERMINAL_STATUSES, Run
-from app.runs.schemas import ForkRequest, RunCreate, nest
+from app.runs.schemas import ForkRequest, RunCreate, describe, nest
 from app.runs.stream import resume_cursor
 from app.web import run_form, run_views
 from app.web.architectures import FormDep
@@ -135,7 +135,7 @@ def quick_launch(request: Request, db_session: SessionDep, form: FormDep) -> Res
         run = runs_service.create(db_session=db_session, run_in=run_in)
     except (DomainError, ValidationError) as exc:  # a settings limit below the quick start's epochs
         db_session.rollback()
-        text = exc.message if isinstance(exc, DomainError) else run_form.describe(exc)
+        text = exc.message if isinstance(exc, DomainError) else describe(exc)
         return render(request, "runs/_messages.html", {"messages": [text], "id": "launch-errors"}, status_code=422)
     _wake_executor(request)
     return _redirect(request, f"/runs/{run.id}")
@@ -270,7 +270,7 @@ def fork(request: Request, db_session: SessionDep, run: RunPageDep, form: FormDe
                                   config_changes=body.config)
     except (DomainError, ValidationError) as exc:
         db_session.rollback()
-        return _action_error(request, exc.message if isinstance(exc, DomainError) else run_form.describe(exc))
+        return _action_error(request, exc.message if isinstance(exc, DomainError) else describe(exc))
     _wake_executor(request)
     return _redirect(request, f"/runs/{child.id}")
 
