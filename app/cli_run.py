@@ -196,15 +196,17 @@ def run_local(args: argparse.Namespace) -> int:
     """Train in this process with the engine (no server, no database)."""
     from pathlib import Path
 
+    from app.engine.types import EngineError, TrainConfig, TrainJob
+    from app.runs.schemas import TrainConfigIn
+
+    config = TrainConfig.from_dict(TrainConfigIn.model_validate(_config(args)).to_engine_dict())  # before torch
+
     from app.architectures import presets
     from app.architectures import service as architectures_service
     from app.core.config import get_settings
     from app.datasets import registry
     from app.engine.loop import train
-    from app.engine.types import EngineError, TrainConfig, TrainJob
-    from app.runs.schemas import TrainConfigIn
 
-    config = TrainConfig.from_dict(TrainConfigIn.model_validate(_config(args)).to_engine_dict())
     settings = get_settings()
     if args.preset:
         preset = presets.get_preset(args.preset)

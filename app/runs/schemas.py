@@ -49,7 +49,7 @@ def _number(kind: type, words: str) -> Any:
         try:
             return handler(value)
         except ValidationError as exc:
-            if isinstance(value, str) and exc.errors()[0]["type"] in ("int_parsing", "float_parsing"):
+            if exc.errors()[0]["type"] in ("int_parsing", "float_parsing", "int_from_float"):
                 raise ValueError(f"“{value}” is not {words}") from None
             raise
 

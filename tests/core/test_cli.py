@@ -60,6 +60,52 @@ def test_run_on_a_server_follows_the_run_to_completion(tmp_path):
         server.stop()
 
 
+def _run_parser():
+    import argparse
+
+    from app.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices["run"]
+
+
+def test_run_options_are_the_schemas_settings_with_its_defaults():
+    from app.cli_run import _config
+    from app.runs.schemas import OPTIONAL_SECTIONS, TrainConfigIn, setting_fields
+
+    settings = setting_fields()
+    options = {a.dest: a for a in _run_parser()._actions if a.dest.startswith("config.")}
+    switches = {f"config.{name}.enabled" for name in OPTIONAL_SECTIONS if f"config.{name}.name" not in settings}
+    assert set(options) == set(settings) | switches  # every setting has an option, every option is a setting
+    for path, info in settings.items():
+        default = "none" if info.default is None or info.is_required() else info.default
+        assert options[path].help == f"default: {default}", path
+        assert options[path].default is None  # left out, the schema's default applies
+    args = _run_parser().parse_args(["--preset", "mnist-mlp"])
+    assert _config(args) == {} and TrainConfigIn.model_validate(_config(args)) == TrainConfigIn()
+    args = _run_parser().parse_args([
+        "--preset", "mnist-mlp", "--optimizer", "adamw", "--lr", "0.01", "--betas", "0.8", "0.95", "--epochs", "3",
+        "--schedule", "step", "--step-size", "2", "--early-stopping", "--early-stopping-patience", "4",
+        "--no-mixed-precision", "--device", "cpu"])
+    assert _config(args) == {
+        "optimizer": {"name": "adamw", "lr": 0.01, "betas": [0.8, 0.95]}, "epochs": 3, "device": "cpu",
+        "schedule": {"name": "step", "step_size": 2}, "early_stopping": {"patience": 4}, "mixed_precision": False}
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--epochs", "0", "config.epochs: Input should be greater than or equal to 1"),
+    ("--seed", str(2**32), "config.seed: Input should be less than or equal to 4294967295"),
+    ("--early-stopping-patience", "-1", "config.early_stopping.patience: Input should be greater than or equal to 0"),
+])
+def test_bad_settings_on_the_command_line_get_the_schemas_message(tmp_path, capsys, option, value, message):
+    from app.cli import main
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(DIGITS_MLP))
+    assert main(["run", "--spec", str(spec), "--dataset", "digits", option, value]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
 def test_following_a_run_resumes_after_the_last_event_id_when_the_connection_drops():
     """The CLI reads the stream with httpx-sse; a dropped connection resumes after the last id."""
     import io
