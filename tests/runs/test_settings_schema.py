@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import fields
-from html import unescape
 from html.parser import HTMLParser
 
 import pytest
 
 from tests.runs.helpers import DIGITS_MLP
+from tests.web.test_run_pages import slot
 
 
 @pytest.fixture
@@ -69,13 +69,6 @@ def browser_form(client, **changes: str) -> dict[str, list[str]]:
     for name, value in [*((n, v) for n, v in reader.pairs if n not in typed or v == "0"), *typed.items()]:
         posted.setdefault(name, []).append(value)
     return posted
-
-
-def slot(html: str, path: str) -> str:
-    """The messages shown next to the input named `path`."""
-    match = re.search(rf'id="{path.replace(".", "-")}-errors"[^>]*>(.*?)</div>', html, re.S)
-    assert match, f"no message slot for {path}"
-    return " ".join(unescape(m) for m in re.findall(r'<p class="error" role="alert">(.*?)</p>', match.group(1), re.S))
 
 
 # (what the API client sends in `config`, the form fields a person types, the field the error is about,
@@ -143,7 +136,7 @@ def test_the_form_and_the_api_refuse_bad_settings_with_the_same_message(client, 
     assert messages, api.json()
     form = client.post("/runs", data=browser_form(client, **typed), headers={"HX-Request": "true"})
     assert form.status_code == 422, form.text
-    shown = slot(form.text, slot_of or field)
+    shown = slot(form.text, (slot_of or field).replace(".", "-") + "-errors")  # the input named by the path
     for message in messages:
         assert message.startswith(f"{field}: ")
         assert message.removeprefix(f"{field}: ") in shown, (message, shown)
