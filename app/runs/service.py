@@ -50,21 +50,6 @@ def _resolve_model(db_session: Session, run_in: RunCreate) -> tuple[dict[str, An
     return dict(run_in.spec or {}), run_in.dataset
 
 
-def check_config(config: TrainConfigIn) -> None:
-    """Caps from the settings; raises InvalidInput naming the field."""
-    settings = get_settings()
-    if config.epochs > settings.max_epochs:
-        raise InvalidInput(
-            f"epochs = {config.epochs} is over the limit of {settings.max_epochs} (TRAINBOARD_MAX_EPOCHS)",
-            [{"field": "config.epochs", "message": f"at most {settings.max_epochs}"}],
-        )
-    if config.batch_size > settings.max_batch_size:
-        raise InvalidInput(
-            f"batch_size = {config.batch_size} is over the limit of {settings.max_batch_size}",
-            [{"field": "config.batch_size", "message": f"at most {settings.max_batch_size}"}],
-        )
-
-
 def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], str, int]:
     """Validate everything a run needs before it is queued: (spec, dataset, total_params)."""
     try:
@@ -81,7 +66,6 @@ def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], 
         )
     # A built-in that is not here yet (mnist, cifar10…) is downloaded by the trainer; offline, the run
     # fails with the how-to-import message as its reason.
-    check_config(run_in.config)
     declared = spec.get("input_shape")
     if declared and list(declared) != list(info.input_shape):
         raise InvalidInput(
@@ -209,7 +193,6 @@ def fork(*, db_session: Session, run_id: int, epoch: int | None, name: str | Non
         )
     merged = _deep_merge(dict(parent.config), config_changes)
     config = TrainConfigIn.model_validate(merged)
-    check_config(config)
     run = Run(
         name=name or f"{parent.name} (fork of #{parent.id} @ epoch {epoch})",
         architecture_id=parent.architecture_id,

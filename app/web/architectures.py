@@ -24,17 +24,14 @@ from app.core.errors import DomainError, NotFound
 from app.web import architecture_form, run_form
 from app.web.architecture_form import LAYER_FORMS, Check, Editor
 from app.web.svg import DiagramBox, architecture_diagram
-from app.web.templating import PageNotFound, is_htmx, render
+from app.web.templating import PageNotFound, found_or_404, is_htmx, render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 def architecture_page(db_session: SessionDep, architecture_id: ArchitectureId) -> Architecture:
     """The saved architecture a page is about, or the 404 page."""
-    try:
-        return architectures_service.get(db_session=db_session, architecture_id=architecture_id)
-    except NotFound as exc:
-        raise PageNotFound(exc.message) from exc
+    return found_or_404(lambda: architectures_service.get(db_session=db_session, architecture_id=architecture_id))
 
 
 ArchitecturePageDep = Annotated[Architecture, Depends(architecture_page)]

@@ -17,13 +17,10 @@ from pydantic import ValidationError
 from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
-from app.core.db import session_scope
 from app.core.deps import (
     ArchitectureIdQuery,
     ClassQuery,
     EpochQuery,
-    OptionalSeqQuery,
-    RunCursorQuery,
     RunId,
     SessionDep,
 )
@@ -33,10 +30,9 @@ from app.runs import figures as run_figures
 from app.runs import service as runs_service
 from app.runs.models import TERMINAL_STATUSES, Run
 from app.runs.schemas import ForkRequest, RunCreate, describe, nest
-from app.runs.stream import resume_cursor
 from app.web import run_form, run_views
 from app.web.architectures import FormDep
-from app.web.templating import PageNotFound, is_htmx, render, templates
+from app.web.templating import found_or_404, is_htmx, render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -50,10 +46,7 @@ PRESET_CONFIG = {"mnist": {"epochs": 5, "batch_size": 64}, "fashion_mnist": {"ep
 
 def run_page(db_session: SessionDep, run_id: RunId) -> Run:
     """The run a page is about, or the 404 page."""
-    try:
-        return runs_service.get(db_session=db_session, run_id=run_id)
-    except NotFound as exc:
-        raise PageNotFound(exc.message) from exc
+    return found_or_404(lambda: runs_service.get(db_session=db_session, run_id=run_id))
 
 
 RunPageDep = Annotated[Run, Depends(run_page)]
@@ -164,36 +157,6 @@ def detail_page(request: Request, db_session: SessionDep, run: RunPageDep) -> HT
         "input_shape": shape, "latest_checkpoint": runs_service.latest_checkpoint_epoch(run.id),
         **_results_context(db_session, run),
     })
-
-
-@router.get("/runs/{run_id}/row", response_class=HTMLResponse)
-def dashboard_row(request: Request, run: RunPageDep) -> HTMLResponse:
-    """One row of the runs table."""
-    return render(request, "runs/_row.html", {"run": run, "progress": run_views.progress(run)})
-
-
-@router.get("/stream/runs")
-async def dashboard_stream(request: Request, after: OptionalSeqQuery = None, newest: RunCursorQuery = 0) -> Response:
-    """SSE for the runs dashboard (htmx's sse extension): `row-<id>` carries the run's re-rendered
-    row whenever its status, progress or accuracies change, `run-new` tells the table a run was
-    created (above `newest`, the newest run the page lists). Resumes after a feed id (Last-Event-ID
-    or ?after=)."""
-    hub = request.app.state.stream_hub
-    return hub.response(hub.dashboard_rows(resume_cursor(request, after), render_rows, newest))
-
-
-def render_rows(run_ids: list[int]) -> dict[int, str]:
-    """Dashboard rows as HTML, by run id (deleted runs are left out); called in a worker thread."""
-    template = templates.get_template("runs/_row.html")
-    rows = {}
-    with session_scope(write=False) as db_session:
-        for run_id in run_ids:
-            try:
-                run = runs_service.get(db_session=db_session, run_id=run_id)
-            except NotFound:
-                continue
-            rows[run_id] = template.render(run=run, progress=run_views.progress(run)).strip()
-    return rows
 
 
 @router.get("/runs/{run_id}/results", response_class=HTMLResponse)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+
+from app.core.errors import NotFound
+
+T = TypeVar("T")
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
@@ -91,6 +95,14 @@ class PageNotFound(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
+
+
+def found_or_404(load: Callable[[], T]) -> T:
+    """What a page is about (`load()`), or the 404 page when the service says it does not exist."""
+    try:
+        return load()
+    except NotFound as exc:
+        raise PageNotFound(exc.message) from exc
 
 
 def not_found_page(request: Request, exc: Exception) -> HTMLResponse:
