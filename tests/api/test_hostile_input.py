@@ -222,14 +222,17 @@ def test_settings_the_trainer_would_fail_on_are_refused(api, config, field):
     assert api.get("/api/runs").json()["total"] == 0
 
 
-@pytest.mark.parametrize("raw", ['{"lr": Infinity}', '{"lr": NaN}', '{"lr": 0.1, "weight_decay": Infinity}'])
-def test_infinite_or_nan_settings_are_refused(api, raw):
+@pytest.mark.parametrize("raw, field", [('{"lr": Infinity}', "config.optimizer.lr"),
+                                        ('{"lr": NaN}', "config.optimizer.lr"),
+                                        ('{"lr": 0.1, "weight_decay": Infinity}', "config.optimizer.weight_decay")])
+def test_infinite_or_nan_settings_are_refused(api, raw, field):
     """Python's JSON reader takes Infinity and NaN: the run settings must not."""
     body = json.dumps(run_body()).replace('{"name": "adam", "lr": 0.01}', raw.replace("{", '{"name": "adam", ', 1))
     assert "Infinity" in body or "NaN" in body
     response = api.post("/api/runs", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422, response.text
-    assert _fields(response)[0].startswith("config.optimizer.")
+    assert _fields(response) == [field]
+    assert api.get("/api/runs").json()["total"] == 0
 
 
 def test_largest_seed_is_accepted(api):
@@ -300,9 +303,9 @@ def test_a_chunked_body_over_the_limit_is_413(make_client):
 
 def test_uploads_have_their_own_limit(make_client):
     api = make_client(max_body_bytes="1000", max_upload_bytes="4000")
-    csv = "x,label\n" + "1,0\n" * 400  # 1.6 KB: over the body limit, under the upload limit
+    csv = "x,label\n" + "1,0\n2,1\n" * 200  # 1.6 KB: over the body limit, under the upload limit
     response = api.post("/api/datasets", data={"name": "tiny"}, files={"file": ("tiny.csv", csv, "text/csv")})
-    assert response.status_code != 413, response.text
+    assert response.status_code == 201, response.text
     big = "x,label\n" + "1,0\n" * 2000
     response = api.post("/api/datasets", data={"name": "big"}, files={"file": ("big.csv", big, "text/csv")})
     assert response.status_code == 413 and "TRAINBOARD_MAX_UPLOAD_BYTES" in response.json()["detail"]

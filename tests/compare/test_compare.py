@@ -163,6 +163,7 @@ def test_compare_page_without_runs_is_a_picker_and_bad_ids_say_why(client, three
     assert 'id="compare-table"' not in picker.text and '<details class="panel" id="picker" open>' in picker.text
     one = client.get(f"/compare?runs={small}").text  # from a run page's "Compare…": add others
     assert '<details class="panel" id="picker" open>' in one and "Add runs to compare" in one
+    assert 'id="compare-table"' in one  # one run is a comparison of one: its table shows
     missing = client.get(f"/compare?runs={small},999")
     assert missing.status_code == 404
     assert "run 999 does not exist" in missing.text and 'id="picker-form"' in missing.text

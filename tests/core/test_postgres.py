@@ -84,8 +84,12 @@ def test_a_run_trains_to_completion_on_postgres(pg_settings, tmp_path):
             run = api.post("/api/runs", json=run_body(epochs=2)).json()
             done = wait_status(api, run["id"], "completed", "failed")
             assert done["status"] == "completed", done["failure_reason"]
-            seqs = [r["seq"] for r in api.get(f"/api/runs/{run['id']}/metrics").json()]
+            rows = api.get(f"/api/runs/{run['id']}/metrics").json()
+            seqs = [r["seq"] for r in rows]
             assert seqs == list(range(1, len(seqs) + 1))
+            assert [r["payload"]["status"] for r in rows if r["kind"] == "status"] == [
+                "queued", "starting", "running", "completed"]
+            assert sum(r["kind"] == "epoch" for r in rows) == 2
             assert api.get(f"/api/runs/{run['id']}/evaluation").json()["accuracy"] > 0.5
         assert not (Path(server.data_dir) / "trainboard.db").exists(), "must not fall back to SQLite"
     finally:

@@ -160,7 +160,9 @@ def test_frozen_backbone_stays_in_eval_mode_and_out_of_the_gradient():
     assert list(backbone.parameters()) and not any(p.requires_grad for p in backbone.parameters())
     assert model.layers[2].training
     trainable = build_model(PRETRAINED_SPECS["resnet18-64-trainable"]).train()
-    assert trainable.layers[0].training and all(p.requires_grad for p in trainable.layers[0].parameters())
+    backbone_parameters = list(trainable.layers[0].parameters())
+    assert backbone_parameters and all(p.requires_grad for p in backbone_parameters)
+    assert trainable.layers[0].training
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])

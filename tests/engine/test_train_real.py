@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+import pytest
+from sklearn.metrics import precision_recall_fscore_support
 
 from tests.engine.engine_testing import LSTM_SPEC, dataset, mlp_spec, run
 
@@ -15,7 +16,7 @@ def _check_against_sklearn(evaluation: dict, y_true: np.ndarray) -> None:
     y_sorted = np.concatenate([np.full(cm[t].sum(), t) for t in range(len(cm))])
     assert np.array_equal(np.bincount(y_true, minlength=len(cm)), cm.sum(axis=1))
     labels = list(range(len(cm)))
-    assert np.array_equal(confusion_matrix(y_sorted, y_pred, labels=labels), cm)
+    assert evaluation["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())  # the matrix agrees with the accuracy
     p, r, f, s = precision_recall_fscore_support(y_sorted, y_pred, labels=labels, zero_division=0)
     rows = evaluation["per_class"]
     assert np.allclose([row["precision"] for row in rows], p)

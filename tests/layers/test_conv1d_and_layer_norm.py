@@ -15,6 +15,7 @@ from onnx.reference import ReferenceEvaluator
 
 from app.architectures.codegen import to_pytorch_source
 from app.architectures.keras_import import KerasImportError, import_keras, import_keras_source
+from app.architectures.spec import SpecError
 from app.architectures.summary import summarize
 from app.engine import export
 from app.engine.build import build_model
@@ -63,16 +64,22 @@ def test_conv1d_same_padding_puts_the_extra_step_at_the_end_like_keras():
 
 
 def test_conv1d_problems_name_the_layer_and_the_fix():
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(SpecError) as caught:
         summarize({"input_shape": [1, 28, 28], "layers": [{"type": "Conv1D", "filters": 4, "kernel_size": 3}]})
-    assert "Reshape([28, 28])" in caught.value.details[0]["message"]
-    with pytest.raises(Exception) as caught:
+    [detail] = caught.value.details
+    assert (detail["index"], detail["type"]) == (0, "Conv1D") and caught.value.status_code == 422
+    assert detail["message"].startswith("layer 1 (Conv1D): ") and "add Reshape([28, 28]) before it" in detail["message"]
+    with pytest.raises(SpecError) as caught:
         summarize({"input_shape": [4, 2], "layers": [{"type": "Conv1D", "filters": 4, "kernel_size": 5}]})
     [detail] = caught.value.details
-    assert detail["field"] == "kernel_size" and "does not fit" in detail["message"]
-    with pytest.raises(Exception) as caught:
+    assert (detail["index"], detail["type"], detail["field"]) == (0, "Conv1D", "kernel_size")
+    assert detail["message"].startswith("layer 1 (Conv1D): ") and "does not fit" in detail["message"]
+    assert 'use padding "same" or a smaller kernel' in detail["message"]
+    with pytest.raises(SpecError) as caught:
         summarize({"input_shape": [4, 2], "layers": [{"type": "Conv1D", "filters": 4, "kernel_size": [3, 3]}]})
-    assert caught.value.details[0]["field"] == "kernel_size"
+    [detail] = caught.value.details
+    assert (detail["index"], detail["field"]) == (0, "kernel_size")
+    assert detail["message"].startswith("layer 1 (Conv1D): 'kernel_size'")
 
 
 @pytest.mark.parametrize("shape", [[6], [5, 6], [6, 3, 4]])

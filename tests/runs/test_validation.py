@@ -63,4 +63,9 @@ def test_preset_run_uses_the_preset_dataset(api):
     response = api.post("/api/runs", json={"preset": "mnist-mlp", "dataset": "digits"})
     # mnist-mlp expects 28x28: on digits (8x8) it must be refused with a message.
     assert response.status_code == 422
-    assert "(1, 28, 28)" in response.json()["detail"] or "(1, 8, 8)" in response.json()["detail"]
+    assert "(1, 28, 28)" in response.json()["detail"] and "(1, 8, 8)" in response.json()["detail"]
+    assert api.get("/api/runs").json()["total"] == 0
+    # Without a data set, the preset's own one is used.
+    response = api.post("/api/runs", json={"preset": "mnist-mlp"})
+    assert response.status_code == 201, response.text
+    assert response.json()["dataset"] == "mnist" and response.json()["preset"] == "mnist-mlp"
