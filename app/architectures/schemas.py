@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.models_base import UtcDatetime
 
 
 class ArchitectureCreate(BaseModel):
@@ -29,8 +30,8 @@ class ArchitecturePublic(BaseModel):
     spec: dict[str, Any]
     total_params: int
     trainable_params: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
 
 class ArchitecturesPublic(BaseModel):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -23,6 +22,7 @@ from pydantic.fields import FieldInfo
 
 from app.core.config import get_settings
 from app.core.deps import DB_INT_MAX
+from app.core.models_base import UtcDatetime
 
 OPTIMIZER_SETTINGS = {
     "sgd": {"momentum", "nesterov", "weight_decay"},
@@ -312,10 +312,10 @@ class RunPublic(BaseModel):
     preset: str | None
     spec: dict[str, Any]
     config: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    heartbeat_at: UtcDatetime | None
     epochs_total: int
     epoch: int
     best_val_accuracy: float | None

@@ -15,6 +15,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.conftest import LiveServer
+from tests.runs.helpers import DIGITS_MLP, run_body
 
 # One server for all operations: keep them on one xdist worker.
 pytestmark = pytest.mark.xdist_group("api-fuzz")
@@ -28,7 +29,9 @@ def fuzz_server(tmp_path_factory):
            "TRAINBOARD_WARM_WORKERS": "0", "TRAINBOARD_SSE_HEARTBEAT_S": "1"}
     server = LiveServer(tmp_path_factory.mktemp("fuzz") / "data", env=env).start()
     with server.api() as api:  # something to find: one run and one architecture
-        api.post("/api/runs", json={"preset": "mnist-mlp", "dataset": "digits", "config": {"epochs": 1}})
+        assert api.post("/api/runs", json=run_body(epochs=1)).status_code == 201
+        created = api.post("/api/architectures", json={"name": "fuzz mlp", "spec": {**DIGITS_MLP, "input_shape": [1, 8, 8]}})
+        assert created.status_code == 201, created.text
     yield server
     server.stop()
 

@@ -52,7 +52,7 @@ def test_eight_runs_at_once_never_lock_sqlite_and_the_list_keeps_answering(tmp_p
         spans = sorted((r["started_at"], r["finished_at"]) for r in runs)
         assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
         for run_id in ids:  # every run's events are numbered 1..N with no gap
-            assert seqs[run_id] == list(range(1, len(seqs[run_id]) + 1)), run_id
+            assert seqs[run_id] and seqs[run_id] == list(range(1, len(seqs[run_id]) + 1)), run_id
         logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "data" / "logs").glob("*.log"))
         logs += (tmp_path / "data" / "server.log").read_text(errors="replace")
         assert "database is locked" not in logs
