@@ -13,6 +13,7 @@ from app.api import architectures as architectures_api
 from app.api import compare as compare_api
 from app.api import datasets as datasets_api
 from app.api import health as health_api
+from app.api import ingest as ingest_api
 from app.api import runs as runs_api
 from app.api.errors import install_error_handlers
 from app.core.config import get_settings
@@ -52,7 +53,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     settings = get_settings()
     # Outermost of ours: an oversized body is refused before any route reads or parses it.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_upload_bytes=settings.max_upload_bytes)
+                       max_upload_bytes=settings.max_upload_bytes, max_artifact_bytes=settings.max_artifact_bytes)
     install_error_handlers(app, page=_page)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.include_router(health_api.router)
@@ -60,6 +61,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(runs_api.router)
     app.include_router(datasets_api.router)
     app.include_router(compare_api.router)
+    app.include_router(ingest_api.router)
     from app.web import install as install_web
 
     install_web(app)

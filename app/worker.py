@@ -1,12 +1,14 @@
 """One trainer process: load a run from the database, train it with the engine, write back.
 
     python -m app.worker RUN_ID      train one run
-    python -m app.worker --standby   import torch now, then read "RUN_ID [GPU]" from stdin
+    python -m app.worker --standby   import torch now, then read the run's order (JSON) from stdin
 
 The local launcher keeps one standby process warm (torch imported, no CUDA touched) so a run starts
 in well under a second; each run still gets a fresh process of its own. SIGTERM asks the run
 to stop at its next step. The trainer reaches the server's state only through its run store
-(app/runs/store.py): `running` on its first report, then completed, failed or cancelled.
+(app/runs/store.py): `running` on its first report, then completed, failed or cancelled. The order
+picks the store: the database (DbSink) by default, or the ingest API over HTTP (HttpRunStore) when
+it carries `"store": "http"` with the server's URL and the run's ingest token.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy import text
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.runs import service as runs_service
+from app.runs.http_store import HttpRunStore
 from app.runs.models import CANCELLED, COMPLETED, FAILED, RUNNING
 from app.runs.sink import DbSink
 from app.runs.store import RunStore, StoreSink
@@ -102,9 +105,10 @@ def standby() -> int:
 
     # The first optimizer constructed imports torch._dynamo (~2.5 s here): pay that now, not in the run.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    # Open the database pool now too (engine, dialect, first connection).
-    with session_scope(write=False) as db_session:
-        db_session.execute(text("SELECT 1"))
+    # Open the database pool now too (engine, dialect, first connection), unless trainers report over HTTP.
+    if get_settings().trainer_store != "http":
+        with session_scope(write=False) as db_session:
+            db_session.execute(text("SELECT 1"))
 
     print("ready", flush=True)
     line = sys.stdin.readline()
@@ -119,7 +123,15 @@ def standby() -> int:
 
         # Concurrent runs share the cores: more threads than cores per run only adds contention.
         torch.set_num_threads(int(order["threads"]))
-    return train_run(int(order["run_id"]))
+    return train_run(int(order["run_id"]), store_for(order))
+
+
+def store_for(order: dict) -> RunStore:
+    """The run store the order asks for: the database unless it says `"store": "http"`."""
+    run_id = int(order["run_id"])
+    if order.get("store") == "http":
+        return HttpRunStore(order["server_url"], run_id, order["token"], pid=os.getpid())
+    return DbSink(run_id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,9 +29,10 @@ class Settings(BaseSettings):
     # Layers in one architecture: validation and the trainer's memory grow with the count.
     max_layers: int = Field(default=1000, ge=1)
     # Request bodies (JSON and forms) over this size are refused with 413 while they are read
-    # (app/core/limits.py); the data set upload routes have max_upload_bytes instead. 1 MiB holds
-    # a 1000-layer architecture several times over and keeps parsing well under 50 ms.
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # (app/core/limits.py); the data set upload routes have max_upload_bytes instead. 512 KiB holds
+    # a 1000-layer architecture (~100 KiB) several times over, and the JSON parse, which runs on the
+    # event loop, stays around 10 ms.
+    max_body_bytes: int = Field(default=512 * 1024, ge=1)
 
     # Executor: "local" (a process per run) or "ray".
     executor: str = "local"
@@ -64,11 +65,27 @@ class Settings(BaseSettings):
     # started again on the next request.
     predict_timeout_s: float = Field(default=30.0, gt=0)
 
+    # Ingest over HTTP (app/api/ingest.py). One artifact a trainer uploads may be this large
+    # (413 when over, counted while it streams; the body-size middleware uses it too).
+    max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    # How the local launcher's trainers reach the server's state: "db" (write the database) or
+    # "http" (the ingest API with the run's token, as remote trainers do).
+    trainer_store: str = Field(default="db", pattern="^(db|http)$")
+    # The URL trainers use for the ingest API; empty means http://127.0.0.1:<port> (this host).
+    server_url: str = ""
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'trainboard.db').resolve()}"
+
+    @property
+    def ingest_url(self) -> str:
+        if self.server_url:
+            return self.server_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def artifacts_dir(self) -> Path:

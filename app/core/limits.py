@@ -5,7 +5,8 @@ that raises it: at once when Content-Length says so, else as soon as the chunks 
 (chunked bodies), so a 32 MB JSON document is never parsed and never held in memory.
 
 Limits: `TRAINBOARD_MAX_BODY_BYTES` for JSON and forms, `TRAINBOARD_MAX_UPLOAD_BYTES` for the data
-set uploads, and PREDICT_BYTES for an image sent to a run's predict route.
+set uploads, `TRAINBOARD_MAX_ARTIFACT_BYTES` for a file a trainer uploads to the ingest API
+(`PUT /api/ingest/runs/{id}/artifacts/{name}`), and PREDICT_BYTES for an image sent to a run's predict route.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _size(n: int) -> str:
 class BodyLimitMiddleware:
     """Rejects request bodies over their route's limit with 413, before or while they are read."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int,
+                 max_artifact_bytes: int = 2 * 1024 * 1024 * 1024) -> None:
         self.app = app
         self.default = Limit(max_body_bytes, "request bodies", "TRAINBOARD_MAX_BODY_BYTES")
         upload = Limit(max_upload_bytes, "data set uploads", "TRAINBOARD_MAX_UPLOAD_BYTES")
@@ -51,6 +53,8 @@ class BodyLimitMiddleware:
             ("POST", re.compile(r"/datasets/?"), upload),
             ("POST", re.compile(r"/api/runs/[^/]+/predict/?"),
              Limit(PREDICT_BYTES, "images sent to predict (10 MiB)", None)),
+            ("PUT", re.compile(r"/api/ingest/runs/[^/]+/artifacts/[^/]+"),
+             Limit(max_artifact_bytes, "run artifacts", "TRAINBOARD_MAX_ARTIFACT_BYTES")),
         ]
 
     def limit_for(self, method: str, path: str) -> Limit:

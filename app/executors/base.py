@@ -33,10 +33,12 @@ class Resources:
 
 @dataclass(frozen=True)
 class Assignment:
-    """What one run gets: torch threads and at most one GPU."""
+    """What one run gets: torch threads and at most one GPU; with `ingest_token`, its trainer
+    reports over the ingest API with that token instead of writing the database."""
 
     threads: int
     gpu: str | None = None
+    ingest_token: str | None = None
 
 
 @dataclass

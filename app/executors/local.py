@@ -6,7 +6,8 @@ every status change.
 
 - A standby process (`python -m app.worker --standby`, spawned — never forked — in its own
   process group, torch already imported, CUDA untouched) waits for its run on stdin; a claimed
-  run is handed to it as one JSON line (`{"run_id", "gpu", "threads"}`) and the next standby is
+  run is handed to it as one JSON line (`{"run_id", "gpu", "threads"}`, plus `store`, `server_url`
+  and the run's ingest `token` when TRAINBOARD_TRAINER_STORE=http) and the next standby is
   warmed on the next tick. Standbys warm up at the lowest CPU priority when the server runs as
   root, and get normal priority back when they are handed a run.
 - Each trainer's output goes to `<data_dir>/logs/standby-<ns>.log`; `logs/run-<id>.log` links
@@ -173,6 +174,8 @@ class LocalLauncher:
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, handle.pid, 0)
         order = {"run_id": run_id, "gpu": assignment.gpu, "threads": assignment.threads}
+        if assignment.ingest_token:  # TRAINBOARD_TRAINER_STORE=http: the trainer reports over HTTP
+            order.update(store="http", server_url=self.settings.ingest_url, token=assignment.ingest_token)
         try:
             handle.process.stdin.write((json.dumps(order) + "\n").encode())
             handle.process.stdin.close()

@@ -7,7 +7,9 @@ Every tick (0.1 s, or at once when woken):
 - fails `starting` runs whose trainer has not reported within `start_timeout_s` (and kills it);
 - claims queued runs in id order while slots are free (adopted trainers count) and launches them;
 - once a second, fails and kills its trainers that are alive but silent past `hung_timeout_s`,
-  and interrupts runs of other owners whose heartbeat stopped (their trainer vanished).
+  interrupts runs of other owners whose heartbeat stopped (their trainer vanished), and fails
+  external runs (logged by a user's own script, never claimed: they are never queued) whose
+  script stopped sending heartbeats for `heartbeat_timeout_s`.
 
 On start it recovers what a previous server left: a `starting` or `running` run whose trainer is
 still alive on this host is adopted (a slot, hang-checked, cancellable); one whose trainer is gone
@@ -30,7 +32,7 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.models_base import utcnow
 from app.executors.base import Assignment, Handle, Launcher, RunRef
-from app.runs import lifecycle
+from app.runs import ingest, lifecycle
 from app.runs.events import append_events
 from app.runs.models import ACTIVE_STATUSES, QUEUED, STARTING, Run
 
@@ -108,11 +110,14 @@ class Scheduler:
             with session_scope(write=False) as db_session:  # the common case, nothing queued, stays read-only
                 if db_session.scalar(select(Run.id).where(Run.status == QUEUED).limit(1)) is None:
                     return
+            token = None
             with session_scope() as db_session:
                 run_id = lifecycle.claim_next(db_session, self.launcher.owner)
+                if run_id is not None and self.settings.trainer_store == "http":
+                    token = ingest.issue_token(db_session, run_id)  # its trainer reports over HTTP
             if run_id is None:
                 return
-            assignment = Assignment(threads=self.threads_per_run, gpu=self._free_gpu())
+            assignment = Assignment(threads=self.threads_per_run, gpu=self._free_gpu(), ingest_token=token)
             try:
                 handle = self.launcher.launch(run_id, assignment)
             except OSError as exc:
@@ -177,11 +182,16 @@ class Scheduler:
         hung = timedelta(seconds=self.settings.hung_timeout_s)
         stale = timedelta(seconds=self.settings.heartbeat_timeout_s)
         with session_scope(write=False) as db_session:
-            rows = db_session.execute(select(Run.id, Run.heartbeat_at, Run.status, Run.worker, Run.pid)
+            rows = db_session.execute(select(Run.id, Run.heartbeat_at, Run.status, Run.worker, Run.pid, Run.external)
                                       .where(Run.status.in_(ACTIVE_STATUSES))).all()
         now = utcnow()
-        for run_id, heartbeat_at, status, worker, pid in rows:
+        for run_id, heartbeat_at, status, worker, pid, external in rows:
             silent = now - heartbeat_at if heartbeat_at else None
+            if external:  # logged by a user's own script: no trainer of ours, only its heartbeats
+                if silent is None or silent > stale:
+                    with session_scope() as db_session:
+                        lifecycle.fail(db_session, run_id, "its script stopped sending heartbeats")
+                continue
             if run_id in self.active:
                 if status == STARTING:
                     continue  # the start timeout covers it

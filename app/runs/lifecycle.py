@@ -11,6 +11,10 @@ Transitions (from → to):
 
 {table}
 
+A new run enters as `queued` (`enqueue`: Trainboard trains it) or, when a user's own script logs
+it over the ingest API, directly as `running` (`start_external`: nothing schedules it; it fails
+when its heartbeats stop, and it is never resumed).
+
 - `starting`: claimed by the scheduler and handed to a trainer that has not reported yet.
 - `interrupted`: its trainer vanished (server down, node lost); it can be resumed like a failed run.
 - Cancelling a `starting` or `running` run only sets `cancel_requested`; the trainer (or the
@@ -61,9 +65,13 @@ LIFECYCLE_FIELDS = ("status", "started_at", "finished_at", "failure_reason", "pi
                     "cancel_requested", "heartbeat_at")
 
 
+# Where a new run enters the table: queued (enqueue), or running for an external run (start_external).
+ENTRIES = (QUEUED, RUNNING)
+
+
 def table_markdown() -> str:
     """The transition table as a Markdown table (rendered in this docstring and in DESIGN.md)."""
-    lines = ["| from | to |", "|---|---|"]
+    lines = ["| from | to |", "|---|---|", f"| (new) | {ENTRIES[0]}, {ENTRIES[1]} (external runs only) |"]
     for source in STATUSES:
         targets = [t for t in STATUSES if t in TRANSITIONS[source]]
         lines.append(f"| {source} | {', '.join(targets) if targets else '(final)'} |")
@@ -154,6 +162,18 @@ def enqueue(db_session: Session, run: Run, reason: str | None = None) -> Run:
     return run
 
 
+def start_external(db_session: Session, run: Run, owner: str = "external") -> Run:
+    """A run logged by a user's own script enters the lifecycle as `running` (its first status
+    event with it): no scheduler claims it, its script reports heartbeats and its end."""
+    now = utcnow()
+    run.status, run.external, run.worker = RUNNING, True, owner
+    run.started_at = run.heartbeat_at = now
+    db_session.add(run)
+    db_session.flush()
+    append_events(db_session, run.id, [("status", {"status": RUNNING, "reason": "logged by its own script"})])
+    return run
+
+
 def claim(db_session: Session, run_id: int, owner: str) -> bool:
     """queued → starting for `owner` (e.g. "local:HOST"). False when someone else got it first."""
     return try_transition(db_session, run_id, STARTING, only_from=[QUEUED], values={"worker": owner})
@@ -226,6 +246,8 @@ def request_cancel(db_session: Session, run_id: int) -> str:
 
 def resume(db_session: Session, run_id: int, resume_epoch: int | None) -> None:
     """failed | cancelled | interrupted → queued; it continues from checkpoint `resume_epoch`."""
+    if db_session.scalar(select(Run.external).where(Run.id == run_id)):
+        raise IllegalTransition(f"run {run_id} was logged by its own script: Trainboard cannot resume it")
     reason = f"resume from epoch {resume_epoch}" if resume_epoch else "restart (no checkpoint yet)"
     try:
         transition(db_session, run_id, QUEUED, reason=reason, values={"resume_epoch": resume_epoch})

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -78,6 +79,12 @@ class Run(Base):
     resume_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The last event seq written; new events take seq = last_seq + 1 in the same transaction.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # Ingest over HTTP (app/runs/ingest.py): the last trainer seq accepted (batches are taken in
+    # order, exactly once), the sha256 of the run's ingest token, and whether the run is logged by
+    # a user's own script (created `running`, never scheduled, failed when its heartbeats stop).
+    last_trainer_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    ingest_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class RunEvent(Base):
@@ -90,6 +97,7 @@ class RunEvent(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),
         Index("ix_run_events_kind_id", "kind", "id"),
+        Index("uq_run_events_run_trainer_seq", "run_id", "trainer_seq", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -103,6 +111,8 @@ class RunEvent(Base):
     # Status events only: their place in the all-runs feed (/api/events), numbered in commit order
     # from FeedCounter when the writing transaction commits (app/runs/events.py).
     feed_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True, index=True)
+    # Events sent over the ingest API: the trainer's own number (1, 2, 3… per run), stored once.
+    trainer_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class FeedCounter(Base):

@@ -2,7 +2,8 @@
 
 Used inside trainer processes on hosts that reach the database. Lifecycle reports go through
 app/runs/lifecycle.py (compare-and-set, with their status events); event batches, their progress
-fields and the heartbeat go in one transaction.
+fields and the heartbeat go in one transaction. The functions below that persist a report, a batch
+or an artifact are the only ones: the ingest API (app/runs/ingest.py) calls them too.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.runs import lifecycle
 from app.runs.events import append_events
-from app.runs.models import RUNNING, Artifact, Evaluation, Run
+from app.runs.models import RUNNING, Artifact, Evaluation, Run, RunEvent
 from app.runs.store import RunOrder
 
 
@@ -38,47 +39,84 @@ class DbSink:
 
     def report(self, status: str, reason: str | None = None, result: Any = None) -> bool:
         with session_scope() as db_session:
-            if status == RUNNING:
-                return lifecycle.report_running(db_session, self.run_id, os.getpid())
-            values: dict[str, Any] = {}
-            if result is not None:
-                values["train_time_s"] = result.train_time_s
-                if result.peak_memory_bytes:
-                    values["peak_memory_bytes"] = result.peak_memory_bytes
-                if result.training_memory_bytes is not None:
-                    values["training_memory_bytes"] = result.training_memory_bytes
-            return lifecycle.finish(db_session, self.run_id, status, reason, values)
+            return report_status(db_session, self.run_id, status, reason, result_fields(result), os.getpid())
 
     def append(self, events: list[tuple[str, dict[str, Any]]]) -> None:
         with session_scope() as db_session:
-            run = db_session.get(Run, self.run_id)
-            if run is None:
-                return
-            _apply(db_session, run, events)
-            append_events(db_session, self.run_id, [_event_row(k, p) for k, p in events])
-            lifecycle.heartbeat(db_session, self.run_id)
+            persist_batch(db_session, self.run_id, events)
 
     def heartbeat(self) -> None:
         with session_scope() as db_session:
             lifecycle.heartbeat(db_session, self.run_id)
 
     def save_artifact(self, name: str, path: Path) -> None:
-        root = get_settings().artifacts_dir
-        path = Path(path).resolve()
-        if not path.is_relative_to(root):
-            return  # never record a path outside the artifacts dir
-        relative, size = str(path.relative_to(root)), path.stat().st_size if path.exists() else 0
         with session_scope() as db_session:
-            row = db_session.scalars(
-                select(Artifact).where(Artifact.run_id == self.run_id, Artifact.name == name)).first()
-            if row is None:
-                db_session.add(Artifact(run_id=self.run_id, name=name, path=relative, bytes=size))
-            else:
-                row.path, row.bytes = relative, size
+            record_artifact(db_session, self.run_id, name, path)
 
     def cancel_requested(self) -> bool:
         with session_scope(write=False) as db_session:
             return lifecycle.should_stop(db_session, self.run_id)
+
+
+# -- persisting what a trainer sends (DbSink and the ingest API) -------------------------------
+
+def result_fields(result: Any) -> dict[str, Any]:
+    """The engine's result (or None) as the fields a final report carries."""
+    if result is None:
+        return {}
+    return {"train_time_s": result.train_time_s, "peak_memory_bytes": result.peak_memory_bytes,
+            "training_memory_bytes": result.training_memory_bytes}
+
+
+def report_status(db_session, run_id: int, status: str, reason: str | None, fields: dict[str, Any],
+                  pid: int | None) -> bool:
+    """A trainer's lifecycle report: `running` (starting → running) or its end (running → completed,
+    failed or cancelled, with the result's fields). False when the run is no longer the trainer's."""
+    if status == RUNNING:
+        return lifecycle.report_running(db_session, run_id, pid)
+    values: dict[str, Any] = {}
+    if fields.get("train_time_s") is not None:
+        values["train_time_s"] = fields["train_time_s"]
+    if fields.get("peak_memory_bytes"):
+        values["peak_memory_bytes"] = fields["peak_memory_bytes"]
+    if fields.get("training_memory_bytes") is not None:
+        values["training_memory_bytes"] = fields["training_memory_bytes"]
+    return lifecycle.finish(db_session, run_id, status, reason, values)
+
+
+def persist_batch(db_session, run_id: int, events: list[tuple[str, dict[str, Any]]],
+                  first_trainer_seq: int | None = None) -> int | None:
+    """Store a batch of events (gap-free seq), the progress fields they carry and a heartbeat, in
+    the caller's transaction. `first_trainer_seq` numbers the rows with the trainer's own seqs
+    (consecutive from it). Returns the last seq (None when the run does not exist)."""
+    run = db_session.get(Run, run_id)
+    if run is None:
+        return None
+    _apply(db_session, run, events)
+    last = append_events(db_session, run_id, [_event_row(k, p) for k, p in events])
+    if first_trainer_seq is not None and events:
+        first = last - len(events) + 1
+        db_session.execute(
+            update(RunEvent).where(RunEvent.run_id == run_id, RunEvent.seq.between(first, last))
+            .values(trainer_seq=RunEvent.seq - first + first_trainer_seq)
+            .execution_options(synchronize_session=False))
+    lifecycle.heartbeat(db_session, run_id)
+    return last
+
+
+def record_artifact(db_session, run_id: int, name: str, path: Path) -> bool:
+    """Record a file of the run (inside the artifacts dir; anything else is ignored: False)."""
+    root = get_settings().artifacts_dir
+    path = Path(path).resolve()
+    if not path.is_relative_to(root):
+        return False  # never record a path outside the artifacts dir
+    relative, size = str(path.relative_to(root)), path.stat().st_size if path.exists() else 0
+    row = db_session.scalars(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)).first()
+    if row is None:
+        db_session.add(Artifact(run_id=run_id, name=name, path=relative, bytes=size))
+    else:
+        row.path, row.bytes = relative, size
+    return True
 
 
 def _apply(db_session, run: Run, batch: list[tuple[str, dict[str, Any]]]) -> None:

@@ -1,0 +1,144 @@
+"""Ingest over HTTP: trainers and users' own scripts report a run's events, status and files.
+
+Every route but `POST /api/ingest/runs` (an external run, which answers its token once) takes the
+run's ingest token as `Authorization: Bearer <token>`: 401 without one, 403 for another run's token
+or once the run has ended. The rules live in app/runs/ingest.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from app.api.errors import ERROR_RESPONSES, ErrorBody
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.deps import RunId, SessionDep
+from app.core.errors import TooLarge
+from app.runs import ingest
+from app.runs.service import run_dir
+
+bearer = HTTPBearer(auto_error=False, description="the run's ingest token")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+class GapBody(BaseModel):
+    detail: str
+    expected_seq: int
+    errors: list[dict[str, Any]] = []
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": ErrorBody, "description": "No ingest token"},
+    403: {"model": ErrorBody, "description": "Not this run's token, or the run has ended"},
+    409: {"model": GapBody, "description": "A gap: send from `expected_seq`"},
+    413: {"model": ErrorBody, "description": "An artifact over TRAINBOARD_MAX_ARTIFACT_BYTES"},
+}
+
+router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES)
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials if credentials else None
+
+
+@router.post("/api/ingest/runs", response_model=ingest.ExternalRunCreated, status_code=201)
+def create_external_run(request: Request, db_session: SessionDep, body: ingest.ExternalRunCreate) -> Any:
+    """A run logged by your own script (trainboard.init): created running; its token is shown once."""
+    run, token = ingest.create_external(db_session, body)
+    db_session.commit()
+    return ingest.ExternalRunCreated(id=run.id, token=token, url=f"{str(request.base_url).rstrip('/')}/runs/{run.id}")
+
+
+@router.post("/api/ingest/runs/{run_id}/events", response_model=ingest.Accepted)
+def post_events(db_session: SessionDep, run_id: RunId, body: ingest.IngestBatch, credentials: Credentials) -> Any:
+    """A batch of events numbered by the trainer; a batch sent again is stored once; a gap is a 409."""
+    for _ in range(5):
+        ingest.authorize(db_session, run_id, _token(credentials))
+        try:
+            answer = ingest.ingest_events(db_session, run_id, body)
+        except ingest.RetryBatch:
+            db_session.rollback()
+            continue
+        except ingest.SeqGap as gap:
+            db_session.rollback()
+            return JSONResponse({"detail": gap.message, "expected_seq": gap.expected_seq, "errors": []},
+                                status_code=409)
+        db_session.commit()
+        return answer
+    return JSONResponse({"detail": "the batch raced other deliveries: send it again", "errors": []}, status_code=503)
+
+
+@router.post("/api/ingest/runs/{run_id}/heartbeat", response_model=ingest.CancelFlag)
+def post_heartbeat(db_session: SessionDep, run_id: RunId, credentials: Credentials) -> Any:
+    ingest.authorize(db_session, run_id, _token(credentials))
+    answer = ingest.heartbeat(db_session, run_id)
+    db_session.commit()
+    return answer
+
+
+@router.post("/api/ingest/runs/{run_id}/status", response_model=ingest.ReportAnswer)
+def post_status(db_session: SessionDep, run_id: RunId, body: ingest.StatusReport, credentials: Credentials) -> Any:
+    """running (first report), then completed, failed or cancelled: through the run lifecycle."""
+    ingest.authorize(db_session, run_id, _token(credentials))
+    answer = ingest.report(db_session, run_id, body)
+    db_session.commit()
+    return answer
+
+
+@router.get("/api/ingest/runs/{run_id}/order", response_model=ingest.OrderOut)
+def get_order(db_session: SessionDep, run_id: RunId, credentials: Credentials) -> Any:
+    """What the trainer needs to train the run (spec, data set, settings, where to resume)."""
+    ingest.authorize(db_session, run_id, _token(credentials))
+    return ingest.order(db_session, run_id)
+
+
+@router.put("/api/ingest/runs/{run_id}/artifacts/{name}", response_model=dict[str, Any])
+async def put_artifact(request: Request, run_id: RunId, name: str, credentials: Credentials) -> Any:
+    """A file of the run, streamed: kept in the run's folder, at most TRAINBOARD_MAX_ARTIFACT_BYTES."""
+    token = _token(credentials)
+
+    def check() -> Path:
+        with session_scope(write=False) as db_session:
+            ingest.authorize(db_session, run_id, token)
+        return ingest.artifact_path(run_dir(run_id), name)
+
+    target = await anyio.to_thread.run_sync(check)
+    limit = get_settings().max_artifact_bytes
+    created = [d for d in (target.parent.parent, target.parent) if not d.exists()]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(f".{name}.{secrets.token_hex(8)}.part")
+    size, done = 0, False
+    try:
+        with open(part, "wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"the artifact is over the limit of {limit} bytes: raise TRAINBOARD_MAX_ARTIFACT_BYTES")
+                out.write(chunk)
+        os.replace(part, target)
+        done = True
+    finally:
+        if not done:
+            with contextlib.suppress(OSError):
+                part.unlink()
+            for directory in reversed(created):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # only when empty: nothing of a refused upload stays
+
+    def record() -> None:
+        with session_scope() as db_session:
+            ingest.record_upload(db_session, run_id, name, target)
+
+    await anyio.to_thread.run_sync(record)
+    return {"name": name, "bytes": size}
