@@ -278,11 +278,11 @@ def test_gpus_are_not_counted_for_a_ray_cluster(make_client, gpus):
 def test_a_body_over_the_limit_is_413_before_it_is_parsed(api):
     layers = ",".join(['{"type": "Dense", "units": 10, "activation": "relu"}'] * 60_000)
     body = f'{{"name": "big", "spec": {{"input_shape": [64], "layers": [{layers}]}}}}'
-    assert len(body) > 1024 * 1024
+    assert len(body) > 512 * 1024
     response = api.post("/api/architectures", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413
     detail = response.json()["detail"]
-    assert "1 MiB" in detail and "TRAINBOARD_MAX_BODY_BYTES" in detail
+    assert "512 KiB" in detail and "TRAINBOARD_MAX_BODY_BYTES" in detail
     assert api.get("/api/architectures").json()["total"] == 0
 
 
@@ -357,9 +357,9 @@ def test_the_middleware_stops_reading_once_over_the_limit():
 # ---------- 5. lists that drive work ----------
 
 def test_too_many_layers_is_422_at_once(api):
-    layers = ",".join(['{"type":"Flatten"}'] * 50_000)
+    layers = ",".join(['{"type":"Flatten"}'] * 25_000)
     body = f'{{"spec": {{"input_shape": [1, 8, 8], "layers": [{layers}]}}}}'
-    assert len(body) < 1024 * 1024  # under the body limit: the layer cap answers
+    assert len(body) < 512 * 1024  # under the body limit: the layer cap answers
     response = api.post("/api/architectures/validate", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert "at most 1000 layers (TRAINBOARD_MAX_LAYERS)" in response.json()["detail"]
