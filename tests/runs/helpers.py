@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -67,3 +68,13 @@ def run_in_thread(coroutine_function):
     if kind == "error":
         raise value
     return value
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed child nobody has reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # "pid (comm) S ...": the state follows the last ") "
+        return stat.read().rsplit(") ", 1)[1][0] != "Z"

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.conftest import LiveServer
-from tests.runs.helpers import slow_body, wait_metrics, wait_status
+from tests.runs.helpers import process_alive, slow_body, wait_metrics, wait_status
 
 pytestmark = pytest.mark.xdist_group("runs-hung")
 
@@ -19,15 +19,6 @@ def server(tmp_path_factory) -> LiveServer:
     live = LiveServer(tmp_path_factory.mktemp("hung") / "data", env={"TRAINBOARD_HUNG_TIMEOUT_S": "4"}).start()
     yield live
     live.stop()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
-        return stat.read().split(") ")[1][0] != "Z"
 
 
 def _standby_ready(server: LiveServer, timeout: float = 60) -> None:
@@ -50,9 +41,9 @@ def test_a_silent_trainer_fails_its_run_and_is_killed(server):
         done = wait_status(api, run["id"], "failed", timeout=30)
         assert "stopped responding" in done["failure_reason"] and "killed" in done["failure_reason"]
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(pid)
+        assert not process_alive(pid)
         assert api.get("/healthz").status_code == 200
 
 
@@ -130,6 +121,6 @@ def test_a_trainer_that_never_reports_fails_the_run_after_the_start_timeout_and_
     assert run.status == "failed"
     assert "did not report within 2 s" in run.failure_reason and "killed" in run.failure_reason
     deadline = time.monotonic() + 10
-    while _alive(run.pid) and time.monotonic() < deadline:
+    while process_alive(run.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(run.pid)
+    assert not process_alive(run.pid)

@@ -19,18 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveServer
-from tests.runs.helpers import run_body, slow_body, wait_metrics, wait_status
+from tests.runs.helpers import process_alive, run_body, slow_body, wait_metrics, wait_status
 
 pytestmark = pytest.mark.xdist_group("runs-restart")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
-        return stat.read().rsplit(") ", 1)[1][0] != "Z"
 
 
 def _freeze_outside_a_write(pid: int, db: Path, timeout: float = 60) -> None:
@@ -133,9 +124,9 @@ def test_an_adopted_trainer_can_be_cancelled_and_is_hang_checked(tmp_path):
             rows = api.get(f"/api/runs/{hung['id']}/metrics", params={"limit": 10000}).json()
             assert any(r["kind"] == "log" and "adopted" in r["payload"]["message"] for r in rows)
         deadline = time.monotonic() + 30
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(process_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(p) for p in pids), "both adopted trainers must be gone"
+        assert not any(process_alive(p) for p in pids), "both adopted trainers must be gone"
     finally:
         for pid in pids:
             _thaw(pid)
