@@ -102,7 +102,8 @@ class Run:
         count = max(len(names), int(truth.max(initial=-1)) + 1, int(predicted.max(initial=-1)) + 1)
         names = names + [str(i) for i in range(len(names), count)]
         body = summarize(confusion_matrix(truth, predicted, count), names)
-        self._sink.emit("evaluation", {"split": split, "epoch": epoch or self._epoch or 0, "loss": None, **body})
+        self._sink.emit("evaluation", {"split": split, "epoch": epoch or self._epoch or 0, "loss": None,
+                                       "top_k": None, "top_k_accuracy": None, **body})
         return body
 
     def finish(self, status: str = "completed", reason: str | None = None) -> bool:

@@ -76,7 +76,7 @@ def test_concurrent_deliveries_of_one_batch_store_it_exactly_once(server):
     for round_ in range(rounds):
         barrier = threading.Barrier(2, timeout=30)
 
-        def deliver(first: int = 1 + round_ * size) -> None:
+        def deliver(first: int = 1 + round_ * size, barrier: threading.Barrier = barrier) -> None:
             with httpx.Client(base_url=server.url, timeout=30) as api:
                 barrier.wait()
                 answer = api.post(f"/api/ingest/runs/{run_id}/events", json=_batch(first, size), headers=auth)
