@@ -21,20 +21,17 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("runs") as batch:
-        batch.add_column(sa.Column("last_trainer_seq", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("ingest_token_hash", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("external", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("run_events") as batch:
-        batch.add_column(sa.Column("trainer_seq", sa.Integer(), nullable=True))
-        batch.create_index("uq_run_events_run_trainer_seq", ["run_id", "trainer_seq"], unique=True)
+    # Plain ADD COLUMN, never a batch copy of `runs`: on SQLite that drops and recreates the table,
+    # and with foreign keys on, dropping `runs` cascades to every run's events.
+    op.add_column("runs", sa.Column("last_trainer_seq", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("runs", sa.Column("ingest_token_hash", sa.String(length=64), nullable=True))
+    op.add_column("runs", sa.Column("external", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("run_events", sa.Column("trainer_seq", sa.Integer(), nullable=True))
+    op.create_index("uq_run_events_run_trainer_seq", "run_events", ["run_id", "trainer_seq"], unique=True)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("run_events") as batch:
-        batch.drop_index("uq_run_events_run_trainer_seq")
-        batch.drop_column("trainer_seq")
-    with op.batch_alter_table("runs") as batch:
-        batch.drop_column("external")
-        batch.drop_column("ingest_token_hash")
-        batch.drop_column("last_trainer_seq")
+    op.drop_index("uq_run_events_run_trainer_seq", table_name="run_events")
+    op.drop_column("run_events", "trainer_seq")
+    for column in ("external", "ingest_token_hash", "last_trainer_seq"):  # no batch copy of `runs` (see upgrade)
+        op.drop_column("runs", column)
