@@ -32,7 +32,8 @@ class BodyTooLarge(Exception):
     """Raised from `receive` once a body passes its limit; the middleware answers 413."""
 
 
-def _size(n: int) -> str:
+def format_size(n: int) -> str:
+    """Bytes for people: "512 KiB", "1.812 MiB", "2 GiB"."""
     for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= factor:
             return f"{n / factor:.4g} {unit}"
@@ -115,9 +116,9 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, limit: Limit, declared: int | None) -> None:
-    size = f" ({_size(declared)})" if declared is not None else ""
+    size = f" ({format_size(declared)})" if declared is not None else ""
     raise_it = f": send less, or raise {limit.setting}" if limit.setting else ": send a smaller one"
-    detail = f"the request body{size} is over the limit of {_size(limit.bytes)} for {limit.what}{raise_it}"
+    detail = f"the request body{size} is over the limit of {format_size(limit.bytes)} for {limit.what}{raise_it}"
     body = json.dumps({"detail": detail, "errors": [{"field": "body", "message": detail}]}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

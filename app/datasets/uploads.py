@@ -39,6 +39,7 @@ from PIL import Image
 
 from app.core.config import get_settings
 from app.core.errors import InvalidInput, TooLarge
+from app.core.limits import format_size
 from app.datasets import store
 from app.datasets.registry import check_upload_name
 
@@ -49,13 +50,6 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024  # one zip member, uncompressed (a 4096x4096 
 MAX_RECORD_CHARS = 8 * 1024 * 1024  # one CSV record (a row; quoted fields may span lines)
 MAX_CLASSES = 1000  # distinct labels in one upload
 BLOCK_BYTES = 4 * 1024 * 1024  # rows parsed or copied per step, in bytes
-
-
-def format_size(n: int) -> str:
-    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= factor:
-            return f"{n / factor:.4g} {unit}"
-    return f"{n} bytes"
 
 
 # --- size of the upload --------------------------------------------------------------------------

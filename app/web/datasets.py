@@ -83,7 +83,8 @@ def upload(request: Request, form: FormDep) -> Response:
 
 
 def _limits() -> str:
-    from app.datasets.uploads import MAX_SIDE, format_size
+    from app.core.limits import format_size
+    from app.datasets.uploads import MAX_SIDE
 
     settings = get_settings()
     return (f"at most {format_size(settings.max_upload_bytes)}; a zip's images at most "
