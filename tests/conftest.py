@@ -64,6 +64,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Every LiveServer started in this test process; whatever a test left running is stopped at the end.
+_STARTED: list[LiveServer] = []
+
+
 class LiveServer:
     """`trainboard serve` in its own process, on a free port and a temporary data dir."""
 
@@ -84,6 +88,7 @@ class LiveServer:
             [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
+        _STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -123,6 +128,15 @@ class LiveServer:
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_leftover_servers() -> Iterator[None]:
+    """A test or fixture that failed between start() and stop() leaves no server (or trainer) behind."""
+    yield
+    for server in _STARTED:
+        if server.process is not None and server.process.poll() is None:  # never stopped
+            server.stop()
 
 
 @pytest.fixture

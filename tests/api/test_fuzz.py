@@ -28,12 +28,15 @@ def fuzz_server(tmp_path_factory):
     env = {"TRAINBOARD_MAX_EPOCHS": "1", "TRAINBOARD_MAX_PARAMS": "20000", "TRAINBOARD_SLOTS": "1",
            "TRAINBOARD_WARM_WORKERS": "0", "TRAINBOARD_SSE_HEARTBEAT_S": "1"}
     server = LiveServer(tmp_path_factory.mktemp("fuzz") / "data", env=env).start()
-    with server.api() as api:  # something to find: one run and one architecture
-        assert api.post("/api/runs", json=run_body(epochs=1)).status_code == 201
-        created = api.post("/api/architectures", json={"name": "fuzz mlp", "spec": {**DIGITS_MLP, "input_shape": [1, 8, 8]}})
-        assert created.status_code == 201, created.text
-    yield server
-    server.stop()
+    try:
+        with server.api() as api:  # something to find: one run and one architecture
+            assert api.post("/api/runs", json=run_body(epochs=1)).status_code == 201
+            created = api.post("/api/architectures",
+                               json={"name": "fuzz mlp", "spec": {**DIGITS_MLP, "input_shape": [1, 8, 8]}})
+            assert created.status_code == 201, created.text
+        yield server
+    finally:  # a failed setup stops its server too
+        server.stop()
 
 
 def _operations() -> dict[str, object]:
