@@ -26,11 +26,18 @@ def live_server(tmp_path):
     server.stop()
 
 
+def settled(page: Page) -> None:
+    """Wait until htmx has swapped and settled: typing into a form that was swapped in a few ms ago
+    would otherwise race htmx binding the new form's live-update trigger."""
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")
+
+
 def add_layer(page: Page, layer_type: str, index: int) -> None:
     """Pick a type under the list, press Add layer, and wait for the new layer's row."""
     page.select_option("#add_type", layer_type)
     page.get_by_role("button", name="Add layer").click()
     expect(page.locator(f"#layers-{index}-type")).to_have_value(layer_type)
+    settled(page)
 
 
 def test_build_break_fix_save_and_find_in_list(live_server, page: Page):
@@ -63,6 +70,7 @@ def test_build_break_fix_save_and_find_in_list(live_server, page: Page):
     page.get_by_role("button", name="Move layer 2 up").click()
     expect(page.locator("#layer-0-errors")).to_be_empty()
     expect(page.locator("#total-params")).to_have_text("101,770")
+    settled(page)
 
     # A typo while typing shows up without leaving the field.
     page.fill("#layers-1-units", "12x")
