@@ -11,6 +11,7 @@ everything left, then the status, retrying until the server answers or `report_d
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -104,11 +105,32 @@ class HttpRunStore:
                                             "are all this trainer still holds")
                     self._unsent = [row for row in self._unsent if row[0] >= expected]
                     continue
+                if response.status_code == 422:
+                    self._drop_refused(chunk, response)
+                    continue
                 self._refused(response)
                 answer = response.json()
                 self._cancel = bool(answer.get("cancel_requested"))
                 acked = int(answer.get("last_seq", chunk[-1][0]))
                 self._unsent = [row for row in self._unsent if row[0] > max(acked, chunk[-1][0])]
+
+    def _drop_refused(self, chunk: list[tuple[int, str, dict[str, Any]]], response: httpx.Response) -> None:
+        """The server refused the batch as invalid (422: nothing of it was stored). Sending it again
+        would be refused again and hold back every later row, so drop the rows it names (the whole
+        batch when it names none), say so, and renumber what is left from the batch's first seq: the
+        server has accepted nothing from there on, so the numbering stays gap-free."""
+        try:
+            fields = [str(e.get("field", "")) for e in response.json().get("errors", [])]
+        except ValueError:
+            fields = []
+        named = {int(m.group(1)) for f in fields if (m := re.match(r"events\.(\d+)\b", f))}
+        bad = {chunk[i][0] for i in named if i < len(chunk)} or {row[0] for row in chunk}
+        print(f"trainboard: the server refused {len(bad)} event(s) as invalid and they are dropped: "
+              f"{response.text[:300]}", file=sys.stderr, flush=True)
+        first = chunk[0][0]  # every unsent row is at or after it (the chunk is the head of the queue)
+        kept = [row for row in self._unsent if row[0] not in bad]
+        self._unsent = [(first + i, kind, payload) for i, (_, kind, payload) in enumerate(kept)]
+        self._next_seq = first + len(self._unsent)
 
     def _try_send(self) -> bool:
         try:

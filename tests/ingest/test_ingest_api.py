@@ -148,3 +148,24 @@ def test_an_external_run_whose_heartbeats_stop_fails(tmp_path):
         assert run["failure_reason"] == "its script stopped sending heartbeats"
     finally:
         live.stop()
+
+
+def test_the_http_store_drops_rows_the_server_refuses_and_keeps_the_rest_in_order(server):
+    """A row the server refuses as invalid (422) is dropped with a message instead of holding back
+    every later row; what is left is renumbered, so the trainer seqs stay gap-free."""
+    from app.runs.http_store import HttpRunStore
+
+    created = httpx.post(f"{server.url}/api/ingest/runs", json={"name": "script"}, timeout=30).json()
+    store = HttpRunStore(server.url, created["id"], created["token"])
+    try:
+        store.append([("step", {"step": 1, "epoch": 1, "loss": 0.5}),
+                      ("step", {"step": 2, "epoch": 1, "loss": "not a number"}),
+                      ("step", {"step": 3, "epoch": 1, "loss": 0.25})])
+        store.append([("step", {"step": 4, "epoch": 1, "loss": 0.125})])
+        assert store.unsent == 0
+    finally:
+        store.close()
+    assert _trainer_seqs(server, created["id"]) == [1, 2, 3]
+    with server.api() as api:
+        steps = [r["step"] for r in api.get(f"/api/runs/{created['id']}/metrics").json() if r["kind"] == "step"]
+    assert steps == [1, 3, 4]
