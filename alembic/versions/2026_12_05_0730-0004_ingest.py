@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-10 00:00:00
+Create Date: 2026-12-05 07:30:00
 
 Trainers that report over HTTP number their events themselves; `run_events.trainer_seq` keeps that
 number (unique per run, so a batch sent twice is stored once) next to the server's gap-free `seq`.
