@@ -26,6 +26,7 @@ from app.core.deps import RunId, SessionDep
 from app.core.errors import TooLarge
 from app.runs import ingest
 from app.runs.service import run_dir
+from app.runs.store import RunOrder
 
 bearer = HTTPBearer(auto_error=False, description="the run's ingest token")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -96,7 +97,7 @@ def post_status(db_session: SessionDep, run_id: RunId, body: ingest.StatusReport
     return answer
 
 
-@router.get("/api/ingest/runs/{run_id}/order", response_model=ingest.OrderOut)
+@router.get("/api/ingest/runs/{run_id}/order", response_model=RunOrder)
 def get_order(db_session: SessionDep, run_id: RunId, credentials: Credentials) -> Any:
     """What the trainer needs to train the run (spec, data set, settings, where to resume)."""
     ingest.authorize(db_session, run_id, _token(credentials))

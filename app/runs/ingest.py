@@ -29,6 +29,7 @@ from app.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.runs import lifecycle
 from app.runs.models import ACTIVE_STATUSES, Run
 from app.runs.sink import persist_batch, record_artifact, report_status
+from app.runs.store import RunOrder
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -150,16 +151,6 @@ class ExternalRunCreated(BaseModel):
     url: str
 
 
-class OrderOut(BaseModel):
-    run_id: int
-    spec: dict[str, Any]
-    dataset: str
-    config: dict[str, Any]
-    resume_epoch: int | None
-    parent_run_id: int | None
-    fork_epoch: int | None
-
-
 # -- tokens --------------------------------------------------------------------------------------
 
 def _digest(token: str) -> str:
@@ -223,12 +214,11 @@ def report(db_session: Session, run_id: int, body: StatusReport) -> ReportAnswer
     return ReportAnswer(accepted=accepted, cancel_requested=lifecycle.should_stop(db_session, run_id))
 
 
-def order(db_session: Session, run_id: int) -> OrderOut:
+def order(db_session: Session, run_id: int) -> RunOrder:
     run = db_session.get(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
-    return OrderOut(run_id=run.id, spec=dict(run.spec), dataset=run.dataset, config=dict(run.config),
-                    resume_epoch=run.resume_epoch, parent_run_id=run.parent_run_id, fork_epoch=run.fork_epoch)
+    return RunOrder.of(run)
 
 
 def artifact_path(run_dir: Path, name: str) -> Path:

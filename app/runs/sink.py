@@ -33,9 +33,7 @@ class DbSink:
             run = db_session.get(Run, self.run_id)
             if run is None:
                 raise LookupError(f"run {self.run_id} does not exist")
-            return RunOrder(run_id=run.id, spec=dict(run.spec), dataset=run.dataset, config=dict(run.config),
-                            resume_epoch=run.resume_epoch, parent_run_id=run.parent_run_id,
-                            fork_epoch=run.fork_epoch)
+            return RunOrder.of(run)
 
     def report(self, status: str, reason: str | None = None, result: Any = None) -> bool:
         with session_scope() as db_session:

@@ -33,6 +33,12 @@ class RunOrder:
     parent_run_id: int | None
     fork_epoch: int | None
 
+    @classmethod
+    def of(cls, run: Any) -> RunOrder:
+        """The order of a run row (anything with the Run model's attributes)."""
+        return cls(run_id=run.id, spec=dict(run.spec), dataset=run.dataset, config=dict(run.config),
+                   resume_epoch=run.resume_epoch, parent_run_id=run.parent_run_id, fork_epoch=run.fork_epoch)
+
 
 class RunStore(Protocol):
     """The server's state of one run, as its trainer sees it."""
