@@ -23,11 +23,8 @@ import io
 import json
 import multiprocessing
 import os
-import signal
-import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,54 +38,9 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`trainboard serve` in its own process; stopped by its pid."""
-
-    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = data_dir
-        self.env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), **env}
-        self.env.pop("TRAINBOARD_DATABASE_URL", None)
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60.0) -> Server:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "server.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--log-level", "warning"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError(f"the server did not answer within {timeout:g} s")
-
-    def rss(self) -> int:
-        return psutil.Process(self.process.pid).memory_info().rss
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+import harness  # noqa: E402
 
 
 def _poll_health(url: str, pid: int, interval: float, stopping, results) -> None:
@@ -120,12 +72,12 @@ class HealthPoller:
     """GET /healthz every `interval` s from a process of its own; latencies in ms; also samples
     the server's peak RSS. Same use as a thread: start(), stopping.set(), join()."""
 
-    def __init__(self, server: Server, interval: float = 0.02) -> None:
+    def __init__(self, server: harness.Server, interval: float = 0.02) -> None:
         context = multiprocessing.get_context("spawn")
         self.stopping = context.Event()
         self._results = context.Queue()
         self._process = context.Process(target=_poll_health, daemon=True, args=(
-            server.url, server.process.pid, interval, self.stopping, self._results))
+            server.url, server.pid, interval, self.stopping, self._results))
         self.latencies: list[float] = []
         self.samples: list[tuple[float, float]] = []  # (time.perf_counter() at the start, ms)
         self.failures = 0
@@ -236,7 +188,7 @@ def main() -> int:
 
     temp = None if args.data_dir else tempfile.TemporaryDirectory(prefix="trainboard-hostile-")
     data_dir = args.data_dir or Path(temp.name) / "data"
-    server = Server(data_dir, {"TRAINBOARD_SLOTS": "1"})
+    server = harness.Server(data_dir, {"TRAINBOARD_SLOTS": "1"})
     results: list[tuple[str, str, float, float, str]] = []  # label, status, seconds, healthz max ms, detail
     finished, timed_out = threading.Event(), threading.Event()
 
@@ -300,7 +252,7 @@ def main() -> int:
         client.get("/api/datasets")
         client.get("/datasets")
         time.sleep(1.0)  # let the server settle after start-up and the warm-up requests
-        rss_before = server.rss()
+        rss_before = psutil.Process(server.pid).memory_info().rss
         poller = HealthPoller(server)
         poller.start()
         windows: list[tuple[float, float]] = []  # (start, end) of each input, time.perf_counter()
@@ -319,7 +271,7 @@ def main() -> int:
         for i, (started, ended) in enumerate(windows):
             during = [ms for at, ms in poller.samples if started - 0.02 <= at <= ended]
             results[i] = (*results[i][:3], max(during, default=0.0), results[i][4])
-        rss_after = server.rss()
+        rss_after = psutil.Process(server.pid).memory_info().rss
         client.close()
     except Exception:
         if timed_out.is_set():  # the watchdog stopped the server under us
