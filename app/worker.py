@@ -16,16 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from sqlalchemy import text
 
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.datasets.remote import node_cache
 from app.runs import service as runs_service
 from app.runs.http_store import HttpRunStore
 from app.runs.models import CANCELLED, COMPLETED, FAILED, RUNNING
@@ -46,15 +50,22 @@ class StopFlag:
         return self._event.is_set()
 
 
-def train_run(run_id: int, store: RunStore | None = None) -> int:
-    """Train one claimed run to a final status through its run store. Returns the exit code."""
+def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None = None) -> int:
+    """Train one claimed run to a final status through its run store. Returns the exit code.
+
+    With the database store the trainer works in the run's folder on the server's disk. With a
+    remote store (HttpRunStore) it shares no disk with the server: it fetches the data set into
+    this node's cache and the checkpoint it resumes from, works in a scratch folder, and uploads
+    checkpoints and exports through the store (the scratch folder is removed at the end)."""
     from app.datasets import registry as datasets_registry
     from app.engine.loop import train
     from app.engine.types import DivergedError, EngineError, StoppedError, TrainConfig, TrainJob
 
-    stop = StopFlag()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop or StopFlag()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     store = store or DbSink(run_id)
+    remote = isinstance(store, HttpRunStore)
     # starting → running. A run that is no longer starting (cancelled meanwhile, or failed by the
     # start timeout) is not ours to train.
     if not store.report(RUNNING):
@@ -64,21 +75,30 @@ def train_run(run_id: int, store: RunStore | None = None) -> int:
     sink = StoreSink(store, on_cancel=stop.set).start()
     settings = get_settings()
     result = None
+    scratch = None
     try:
         config = TrainConfig.from_dict(order.config)
         loading = time.monotonic()
-        data = datasets_registry.load_dataset(order.dataset, settings.data_dir, val_split=config.val_split,
-                                              seed=config.seed)
+        if remote:
+            scratch_root = node_cache() / "runs"
+            scratch_root.mkdir(parents=True, exist_ok=True)
+            scratch = directory = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-", dir=scratch_root))
+            data_dir = store.fetch_dataset()
+        else:
+            directory, data_dir = runs_service.run_dir(run_id), settings.data_dir
+        data = datasets_registry.load_dataset(order.dataset, data_dir, val_split=config.val_split,
+                                              seed=config.seed, download=not remote)
         sink.emit("log", {"level": "info", "message": f"loaded {order.dataset} in {time.monotonic() - loading:.2f} s"})
-        directory = runs_service.run_dir(run_id)
         resume_from, fork = None, False
         if order.resume_epoch:
             resume_from = runs_service.checkpoint_path(run_id, order.resume_epoch)
         elif order.parent_run_id and order.fork_epoch:
             resume_from, fork = runs_service.checkpoint_path(order.parent_run_id, order.fork_epoch), True
+        if resume_from is not None and remote:
+            resume_from = store.fetch_checkpoint(directory / "start" / resume_from.name)
         job = TrainJob(spec=order.spec, config=config, checkpoint_dir=directory / "checkpoints",
                        artifacts_dir=directory / "export", resume_from=resume_from, fork=fork,
-                       weights_root=settings.data_dir.resolve())
+                       weights_root=(node_cache() if remote else settings.data_dir).resolve())
         result = train(job, data, sink, should_stop=stop)
         status, reason = COMPLETED, None
     except StoppedError:
@@ -90,8 +110,12 @@ def train_run(run_id: int, store: RunStore | None = None) -> int:
     except Exception as exc:  # the reason is shown to the user; the traceback goes to the log
         traceback.print_exc()
         status, reason = FAILED, f"{type(exc).__name__}: {exc}"
-    sink.close()
-    store.report(status, reason, result)
+    try:
+        sink.close()  # sends what is left, checkpoints and exports included
+        store.report(status, reason, result)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

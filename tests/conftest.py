@@ -75,7 +75,8 @@ class LiveServer:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), **(env or {})}
+        self.env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir),
+                    "TRAINBOARD_NODE_CACHE": str(data_dir / "node-cache"), **(env or {})}
         if "TRAINBOARD_DATABASE_URL" not in (env or {}):
             self.env.pop("TRAINBOARD_DATABASE_URL", None)  # SQLite in data_dir unless asked otherwise
         self.process: subprocess.Popen | None = None

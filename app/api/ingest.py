@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as Path_
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -25,7 +27,8 @@ from app.core.db import session_scope
 from app.core.deps import RunId, SessionDep
 from app.core.errors import TooLarge
 from app.runs import ingest
-from app.runs.service import run_dir
+from app.runs.models import Run
+from app.runs.service import checkpoint_path, run_dir
 from app.runs.store import RunOrder
 
 bearer = HTTPBearer(auto_error=False, description="the run's ingest token")
@@ -104,28 +107,27 @@ def get_order(db_session: SessionDep, run_id: RunId, credentials: Credentials) -
     return ingest.order(db_session, run_id)
 
 
-@router.put("/api/ingest/runs/{run_id}/artifacts/{name}", response_model=dict[str, Any])
-async def put_artifact(request: Request, run_id: RunId, name: str, credentials: Credentials) -> Any:
-    """A file of the run, streamed: kept in the run's folder, at most TRAINBOARD_MAX_ARTIFACT_BYTES."""
-    token = _token(credentials)
-
+async def _authorized(run_id: int, token: str | None, where: Callable[[Run], Path]) -> Path:
     def check() -> Path:
         with session_scope(write=False) as db_session:
-            ingest.authorize(db_session, run_id, token)
-        return ingest.artifact_path(run_dir(run_id), name)
+            return where(ingest.authorize(db_session, run_id, token))
 
-    target = await anyio.to_thread.run_sync(check)
+    return await anyio.to_thread.run_sync(check)
+
+
+async def _receive(request: Request, target: Path) -> int:
+    """Stream the body into `target` (replaced whole, or not at all), at most max_artifact_bytes."""
     limit = get_settings().max_artifact_bytes
     created = [d for d in (target.parent.parent, target.parent) if not d.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(f".{name}.{secrets.token_hex(8)}.part")
+    part = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
     size, done = 0, False
     try:
         with open(part, "wb") as out:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise TooLarge(f"the artifact is over the limit of {limit} bytes: raise TRAINBOARD_MAX_ARTIFACT_BYTES")
+                    raise TooLarge(f"the file is over the limit of {limit} bytes: raise TRAINBOARD_MAX_ARTIFACT_BYTES")
                 out.write(chunk)
         os.replace(part, target)
         done = True
@@ -136,6 +138,14 @@ async def put_artifact(request: Request, run_id: RunId, name: str, credentials: 
             for directory in reversed(created):
                 with contextlib.suppress(OSError):
                     directory.rmdir()  # only when empty: nothing of a refused upload stays
+    return size
+
+
+@router.put("/api/ingest/runs/{run_id}/artifacts/{name}", response_model=dict[str, Any])
+async def put_artifact(request: Request, run_id: RunId, name: str, credentials: Credentials) -> Any:
+    """A file of the run (an export), streamed: kept in the run's folder, at most TRAINBOARD_MAX_ARTIFACT_BYTES."""
+    target = await _authorized(run_id, _token(credentials), lambda run: ingest.artifact_path(run_dir(run_id), name))
+    size = await _receive(request, target)
 
     def record() -> None:
         with session_scope() as db_session:
@@ -143,3 +153,46 @@ async def put_artifact(request: Request, run_id: RunId, name: str, credentials: 
 
     await anyio.to_thread.run_sync(record)
     return {"name": name, "bytes": size}
+
+
+@router.put("/api/ingest/runs/{run_id}/checkpoints/{epoch}", response_model=dict[str, Any])
+async def put_checkpoint(request: Request, run_id: RunId, epoch: Annotated[int, Path_(ge=1, le=ingest.INT32_MAX)],
+                         credentials: Credentials,
+                         pruned: Annotated[str, Query(max_length=100_000, pattern=r"^[0-9,]*$",
+                                                      description="epochs whose checkpoints the trainer deleted")] = "") -> Any:
+    """A remote trainer's epoch checkpoint, streamed to where a local trainer writes it (resume and fork
+    use it); the server then deletes its copies of the checkpoints the trainer pruned."""
+    target = await _authorized(run_id, _token(credentials), lambda run: checkpoint_path(run_id, epoch))
+    size = await _receive(request, target)
+    drop = {int(e) for e in pruned.split(",") if e and len(e) < 10} - {epoch}
+    await anyio.to_thread.run_sync(lambda: ingest.prune_checkpoints(target.parent, drop))
+    return {"epoch": epoch, "bytes": size}
+
+
+@router.get("/api/ingest/runs/{run_id}/checkpoint", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+async def get_checkpoint(run_id: RunId, credentials: Credentials) -> Any:
+    """The checkpoint the run's order resumes or forks from (404 when it starts fresh)."""
+    path = await _authorized(run_id, _token(credentials), ingest.resume_checkpoint)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.get("/api/ingest/runs/{run_id}/dataset", response_model=ingest.DatasetManifest)
+async def get_dataset(run_id: RunId, credentials: Credentials) -> Any:
+    """The run's data set as files with their sha256 (a remote trainer caches them by hash)."""
+    token = _token(credentials)
+
+    def manifest() -> ingest.DatasetManifest:
+        with session_scope(write=False) as db_session:
+            dataset = ingest.authorize(db_session, run_id, token).dataset
+        return ingest.dataset_manifest(dataset)
+
+    return await anyio.to_thread.run_sync(manifest)
+
+
+@router.get("/api/ingest/runs/{run_id}/dataset/{name}", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+async def get_dataset_file(run_id: RunId, name: str, credentials: Credentials) -> Any:
+    """One file of the run's data set (the names its manifest lists)."""
+    path = await _authorized(run_id, _token(credentials), lambda run: ingest.dataset_file(run.dataset, name))
+    return FileResponse(path, media_type="application/octet-stream")

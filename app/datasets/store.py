@@ -6,6 +6,7 @@ Arrays are saved with np.save and loaded with allow_pickle=False: nothing here u
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,9 @@ from typing import Any
 import numpy as np
 
 ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test")
+# The files of a cached data set, as remote trainers fetch them (app/datasets/remote.py).
+FILE_NAMES = ("meta.json", *(f"{a}.npy" for a in ARRAY_NAMES))
+DIGESTS = ".digests.json"
 
 
 def datasets_root(data_dir: Path | str) -> Path:
@@ -83,3 +87,35 @@ def write_dataset(data_dir: Path | str, name: str, arrays: dict[str, np.ndarray]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def file_digests(data_dir: Path | str, name: str) -> list[dict[str, Any]]:
+    """Each file of a cached data set with its sha256 and size: what a remote trainer's node cache
+    is keyed by. Hashed once per version of the files: the digests are kept next to them, keyed by
+    each file's size and modification time."""
+    folder = dataset_dir(data_dir, name)
+    stats = {f: (folder / f).stat() for f in FILE_NAMES}
+    keys = {f: [st.st_size, st.st_mtime_ns] for f, st in stats.items()}
+    try:
+        saved = json.loads((folder / DIGESTS).read_text())
+    except (OSError, ValueError):
+        saved = {}
+    files, changed = [], False
+    for f in FILE_NAMES:
+        entry = saved.get(f) if isinstance(saved, dict) else None
+        if not isinstance(entry, dict) or entry.get("key") != keys[f]:
+            digest = hashlib.sha256()
+            with open(folder / f, "rb") as file:
+                while block := file.read(1 << 20):
+                    digest.update(block)
+            entry, changed = {"key": keys[f], "sha256": digest.hexdigest()}, True
+            saved = {**(saved if isinstance(saved, dict) else {}), f: entry}
+        files.append({"name": f, "sha256": entry["sha256"], "bytes": keys[f][0]})
+    if changed:  # best effort: another reader may write the same digests at the same time
+        tmp = folder / f".{DIGESTS}.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(saved))
+            os.replace(tmp, folder / DIGESTS)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return files

@@ -210,10 +210,11 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
             "rng": ckpt.rng_state(generator), "config": cfg.to_dict()})
         sink.emit("epoch", {"epoch": epoch, "epochs": cfg.epochs, "step": step, **metrics, "lr": lr,
                             "epoch_time": epoch_time, "samples_per_sec": seen / max(epoch_time, 1e-9)})
-        sink.emit("checkpoint", {"epoch": epoch, "path": str(path)})
+        pruned: list[int] = []
         if cfg.keep_checkpoints:
             best = _best_epoch(early, history)
-            ckpt.prune(job.checkpoint_dir, keep_last=cfg.keep_checkpoints, keep={best} if best else set())
+            pruned = ckpt.prune(job.checkpoint_dir, keep_last=cfg.keep_checkpoints, keep={best} if best else set())
+        sink.emit("checkpoint", {"epoch": epoch, "path": str(path), "pruned": pruned})
         sink.emit("memory", meter.event())
         if early.should_stop:
             stopped_early = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -145,7 +146,11 @@ class HttpRunStore:
     def load(self) -> RunOrder:
         response = self._call("GET", "/order", self.report_deadline_s)
         self._refused(response)
-        return RunOrder(**response.json())
+        order = RunOrder(**response.json())
+        with self._lock:
+            if self._next_seq == 1 and not self._unsent:  # a resumed run: go on from its last event
+                self._next_seq = order.trainer_seq + 1
+        return order
 
     def report(self, status: str, reason: str | None = None, result: Any = None) -> bool:
         """running first; at the end, everything unsent and then the final status. False when
@@ -185,16 +190,70 @@ class HttpRunStore:
             self._cancel = bool(response.json().get("cancel_requested"))
 
     def save_artifact(self, name: str, path: Path) -> None:
-        path = Path(path)
+        self._upload(f"/artifacts/{name}", Path(path))
 
+    def _upload(self, route: str, path: Path, **kwargs: Any) -> None:
         def chunks() -> Iterator[bytes]:
             with open(path, "rb") as file:
                 while block := file.read(1 << 20):
                     yield block
 
-        response = self._call("PUT", f"/artifacts/{name}", self.report_deadline_s, content_factory=chunks,
-                              headers={"Content-Length": str(path.stat().st_size)})
+        response = self._call("PUT", route, self.report_deadline_s, content_factory=chunks,
+                              headers={"Content-Length": str(path.stat().st_size)}, **kwargs)
         self._refused(response)
+
+    def save_checkpoint(self, epoch: int, path: Path, pruned: list[int]) -> None:
+        """Upload the checkpoint; the server drops the `pruned` epochs' copies as the engine did."""
+        self._upload(f"/checkpoints/{epoch}", Path(path), params={"pruned": ",".join(map(str, pruned))})
+
+    # -- files from the server -----------------------------------------------------------------
+    def _download(self, path: str, out: Any) -> None:
+        """Stream a file into `out` (rewound on each retry), with the retries of `_call`."""
+        deadline = time.monotonic() + self.report_deadline_s
+        wait = BACKOFF_FIRST_S
+        while True:
+            out.seek(0)
+            out.truncate()
+            try:
+                with self._client.stream("GET", f"{self._prefix}{path}") as response:
+                    if response.status_code < 500:
+                        if response.status_code >= 400:
+                            response.read()
+                            self._refused(response)
+                        for chunk in response.iter_bytes(1 << 20):
+                            out.write(chunk)
+                        return
+                    error: Exception = httpx.HTTPStatusError(f"{response.status_code}", request=response.request,
+                                                             response=response)
+            except httpx.TransportError as exc:
+                error = exc
+            if time.monotonic() + wait > deadline:
+                raise error
+            time.sleep(wait)
+            wait = min(wait * 2, BACKOFF_MAX_S)
+
+    def fetch_dataset(self, cache: Path | None = None) -> Path:
+        """A data directory holding the run's data set, from this node's cache (app/datasets/remote.py)."""
+        from app.datasets import remote
+
+        response = self._call("GET", "/dataset", self.report_deadline_s)
+        self._refused(response)
+
+        def download(name: str) -> Iterator[bytes]:
+            with tempfile.TemporaryFile() as out:
+                self._download(f"/dataset/{name}", out)
+                out.seek(0)
+                while block := out.read(1 << 20):
+                    yield block
+
+        return remote.materialize(response.json(), download, cache)
+
+    def fetch_checkpoint(self, dest: Path) -> Path:
+        """The checkpoint the run's order resumes (or forks) from, downloaded to `dest`."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "w+b") as out:
+            self._download("/checkpoint", out)
+        return dest
 
     def cancel_requested(self) -> bool:
         return self._cancel or self.ended

@@ -25,9 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.datasets import registry, store
 from app.runs import lifecycle
 from app.runs.models import ACTIVE_STATUSES, Run
+from app.runs.service import checkpoint_path
 from app.runs.sink import persist_batch, record_artifact, report_status
 from app.runs.store import RunOrder
 
@@ -226,11 +229,60 @@ def artifact_path(run_dir: Path, name: str) -> Path:
     if not ARTIFACT_NAME.fullmatch(name):
         raise InvalidInput("an artifact name is 1 to 50 letters, digits, '.', '_' or '-', starting with a "
                            "letter or digit", [{"field": "name", "message": "invalid artifact name"}])
-    return run_dir / "uploads" / name
+    return run_dir / "export" / name
 
 
 def record_upload(db_session: Session, run_id: int, name: str, path: Path) -> None:
     record_artifact(db_session, run_id, name, path)
+
+
+def prune_checkpoints(directory: Path, epochs: set[int]) -> None:
+    """Delete the run's checkpoints of these epochs (its remote trainer pruned them)."""
+    for epoch in epochs:
+        (directory / f"epoch-{epoch:04d}.pt").unlink(missing_ok=True)
+
+
+def resume_checkpoint(run: Run) -> Path:
+    """The checkpoint file a run's order starts from: its own (resume) or its parent's (fork)."""
+    if run.resume_epoch:
+        path = checkpoint_path(run.id, run.resume_epoch)
+    elif run.parent_run_id and run.fork_epoch:
+        path = checkpoint_path(run.parent_run_id, run.fork_epoch)
+    else:
+        raise NotFound(f"run {run.id} starts from scratch: it has no checkpoint to resume from")
+    if not path.is_file():
+        raise NotFound(f"the checkpoint run {run.id} starts from is missing on the server ({path.name})")
+    return path
+
+
+# -- data sets for remote trainers ---------------------------------------------------------------
+
+class DatasetFile(BaseModel):
+    name: str
+    sha256: str
+    bytes: int
+
+
+class DatasetManifest(BaseModel):
+    name: str
+    files: list[DatasetFile]
+
+
+def dataset_manifest(name: str) -> DatasetManifest:
+    """The run's data set as files and their sha256 (materialized on the server first if need be)."""
+    data_dir = get_settings().data_dir
+    registry.ensure_cached(name, data_dir)
+    return DatasetManifest(name=name, files=[DatasetFile(**f) for f in store.file_digests(data_dir, name)])
+
+
+def dataset_file(name: str, file_name: str) -> Path:
+    if file_name not in store.FILE_NAMES:
+        raise NotFound(f"a data set has the files {', '.join(store.FILE_NAMES)}, not {file_name!r}")
+    data_dir = get_settings().data_dir
+    path = store.dataset_dir(data_dir, name) / file_name
+    if not store.is_cached(data_dir, name):
+        raise NotFound(f"data set {name} is not on the server: ask for its manifest first")
+    return path
 
 
 # -- external runs -------------------------------------------------------------------------------

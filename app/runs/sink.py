@@ -51,6 +51,9 @@ class DbSink:
         with session_scope() as db_session:
             record_artifact(db_session, self.run_id, name, path)
 
+    def save_checkpoint(self, epoch: int, path: Path, pruned: list[int]) -> None:
+        pass  # written straight into the run's folder on the server's disk
+
     def cancel_requested(self) -> bool:
         with session_scope(write=False) as db_session:
             return lifecycle.should_stop(db_session, self.run_id)

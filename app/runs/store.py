@@ -32,12 +32,16 @@ class RunOrder:
     resume_epoch: int | None
     parent_run_id: int | None
     fork_epoch: int | None
+    # The last event seq the server holds from this run's trainers: a new trainer (a resume, a
+    # retry) numbers its events from the next one, so the ingest API stores them, gap-free.
+    trainer_seq: int = 0
 
     @classmethod
     def of(cls, run: Any) -> RunOrder:
         """The order of a run row (anything with the Run model's attributes)."""
         return cls(run_id=run.id, spec=dict(run.spec), dataset=run.dataset, config=dict(run.config),
-                   resume_epoch=run.resume_epoch, parent_run_id=run.parent_run_id, fork_epoch=run.fork_epoch)
+                   resume_epoch=run.resume_epoch, parent_run_id=run.parent_run_id, fork_epoch=run.fork_epoch,
+                   trainer_seq=run.last_trainer_seq or 0)
 
 
 class RunStore(Protocol):
@@ -61,6 +65,10 @@ class RunStore(Protocol):
 
     def save_artifact(self, name: str, path: Path) -> None:
         """Record a file the run produced (inside the artifacts directory)."""
+
+    def save_checkpoint(self, epoch: int, path: Path, pruned: list[int]) -> None:
+        """The checkpoint of `epoch` was written at `path`, and the engine deleted those of the
+        `pruned` epochs. A store whose trainer writes the server's own disk has nothing to do."""
 
     def cancel_requested(self) -> bool:
         """True when the trainer should stop: cancelled, or the run is no longer its own."""
@@ -110,6 +118,13 @@ class StoreSink:
             except Exception as exc:  # keep training; the next flush retries the batch
                 print(f"trainboard: metric flush failed, will retry: {exc}", flush=True)
 
+    def _save_checkpoint(self, payload: dict[str, Any]) -> None:
+        try:
+            self.store.save_checkpoint(int(payload["epoch"]), Path(payload["path"]),
+                                       [int(e) for e in payload.get("pruned", [])])
+        except FileNotFoundError:
+            pass  # pruned by the engine before it could be sent: nothing to keep
+
     def flush(self) -> None:
         """Send pending events (or a heartbeat when due), then look at the cancel flag."""
         with self._lock:
@@ -120,6 +135,8 @@ class StoreSink:
                 for kind, payload in batch:
                     if kind == "artifact":
                         self.store.save_artifact(payload["name"], Path(payload["path"]))
+                    elif kind == "checkpoint":
+                        self._save_checkpoint(payload)
                 if batch:
                     self.store.append(batch)
                 else:

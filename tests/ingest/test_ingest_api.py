@@ -133,7 +133,7 @@ def test_an_artifact_over_the_limit_is_refused_and_leaves_nothing(server):
         assert "model.bin" not in [a["name"] for a in api.get(f"/api/runs/{run_id}/artifacts").json()]
         small = api.put(f"/api/ingest/runs/{run_id}/artifacts/model.bin", content=b"z" * 100, headers=auth)
         assert small.status_code == 200, small.text
-        assert (run_dir / "uploads" / "model.bin").read_bytes() == b"z" * 100
+        assert (run_dir / "export" / "model.bin").read_bytes() == b"z" * 100
         listed = api.get(f"/api/runs/{run_id}/artifacts").json()
         assert [(a["name"], a["bytes"]) for a in listed if a["name"] == "model.bin"] == [("model.bin", 100)]
         assert api.get(f"/api/runs/{run_id}/artifacts/model.bin").content == b"z" * 100
