@@ -142,9 +142,16 @@ async def _receive(request: Request, target: Path) -> int:
 
 
 @router.put("/api/ingest/runs/{run_id}/artifacts/{name}", response_model=dict[str, Any])
-async def put_artifact(request: Request, run_id: RunId, name: str, credentials: Credentials) -> Any:
+async def put_artifact(request: Request, run_id: RunId, name: str, credentials: Credentials,
+                       filename: Annotated[str | None, Query(max_length=50, description=(
+                           "the file's own name in the run's folder (default: the artifact's name)"))] = None) -> Any:
     """A file of the run (an export), streamed: kept in the run's folder, at most TRAINBOARD_MAX_ARTIFACT_BYTES."""
-    target = await _authorized(run_id, _token(credentials), lambda run: ingest.artifact_path(run_dir(run_id), name))
+    ingest.artifact_path(run_dir(run_id), name)  # the name is checked even when the file has its own
+
+    def where(run: Run) -> Path:
+        return ingest.artifact_path(run_dir(run_id), filename or name)
+
+    target = await _authorized(run_id, _token(credentials), where)
     size = await _receive(request, target)
 
     def record() -> None:

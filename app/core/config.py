@@ -34,11 +34,16 @@ class Settings(BaseSettings):
     # event loop, stays around 10 ms.
     max_body_bytes: int = Field(default=512 * 1024, ge=1)
 
-    # Executor: "local" (a process per run) or "ray".
+    # Executor: "local" (a process per run on this machine) or "ray" (an actor per run on a Ray
+    # cluster; needs the ray extra).
     executor: str = "local"
-    # How many runs train at once with the local executor.
+    # Where the Ray executor finds the cluster: "auto" (a cluster this machine belongs to), a head's
+    # "HOST:6379" from a node of the cluster, or "ray://HOST:10001" (Ray Client) from elsewhere.
+    ray_address: str = "auto"
+    # How many runs train at once with the local executor (the Ray executor reads the cluster's size).
     slots: int = Field(default=2, ge=1)
-    # torch threads per trainer; 0 splits the machine's cores (less one) between the slots.
+    # torch threads per trainer; 0 splits the machine's cores (less one) between the slots (local)
+    # or gives each run 1 CPU (Ray: a run's actor asks for this many CPUs).
     trainer_threads: int = Field(default=0, ge=0)
     # Keep a trainer process warm (torch already imported) so runs start in well under a second.
     warm_workers: bool = True

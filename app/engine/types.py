@@ -113,6 +113,8 @@ class TrainConfig:
     # Epoch checkpoints kept on disk: 0 keeps every one (fork from any epoch); N keeps the last N
     # and the best epoch's (by validation loss, or early stopping's monitor).
     keep_checkpoints: int = 0
+    # Read by the scheduler, not the engine: how often a run whose trainer was lost is queued again.
+    retries: int = 0
     # Cap on the number of training samples used (None: all); handy for quick experiments.
     max_train_samples: int | None = None
 

@@ -25,10 +25,13 @@ class Executor(Protocol):
 
 @dataclass(frozen=True)
 class Resources:
-    """What a launcher offers: CPU threads and GPU ids."""
+    """What a launcher offers: CPU threads and GPU ids; a cluster also says how many runs it holds
+    (`slots`, else TRAINBOARD_SLOTS) and with how many threads each (else the cores are split)."""
 
     cpu_threads: int
     gpus: tuple[str, ...] = ()
+    slots: int | None = None
+    threads_per_run: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Assignment:
     threads: int
     gpu: str | None = None
     ingest_token: str | None = None
+    device: str = "auto"  # the run's device setting (a cluster launcher asks for a GPU by it)
 
 
 @dataclass
@@ -63,6 +67,9 @@ class RunRef:
 class Launcher(Protocol):
     # The owner written to `runs.worker` for runs it launches, e.g. "local:HOST".
     owner: str
+    # True when its trainers share no disk or database with the server (they report over the
+    # ingest API with their run's token); a silent one counts as lost after heartbeat_timeout_s.
+    remote: bool
 
     def resources(self) -> Resources:
         """The CPU threads and GPUs it offers."""

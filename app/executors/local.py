@@ -98,6 +98,8 @@ def last_error_line(log_path: Path | None) -> str:
 
 
 class LocalLauncher:
+    remote = False
+
     def __init__(self, settings: Settings, *, python: str | None = None, env: dict[str, str] | None = None,
                  warm: bool | None = None):
         self.settings = settings

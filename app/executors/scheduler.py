@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.core.config import Settings
 from app.core.db import session_scope
@@ -34,7 +34,8 @@ from app.core.models_base import utcnow
 from app.executors.base import Assignment, Handle, Launcher, RunRef
 from app.runs import ingest, lifecycle
 from app.runs.events import append_events
-from app.runs.models import ACTIVE_STATUSES, QUEUED, STARTING, Run
+from app.runs.models import ACTIVE_STATUSES, QUEUED, STARTING, Run, RunEvent
+from app.runs.service import latest_checkpoint_epoch
 
 TICK_S = 0.1
 REAP_EVERY_S = 1.0
@@ -56,11 +57,17 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._last_reap = 0.0
-        resources = launcher.resources()
+        self._read_resources()
+
+    def _read_resources(self) -> None:
+        """Slots and threads per run: from the launcher (a cluster's size may change), else the settings."""
+        resources = self.launcher.resources()
         self.gpus = list(resources.gpus)
+        self.slots = resources.slots if resources.slots is not None else self.settings.slots
         # Split the cores between the slots, keeping one for the web process and the next standby's
         # warm-up: oversubscribed OpenMP threads slow small models down by up to 10x (measured).
-        self.threads_per_run = settings.trainer_threads or max(1, (resources.cpu_threads - 1) // settings.slots)
+        self.threads_per_run = (self.settings.trainer_threads or resources.threads_per_run
+                                or max(1, (resources.cpu_threads - 1) // self.settings.slots))
 
     # -- Executor ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -96,6 +103,7 @@ class Scheduler:
         now = time.monotonic()
         if now - self._last_reap > REAP_EVERY_S:
             self._last_reap = now
+            self._read_resources()
             self._reap()
 
     # -- slots -------------------------------------------------------------------------------
@@ -106,18 +114,22 @@ class Scheduler:
         return next((g for g in self.gpus if g not in used), self.gpus[0])
 
     def _start_queued(self) -> None:
-        while len(self.active) < self.settings.slots:
+        while len(self.active) < self.slots:
             with session_scope(write=False) as db_session:  # the common case, nothing queued, stays read-only
                 if db_session.scalar(select(Run.id).where(Run.status == QUEUED).limit(1)) is None:
                     return
-            token = None
+            token, device = None, "auto"
             with session_scope() as db_session:
                 run_id = lifecycle.claim_next(db_session, self.launcher.owner)
-                if run_id is not None and self.settings.trainer_store == "http":
-                    token = ingest.issue_token(db_session, run_id)  # its trainer reports over HTTP
+                if run_id is not None:
+                    device = str((db_session.scalar(select(Run.config).where(Run.id == run_id)) or {})
+                                 .get("device", "auto"))
+                    if self.launcher.remote or self.settings.trainer_store == "http":
+                        token = ingest.issue_token(db_session, run_id)  # its trainer reports over HTTP
             if run_id is None:
                 return
-            assignment = Assignment(threads=self.threads_per_run, gpu=self._free_gpu(), ingest_token=token)
+            assignment = Assignment(threads=self.threads_per_run, gpu=self._free_gpu(), ingest_token=token,
+                                    device=device)
             try:
                 handle = self.launcher.launch(run_id, assignment)
             except OSError as exc:
@@ -141,11 +153,28 @@ class Scheduler:
                 if run.cancel_requested:
                     lifecycle.cancelled(db_session, run_id, "cancelled by the user (stopped after the grace period)")
                 elif run.status == STARTING:
-                    lifecycle.fail(db_session, run_id, "the trainer could not start: "
-                                   + self.launcher.exit_reason(tracked.handle))
+                    self._fail(db_session, run, "the trainer could not start: "
+                               + self.launcher.exit_reason(tracked.handle))
                 else:
-                    lifecycle.fail(db_session, run_id, self.launcher.exit_reason(tracked.handle)
-                                   + ("" if not tracked.handle.adopted else " (adopted after a server restart)"))
+                    self._fail(db_session, run, self.launcher.exit_reason(tracked.handle)
+                               + ("" if not tracked.handle.adopted else " (adopted after a server restart)"))
+
+    def _fail(self, db_session, run: Run, reason: str) -> bool:
+        """Fail a run whose trainer was lost; queue it again from its last checkpoint when its
+        settings ask for retries (`retries`) and it has some left."""
+        if not lifecycle.fail(db_session, run.id, reason):
+            return False
+        allowed = int((run.config or {}).get("retries") or 0)
+        used = db_session.scalar(select(func.count()).select_from(RunEvent)
+                                 .where(RunEvent.run_id == run.id, RunEvent.kind == "retry")) or 0
+        if used < allowed and not run.external:
+            epoch = latest_checkpoint_epoch(run.id, up_to=run.epoch or 0)
+            append_events(db_session, run.id, [("retry", {
+                "attempt": used + 1, "of": allowed, "after": reason, "resume_epoch": epoch,
+                "message": f"retry {used + 1} of {allowed}, from "
+                           + (f"the checkpoint of epoch {epoch}" if epoch else "the start") + f", after: {reason}"})])
+            lifecycle.resume(db_session, run.id, epoch)
+        return True
 
     def _enforce_cancels(self) -> None:
         if not self.active:
@@ -179,7 +208,9 @@ class Scheduler:
     def _reap(self) -> None:
         """Ours alive but silent past hung_timeout_s → failed and killed. Others' (not in our slots)
         whose heartbeat stopped → interrupted, unless their trainer is alive on this host."""
-        hung = timedelta(seconds=self.settings.hung_timeout_s)
+        # A remote trainer's heartbeats are its only sign of life (its node may be gone).
+        hung = timedelta(seconds=self.settings.heartbeat_timeout_s if self.launcher.remote
+                         else self.settings.hung_timeout_s)
         stale = timedelta(seconds=self.settings.heartbeat_timeout_s)
         with session_scope(write=False) as db_session:
             rows = db_session.execute(select(Run.id, Run.heartbeat_at, Run.status, Run.worker, Run.pid, Run.external)
@@ -196,10 +227,15 @@ class Scheduler:
                 if status == STARTING:
                     continue  # the start timeout covers it
                 if silent is not None and silent > hung:
+                    handle = self.active[run_id].handle
+                    what = ("Ray worker lost: the trainer sent no heartbeat" if self.launcher.remote
+                            else "the trainer stopped responding (no heartbeat")
                     with session_scope() as db_session:
-                        if lifecycle.fail(db_session, run_id, f"the trainer stopped responding (no heartbeat for "
-                                          f"{silent.total_seconds():.0f} s) and was killed"):
-                            self.launcher.signal(self.active[run_id].handle, "kill")
+                        run = db_session.get(Run, run_id)
+                        if run is not None and self._fail(db_session, run, f"{what} for {silent.total_seconds():.0f} s"
+                                                          + (") and was killed" if not self.launcher.remote else "")):
+                            self.launcher.signal(handle, "kill")
+                            self.active.pop(run_id, None)
                 continue
             if silent is not None and silent <= stale:
                 continue

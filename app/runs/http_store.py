@@ -190,7 +190,7 @@ class HttpRunStore:
             self._cancel = bool(response.json().get("cancel_requested"))
 
     def save_artifact(self, name: str, path: Path) -> None:
-        self._upload(f"/artifacts/{name}", Path(path))
+        self._upload(f"/artifacts/{name}", Path(path), params={"filename": Path(path).name})
 
     def _upload(self, route: str, path: Path, **kwargs: Any) -> None:
         def chunks() -> Iterator[bytes]:

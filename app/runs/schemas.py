@@ -151,6 +151,9 @@ class TrainConfigIn(BaseModel):
     max_train_samples: Whole | None = Field(default=None, ge=1)
     # 0: every epoch's checkpoint stays (fork from any epoch); N: the last N and the best one.
     keep_checkpoints: Whole = Field(default=0, ge=0)
+    # How many times a run whose trainer was lost (its process killed, its Ray worker or node gone)
+    # is queued again, resuming from its last checkpoint. Errors in the run itself are not retried.
+    retries: Whole = Field(default=0, ge=0, le=10)
 
     @field_validator("epochs", "batch_size")
     @classmethod

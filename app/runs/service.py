@@ -166,16 +166,21 @@ def request_cancel(*, db_session: Session, run_id: int) -> Run:
     return get(db_session=db_session, run_id=run_id)
 
 
-def latest_checkpoint_epoch(run_id: int) -> int | None:
+def latest_checkpoint_epoch(run_id: int, up_to: int | None = None) -> int | None:
+    """The last epoch with a checkpoint on disk; with `up_to`, the last one not after it (a resume
+    passes the last epoch the run recorded, so it never skips an epoch whose metrics were lost)."""
     directory = run_dir(run_id) / "checkpoints"
-    epochs = sorted(int(p.stem.split("-")[1]) for p in directory.glob("epoch-*.pt")) if directory.exists() else []
+    epochs = sorted(int(p.stem[6:]) for p in directory.glob("epoch-*.pt")
+                    if p.stem[6:].isdigit()) if directory.exists() else []
+    if up_to is not None:
+        epochs = [e for e in epochs if e <= up_to]
     return epochs[-1] if epochs else None
 
 
 def resume(*, db_session: Session, run_id: int) -> Run:
     """Queue a failed, cancelled or interrupted run again; it continues from its last checkpoint."""
-    get(db_session=db_session, run_id=run_id)
-    lifecycle.resume(db_session, run_id, latest_checkpoint_epoch(run_id))
+    run = get(db_session=db_session, run_id=run_id)
+    lifecycle.resume(db_session, run_id, latest_checkpoint_epoch(run_id, up_to=run.epoch or 0))
     db_session.commit()
     return get(db_session=db_session, run_id=run_id)
 

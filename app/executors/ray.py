@@ -1,0 +1,245 @@
+"""The Ray launcher: each run is a Ray actor on the cluster (TRAINBOARD_EXECUTOR=ray).
+
+The scheduler (app/executors/scheduler.py) stays in the web process and owns every status
+change; this launcher only starts trainers on the cluster and answers questions about them.
+
+- The web process connects to the cluster as a Ray driver (TRAINBOARD_RAY_ADDRESS: `auto`, a
+  head's `HOST:6379` when it runs on a node of the cluster, or `ray://HOST:10001` through Ray
+  Client). Only this module imports Ray, and only when the Ray executor is chosen.
+- A run becomes one actor (app/executors/ray_trainer.py) with `num_cpus` = the run's threads
+  (TRAINBOARD_TRAINER_THREADS, default 1) and `num_gpus` = 1 for device `cuda`, or for `auto` when
+  the cluster has GPUs. The slot count is the cluster's capacity in such runs, read from Ray.
+- Trainers on the cluster share no disk or database with the server: they report over the ingest
+  API with their run's token and fetch their data set and resume checkpoint from it.
+- Starting is prompt: one standby actor (CPU shape) is kept warm, torch imported, and handed the
+  next CPU run; a Ray job would cost seconds of driver start-up per run (docs/benchmarks.md).
+- Cancel: the actor's `cancel()` (and the cancel flag in every ingest answer) stops the run at its
+  next step; after the grace period the actor is killed (`ray.kill`).
+- An actor that dies (its worker process killed, its node lost) fails its run with "Ray worker
+  lost: …" at once when Ray reports it, and at the latest when its heartbeats have stopped for
+  TRAINBOARD_HEARTBEAT_TIMEOUT_S; the scheduler retries the run if its settings ask for retries.
+- Actors are detached and named in a namespace of this server, so a restarted server adopts the
+  runs still training; standbys left by a previous server are removed when it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.core.config import Settings
+from app.executors.base import Assignment, Handle, Resources, RunRef
+from app.executors.ray_trainer import RayTrainer
+
+PREFIX = "trainboard-trainer-"
+RESOURCES_EVERY_S = 2.0
+# A standby that failed to warm up is not replaced sooner than this.
+STANDBY_RETRY_S = 5.0
+
+
+class RayUnavailable(RuntimeError):
+    """The cluster cannot be reached (or Ray is not installed)."""
+
+
+@dataclass
+class RayHandle(Handle):
+    actor: Any = None
+    ref: Any = None  # train() (or wait(), for an adopted run): ready when the trainer is done
+    outcome: str | None = None  # why it ended, read once it is done
+
+
+def namespace(settings: Settings) -> str:
+    """The Ray namespace of this server's actors: one per server (by the URL its trainers report to)."""
+    return "trainboard-" + hashlib.sha256(settings.ingest_url.encode()).hexdigest()[:12]
+
+
+def first_lines(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return " ".join(lines[:2])[:limit]
+
+
+class RayLauncher:
+    remote = True  # trainers report over the ingest API
+
+    def __init__(self, settings: Settings):
+        try:
+            import ray
+        except ImportError as exc:
+            raise RayUnavailable("TRAINBOARD_EXECUTOR=ray needs the Ray extra: pip install 'trainboard[ray]'") from exc
+        self.ray = ray
+        self.settings = settings
+        self.owner = f"ray:{settings.ray_address}"
+        self.namespace = namespace(settings)
+        self.threads = settings.trainer_threads or 1
+        try:
+            ray.init(address=settings.ray_address, namespace=self.namespace, logging_level="ERROR",
+                     log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError: say where it looked
+            raise RayUnavailable(f"cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS="
+                                 f"{settings.ray_address}: {first_lines(exc)}") from exc
+        self.actor_class = ray.remote(RayTrainer)
+        self.standby: RayHandle | None = None
+        self.live: dict[int, RayHandle] = {}  # runs whose actor has not ended yet
+        self._resources: Resources | None = None
+        self._resources_at = 0.0
+        self._has_gpu = False
+        self._standby_retry_at = 0.0
+        self._remove_old_standbys()
+
+    # -- what it offers ----------------------------------------------------------------------
+    def resources(self) -> Resources:
+        now = time.monotonic()
+        if self._resources is None or now - self._resources_at > RESOURCES_EVERY_S:
+            total = self.ray.cluster_resources()
+            cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
+            self._has_gpu = gpus >= 1
+            self._resources = Resources(cpu_threads=int(cpus), slots=int(cpus // self.threads),
+                                        threads_per_run=self.threads)
+            self._resources_at = now
+        return self._resources
+
+    # -- actors ------------------------------------------------------------------------------
+    def _new_actor(self, num_gpus: int) -> Any:
+        return self.actor_class.options(
+            name=PREFIX + secrets.token_hex(6), lifetime="detached", max_concurrency=4, max_restarts=0,
+            num_cpus=self.threads, num_gpus=num_gpus).remote()
+
+    def _remove_old_standbys(self) -> None:
+        """Kill this namespace's trainer actors that hold no run (standbys of an earlier server)."""
+        with contextlib.suppress(Exception):
+            for entry in self.ray.util.list_named_actors(all_namespaces=False):
+                name = entry if isinstance(entry, str) else entry.get("name", "")
+                if not name.startswith(PREFIX):
+                    continue
+                with contextlib.suppress(Exception):
+                    actor = self.ray.get_actor(name)
+                    if self.ray.get(actor.run_id.remote(), timeout=5) is None:
+                        self.ray.kill(actor, no_restart=True)
+
+    def prepare(self) -> None:
+        if not self.settings.warm_workers:
+            return
+        now = time.monotonic()
+        if self.standby is not None and self._standby_failed(self.standby):
+            self._kill(self.standby)
+            self.standby = None
+            self._standby_retry_at = now + STANDBY_RETRY_S
+        if self.standby is None and now >= self._standby_retry_at and len(self.live) + 1 <= self.resources().slots:
+            actor = self._new_actor(0)
+            self.standby = RayHandle(run_id=0, pid=None, actor=actor, ref=actor.ready.remote())
+
+    def _standby_failed(self, standby: RayHandle) -> bool:
+        """Whether the standby died while warming up (e.g. a broken install on its node)."""
+        if standby.outcome == "ready":
+            return False
+        ready, _ = self.ray.wait([standby.ref], timeout=0)
+        if not ready:
+            return False
+        try:
+            self.ray.get(standby.ref, timeout=5)
+        except Exception as exc:
+            print(f"trainboard: a standby trainer on the Ray cluster failed: {first_lines(exc)}",
+                  file=sys.stderr, flush=True)
+            return True
+        standby.outcome = "ready"
+        return False
+
+    def _kill(self, handle: RayHandle) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.kill(handle.actor, no_restart=True)
+
+    def close(self) -> None:
+        standby, self.standby = self.standby, None
+        if standby is not None:
+            self._kill(standby)
+        with contextlib.suppress(Exception):
+            self.ray.shutdown()  # detached actors keep training; a restarted server adopts them
+
+    # -- trainers ----------------------------------------------------------------------------
+    def _num_gpus(self, device: str) -> int:
+        if device.startswith("cuda"):
+            return 1
+        if device == "auto":
+            self.resources()
+            return 1 if self._has_gpu else 0
+        return 0
+
+    def launch(self, run_id: int, assignment: Assignment) -> RayHandle:
+        num_gpus = self._num_gpus(assignment.device)
+        standby, self.standby = self.standby, None
+        if standby is not None and (num_gpus or self._standby_failed(standby)):
+            self._kill(standby)  # a GPU run needs another shape: free the standby's CPUs for it
+            standby = None
+        actor = standby.actor if standby is not None else self._new_actor(num_gpus)
+        order = {"run_id": run_id, "threads": assignment.threads, "server_url": self.settings.ingest_url,
+                 "token": assignment.ingest_token}
+        handle = RayHandle(run_id=run_id, pid=None, actor=actor, ref=actor.train.remote(order))
+        self.live[run_id] = handle
+        return handle
+
+    def _done(self, handle: RayHandle) -> bool:
+        if handle.outcome is not None:
+            return True
+        ready, _ = self.ray.wait([handle.ref], timeout=0)
+        if not ready:
+            return False
+        try:
+            self.ray.get(handle.ref, timeout=5)
+            handle.outcome = "the trainer ended without reporting its result"
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError,
+                self.ray.exceptions.NodeDiedError, self.ray.exceptions.ObjectLostError) as exc:
+            handle.outcome = f"Ray worker lost: {first_lines(exc)}"
+        except self.ray.exceptions.RayTaskError as exc:
+            handle.outcome = f"the trainer failed on the cluster: {first_lines(exc.cause if exc.cause else exc)}"
+        except Exception as exc:
+            handle.outcome = f"Ray worker lost: {type(exc).__name__}: {first_lines(exc)}"
+        self._kill(handle)  # one actor per run: its process goes with it
+        if handle.run_id:
+            self.live.pop(handle.run_id, None)
+        return True
+
+    def alive(self, handle: Handle) -> bool:
+        return not self._done(handle)  # type: ignore[arg-type]
+
+    def signal(self, handle: Handle, what: Literal["cancel", "kill"]) -> None:
+        actor = getattr(handle, "actor", None)
+        if actor is None:
+            return
+        if what == "cancel":
+            with contextlib.suppress(Exception):
+                actor.cancel.remote()
+        else:
+            self._kill(handle)  # type: ignore[arg-type]
+
+    def exit_reason(self, handle: Handle) -> str:
+        self._done(handle)  # type: ignore[arg-type]
+        return getattr(handle, "outcome", None) or "the trainer ended"
+
+    def adopt(self, run: RunRef) -> RayHandle | None:
+        """A run still training on the cluster after a server restart: its actor, found by run id."""
+        if run.worker != self.owner:
+            return None
+        for handle in list(self.live.values()):
+            if handle.run_id == run.id:
+                return handle
+        try:
+            names = self.ray.util.list_named_actors(all_namespaces=False)
+        except Exception as exc:
+            print(f"trainboard: cannot list the Ray actors: {exc}", file=sys.stderr, flush=True)
+            return None
+        for entry in names:
+            name = entry if isinstance(entry, str) else entry.get("name", "")
+            if not name.startswith(PREFIX):
+                continue
+            with contextlib.suppress(Exception):
+                actor = self.ray.get_actor(name)
+                if self.ray.get(actor.run_id.remote(), timeout=5) == run.id:
+                    handle = RayHandle(run_id=run.id, pid=run.pid, adopted=True, actor=actor, ref=actor.wait.remote())
+                    self.live[run.id] = handle
+                    return handle
+        return None

@@ -1,0 +1,148 @@
+"""The Ray executor against a real Ray head on loopback (tests/ray/conftest.py): runs train as
+Ray actors that report over the ingest API, are cancelled, and survive (or not) a lost worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+from tests.runs.helpers import run_body, slow_body, wait_for, wait_metrics, wait_status
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+def _events(api: httpx.Client, run_id: int) -> list[dict]:
+    return api.get(f"/api/runs/{run_id}/metrics", params={"limit": 10000}).json()
+
+
+def _trainer_seqs(data: Path, run_id: int) -> list[int]:
+    with sqlite3.connect(data / "trainboard.db") as db:
+        return [row[0] for row in db.execute(
+            "select trainer_seq from run_events where run_id = ? and trainer_seq is not null order by seq", (run_id,))]
+
+
+def _files(data: Path, run_id: int, folder: str) -> list[str]:
+    directory = data / "artifacts" / f"run-{run_id}" / folder
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def _train_to_the_end(server: LiveServer, body: dict) -> tuple[dict, list[dict], dict]:
+    with server.api() as api:
+        run_id = api.post("/api/runs", json=body).json()["id"]
+        run = wait_status(api, run_id, "completed", "failed", timeout=180)
+        return run, _events(api, run_id), {a["name"]: a["bytes"] for a in api.get(f"/api/runs/{run_id}/artifacts").json()}
+
+
+def test_a_run_on_ray_trains_exactly_like_a_local_run(ray_head, tmp_path):
+    body = run_body(epochs=2, seed=3)
+    local = LiveServer(tmp_path / "local", env={"TRAINBOARD_SLOTS": "1"}).start()
+    try:
+        run_local, events_local, artifacts_local = _train_to_the_end(local, body)
+    finally:
+        local.stop()
+    on_ray = LiveServer(tmp_path / "ray", env=ray_head.server_env()).start()
+    try:
+        run_ray, events_ray, artifacts_ray = _train_to_the_end(on_ray, body)
+        with on_ray.api() as api:
+            evaluation_ray = api.get(f"/api/runs/{run_ray['id']}/evaluation").json()
+            page = api.get(f"/runs/{run_ray['id']}")
+    finally:
+        on_ray.stop()
+    local_again = LiveServer(tmp_path / "local", env={"TRAINBOARD_SLOTS": "1"}).start()
+    try:
+        with local_again.api() as api:
+            evaluation_local = api.get(f"/api/runs/{run_local['id']}/evaluation").json()
+    finally:
+        local_again.stop()
+
+    assert run_local["status"] == run_ray["status"] == "completed", (run_local, run_ray)
+    assert run_ray["worker"] == f"ray:{ray_head.address}"
+    # Same seed on CPU: the same numbers, epoch by epoch and on the test set.
+    assert run_ray["test_accuracy"] == run_local["test_accuracy"]
+    metrics = lambda events: [(e["kind"], e["payload"].get("epoch"), e["payload"].get("loss"),  # noqa: E731
+                               e["payload"].get("val_accuracy")) for e in events if e["kind"] in ("step", "epoch")]
+    assert metrics(events_ray) == metrics(events_local)
+    assert evaluation_ray["confusion_matrix"] == evaluation_local["confusion_matrix"]
+    # Checkpoints and exports where a local run keeps them, under the same names.
+    assert _files(tmp_path / "ray", run_ray["id"], "checkpoints") == ["epoch-0001.pt", "epoch-0002.pt"]
+    assert _files(tmp_path / "ray", run_ray["id"], "export") == _files(tmp_path / "local", run_local["id"], "export")
+    assert set(artifacts_ray) == set(artifacts_local) and len(artifacts_ray) >= 2
+    assert [e["seq"] for e in events_ray] == list(range(1, len(events_ray) + 1))
+    sent = _trainer_seqs(tmp_path / "ray", run_ray["id"])
+    assert sent == list(range(1, len(sent) + 1)) and sent
+    assert page.status_code == 200 and "completed" in page.text
+    # The data set came over HTTP into the node's cache, by content hash.
+    assert len(list((ray_head.node_cache / "blobs").iterdir())) == 5
+
+
+def test_queued_and_running_runs_on_ray_are_cancelled(ray_head, tmp_path):
+    # Two threads per run on a two-CPU head: the cluster holds one run at a time.
+    server = LiveServer(tmp_path / "data", env=ray_head.server_env(TRAINBOARD_TRAINER_THREADS="2")).start()
+    try:
+        with server.api() as api:
+            running = api.post("/api/runs", json=slow_body()).json()["id"]
+            wait_metrics(api, running, timeout=90)
+            queued = api.post("/api/runs", json=slow_body()).json()["id"]
+            assert api.get(f"/api/runs/{queued}").json()["status"] == "queued"
+            assert api.post(f"/api/runs/{queued}/cancel").json()["status"] == "cancelled"
+            api.post(f"/api/runs/{running}/cancel")
+            run = wait_status(api, running, "cancelled", "failed", timeout=30)
+            assert run["status"] == "cancelled" and run["failure_reason"] == "cancelled by the user", run
+            # The freed slot is the cluster's again: a new run starts and trains.
+            after = api.post("/api/runs", json=run_body(epochs=1)).json()["id"]
+            assert wait_status(api, after, "completed", "failed", timeout=90)["status"] == "completed"
+    finally:
+        server.stop()
+
+
+def _kill_trainer(api: httpx.Client, ray_head, run_id: int) -> int:
+    run = wait_for(api, run_id, lambda r: r["status"] == "running" and r["pid"], 90, "running with a pid")
+    assert run["pid"] in {p.pid for p in ray_head.processes()}, "the trainer is not a worker of the Ray head"
+    os.kill(run["pid"], signal.SIGKILL)
+    return run["pid"]
+
+
+def test_a_killed_ray_worker_fails_its_run_with_the_reason(ray_head, tmp_path):
+    server = LiveServer(tmp_path / "data", env=ray_head.server_env()).start()
+    try:
+        with server.api() as api:
+            run_id = api.post("/api/runs", json=slow_body()).json()["id"]
+            wait_metrics(api, run_id, timeout=90)
+            _kill_trainer(api, ray_head, run_id)
+            run = wait_status(api, run_id, "failed", "completed", "cancelled", timeout=30)
+            assert run["status"] == "failed" and run["failure_reason"].startswith("Ray worker lost: "), run
+            assert "retry" not in {e["kind"] for e in _events(api, run_id)}  # no retries asked for
+    finally:
+        server.stop()
+
+
+def test_with_retries_a_lost_worker_resumes_from_its_checkpoint_and_completes(ray_head, tmp_path):
+    data = tmp_path / "data"
+    server = LiveServer(data, env=ray_head.server_env()).start()
+    try:
+        with server.api() as api:
+            body = run_body(epochs=6, batch_size=4, retries=1)
+            run_id = api.post("/api/runs", json=body).json()["id"]
+            wait_for(api, run_id, lambda r: r["epoch"] >= 2, 120, "two epochs")
+            killed = _kill_trainer(api, ray_head, run_id)
+            run = wait_status(api, run_id, "completed", "failed", timeout=180)
+            events = _events(api, run_id)
+    finally:
+        server.stop()
+    assert run["status"] == "completed", run
+    retry = [e["payload"] for e in events if e["kind"] == "retry"]
+    assert len(retry) == 1 and retry[0]["after"].startswith("Ray worker lost") and retry[0]["resume_epoch"] >= 2
+    assert run["pid"] != killed
+    # Every epoch once: the lost attempt's up to the checkpoint, the retry's from there.
+    assert [e["payload"]["epoch"] for e in events if e["kind"] == "epoch"] == [1, 2, 3, 4, 5, 6]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    sent = _trainer_seqs(data, run_id)
+    assert sent == list(range(1, len(sent) + 1))  # the retry numbered its events on, gap-free
+    statuses = [e["payload"]["status"] for e in events if e["kind"] == "status"]
+    assert statuses == ["queued", "starting", "running", "failed", "queued", "starting", "running", "completed"]
