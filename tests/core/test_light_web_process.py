@@ -8,11 +8,11 @@ import sys
 from tests.conftest import ROOT, LiveServer
 
 
-def test_app_import_does_not_import_torch():
+def test_app_import_does_not_import_torch_or_ray():
     code = (
         "import sys; from app.main import create_app; create_app();"
-        "import app.architectures.service, app.web;"
-        "bad = [m for m in ('torch', 'torchvision') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+        "import app.architectures.service, app.web, app.executors, app.executors.scheduler, app.api.ingest;"
+        "bad = [m for m in ('torch', 'torchvision', 'ray') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -31,6 +31,7 @@ def test_server_starts_answering_quickly_and_pages_stay_torch_free(tmp_path):
         pid = server.process.pid
         maps = open(f"/proc/{pid}/maps").read()
         assert "libtorch" not in maps, "the web process loaded torch"
+        assert "_raylet" not in maps, "the web process loaded Ray with the local executor"
     finally:
         server.stop()
 

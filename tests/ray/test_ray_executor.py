@@ -52,6 +52,8 @@ def test_a_run_on_ray_trains_exactly_like_a_local_run(ray_head, tmp_path):
         with on_ray.api() as api:
             evaluation_ray = api.get(f"/api/runs/{run_ray['id']}/evaluation").json()
             page = api.get(f"/runs/{run_ray['id']}")
+        maps = Path(f"/proc/{on_ray.process.pid}/maps").read_text()
+        assert "_raylet" in maps and "libtorch" not in maps  # a Ray driver, still without torch
     finally:
         on_ray.stop()
     local_again = LiveServer(tmp_path / "local", env={"TRAINBOARD_SLOTS": "1"}).start()
