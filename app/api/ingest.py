@@ -191,8 +191,9 @@ async def get_dataset(run_id: RunId, credentials: Credentials) -> Any:
 
     def manifest() -> ingest.DatasetManifest:
         with session_scope(write=False) as db_session:
-            dataset = ingest.authorize(db_session, run_id, token).dataset
-        return ingest.dataset_manifest(dataset)
+            run = ingest.authorize(db_session, run_id, token)
+            db_session.expunge(run)
+        return ingest.dataset_manifest(run)
 
     return await anyio.to_thread.run_sync(manifest)
 
@@ -201,5 +202,5 @@ async def get_dataset(run_id: RunId, credentials: Credentials) -> Any:
             responses={200: {"content": {"application/octet-stream": {}}}})
 async def get_dataset_file(run_id: RunId, name: str, credentials: Credentials) -> Any:
     """One file of the run's data set (the names its manifest lists)."""
-    path = await _authorized(run_id, _token(credentials), lambda run: ingest.dataset_file(run.dataset, name))
+    path = await _authorized(run_id, _token(credentials), lambda run: ingest.dataset_file(run, name))
     return FileResponse(path, media_type="application/octet-stream")

@@ -48,14 +48,15 @@ class BodyLimitMiddleware:
         self.app = app
         self.default = Limit(max_body_bytes, "request bodies", "TRAINBOARD_MAX_BODY_BYTES")
         upload = Limit(max_upload_bytes, "data set uploads", "TRAINBOARD_MAX_UPLOAD_BYTES")
-        # The routes that take files (multipart): the data set uploads (API and page) and predict.
+        # The routes that take files: the data set uploads (API and page), predict, and a remote
+        # trainer's exports and checkpoints (streamed).
         self.routes: list[tuple[str, re.Pattern[str], Limit]] = [
             ("POST", re.compile(r"/api/datasets/?"), upload),
             ("POST", re.compile(r"/datasets/?"), upload),
             ("POST", re.compile(r"/api/runs/[^/]+/predict/?"),
              Limit(PREDICT_BYTES, "images sent to predict (10 MiB)", None)),
-            ("PUT", re.compile(r"/api/ingest/runs/[^/]+/artifacts/[^/]+"),
-             Limit(max_artifact_bytes, "run artifacts", "TRAINBOARD_MAX_ARTIFACT_BYTES")),
+            ("PUT", re.compile(r"/api/ingest/runs/[^/]+/(artifacts|checkpoints)/[^/]+"),
+             Limit(max_artifact_bytes, "run artifacts and checkpoints", "TRAINBOARD_MAX_ARTIFACT_BYTES")),
         ]
 
     def limit_for(self, method: str, path: str) -> Limit:

@@ -48,7 +48,9 @@ def check_manifest(manifest: Any) -> tuple[str, list[dict[str, Any]]]:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise BadManifest(f"the server named a data set this cache cannot hold: {name!r}")
     files = manifest["files"]
-    names = sorted(f.get("name") for f in files if isinstance(f, dict))
+    if not all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in files):
+        raise BadManifest("every file in the server's data set manifest needs a name")
+    names = sorted(f["name"] for f in files)
     if names != sorted(FILE_NAMES):
         raise BadManifest(f"a data set has the files {', '.join(FILE_NAMES)}; the server listed {names}")
     for f in files:

@@ -268,14 +268,24 @@ class DatasetManifest(BaseModel):
     files: list[DatasetFile]
 
 
-def dataset_manifest(name: str) -> DatasetManifest:
+def _served_dataset(run: Run) -> str:
+    """The name of the data set a run's trainer may fetch: one the server trains on itself (a
+    script's run names its data set freely and is served none)."""
+    if run.external or not registry.NAME_RE.match(run.dataset or ""):
+        raise NotFound(f"run {run.id} has no data set on the server to fetch")
+    return run.dataset
+
+
+def dataset_manifest(run: Run) -> DatasetManifest:
     """The run's data set as files and their sha256 (materialized on the server first if need be)."""
+    name = _served_dataset(run)
     data_dir = get_settings().data_dir
     registry.ensure_cached(name, data_dir)
     return DatasetManifest(name=name, files=[DatasetFile(**f) for f in store.file_digests(data_dir, name)])
 
 
-def dataset_file(name: str, file_name: str) -> Path:
+def dataset_file(run: Run, file_name: str) -> Path:
+    name = _served_dataset(run)
     if file_name not in store.FILE_NAMES:
         raise NotFound(f"a data set has the files {', '.join(store.FILE_NAMES)}, not {file_name!r}")
     data_dir = get_settings().data_dir

@@ -33,6 +33,7 @@ class RayHead:
     address: str
     pgid: int
     node_cache: Path
+    client_address: str  # ray://127.0.0.1:PORT: Ray Client, how a web process off the cluster connects
 
     def server_env(self, **extra: str) -> dict[str, str]:
         """The environment of a Trainboard server on this cluster."""
@@ -84,7 +85,8 @@ def ray_head():
          "--object-store-memory=200000000", *(f"{flag}={value}" for flag, value in ports.items())],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, **LOOPBACK_ENV, "TRAINBOARD_NODE_CACHE": str(node_cache)})
-    head = RayHead(address=f"127.0.0.1:{port}", pgid=process.pid, node_cache=node_cache)
+    head = RayHead(address=f"127.0.0.1:{port}", pgid=process.pid, node_cache=node_cache,
+                   client_address=f"ray://127.0.0.1:{ports['--ray-client-server-port']}")
     try:
         deadline = time.monotonic() + 90
         while b"Ray runtime started" not in (temp_dir / "head.log").read_bytes():

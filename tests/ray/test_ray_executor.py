@@ -148,3 +148,27 @@ def test_with_retries_a_lost_worker_resumes_from_its_checkpoint_and_completes(ra
     assert sent == list(range(1, len(sent) + 1))  # the retry numbered its events on, gap-free
     statuses = [e["payload"]["status"] for e in events if e["kind"] == "status"]
     assert statuses == ["queued", "starting", "running", "failed", "queued", "starting", "running", "completed"]
+
+
+def test_a_server_off_the_cluster_trains_through_ray_client(ray_head, tmp_path):
+    # TRAINBOARD_RAY_ADDRESS=ray://HOST:10001 is how docker-compose and docs/deployment.md connect.
+    server = LiveServer(tmp_path / "data", env=ray_head.server_env(TRAINBOARD_RAY_ADDRESS=ray_head.client_address))
+    server.start(timeout=90)
+    try:
+        with server.api() as api:
+            run_id = api.post("/api/runs", json=run_body(epochs=1)).json()["id"]
+            run = wait_status(api, run_id, "completed", "failed", timeout=120)
+            assert run["status"] == "completed" and run["worker"] == f"ray:{ray_head.client_address}", run
+            assert run["test_accuracy"] > 0.3
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_cluster_is_a_clear_error_at_start(tmp_path):
+    from tests.conftest import free_port
+
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_EXECUTOR": "ray",
+                                                "TRAINBOARD_RAY_ADDRESS": f"ray://127.0.0.1:{free_port()}"})
+    with pytest.raises(RuntimeError) as failed:
+        server.start(timeout=120)
+    assert "cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS=ray://127.0.0.1:" in str(failed.value)
