@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.deps import RunId, SessionDep
 from app.core.errors import TooLarge
-from app.runs import ingest
+from app.runs import ingest, lifecycle
 from app.runs.models import Run
 from app.runs.service import checkpoint_path, run_dir
 from app.runs.store import RunOrder
@@ -48,6 +49,9 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     409: {"model": GapBody, "description": "A gap: send from `expected_seq`"},
     413: {"model": ErrorBody, "description": "An artifact over TRAINBOARD_MAX_ARTIFACT_BYTES"},
 }
+
+# While a file streams in, the run's heartbeat is renewed this often.
+UPLOAD_BEAT_S = 1.0
 
 router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES)
 
@@ -115,9 +119,16 @@ async def _authorized(run_id: int, token: str | None, where: Callable[[Run], Pat
     return await anyio.to_thread.run_sync(check)
 
 
-async def _receive(request: Request, target: Path) -> int:
-    """Stream the body into `target` (replaced whole, or not at all), at most max_artifact_bytes."""
+def _beat(run_id: int) -> None:
+    with session_scope() as db_session:
+        lifecycle.heartbeat(db_session, run_id)
+
+
+async def _receive(request: Request, target: Path, run_id: int) -> int:
+    """Stream the body into `target` (replaced whole, or not at all), at most max_artifact_bytes.
+    An upload in progress counts as the trainer's heartbeat (its sender sends none meanwhile)."""
     limit = get_settings().max_artifact_bytes
+    last_beat = time.monotonic()
     created = [d for d in (target.parent.parent, target.parent) if not d.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(f".{target.name}.{secrets.token_hex(8)}.part")
@@ -129,6 +140,9 @@ async def _receive(request: Request, target: Path) -> int:
                 if size > limit:
                     raise TooLarge(f"the file is over the limit of {limit} bytes: raise TRAINBOARD_MAX_ARTIFACT_BYTES")
                 out.write(chunk)
+                if time.monotonic() - last_beat > UPLOAD_BEAT_S:
+                    last_beat = time.monotonic()
+                    await anyio.to_thread.run_sync(_beat, run_id)
         os.replace(part, target)
         done = True
     finally:
@@ -152,7 +166,7 @@ async def put_artifact(request: Request, run_id: RunId, name: str, credentials: 
         return ingest.artifact_path(run_dir(run_id), filename or name)
 
     target = await _authorized(run_id, _token(credentials), where)
-    size = await _receive(request, target)
+    size = await _receive(request, target, run_id)
 
     def record() -> None:
         with session_scope() as db_session:
@@ -170,7 +184,7 @@ async def put_checkpoint(request: Request, run_id: RunId, epoch: Annotated[int, 
     """A remote trainer's epoch checkpoint, streamed to where a local trainer writes it (resume and fork
     use it); the server then deletes its copies of the checkpoints the trainer pruned."""
     target = await _authorized(run_id, _token(credentials), lambda run: checkpoint_path(run_id, epoch))
-    size = await _receive(request, target)
+    size = await _receive(request, target, run_id)
     drop = {int(e) for e in pruned.split(",") if e and len(e) < 10} - {epoch}
     await anyio.to_thread.run_sync(lambda: ingest.prune_checkpoints(target.parent, drop))
     return {"epoch": epoch, "bytes": size}

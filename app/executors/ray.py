@@ -162,15 +162,17 @@ class RayLauncher:
 
     # -- trainers ----------------------------------------------------------------------------
     def _num_gpus(self, device: str) -> int:
+        self.resources()
         if device.startswith("cuda"):
             return 1
-        if device == "auto":
-            self.resources()
-            return 1 if self._has_gpu else 0
-        return 0
+        return 1 if device == "auto" and self._has_gpu else 0
 
     def launch(self, run_id: int, assignment: Assignment) -> RayHandle:
         num_gpus = self._num_gpus(assignment.device)
+        if num_gpus and not self._has_gpu:
+            # An actor asking for a GPU would wait for one forever (until the start timeout).
+            raise OSError(f"the run asks for device {assignment.device} and the Ray cluster has no GPU "
+                          "now: use device auto or cpu, or add a GPU node")
         standby, self.standby = self.standby, None
         if standby is not None and (num_gpus or self._standby_failed(standby)):
             self._kill(standby)  # a GPU run needs another shape: free the standby's CPUs for it

@@ -172,3 +172,42 @@ def test_an_unreachable_cluster_is_a_clear_error_at_start(tmp_path):
     with pytest.raises(RuntimeError) as failed:
         server.start(timeout=120)
     assert "cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS=ray://127.0.0.1:" in str(failed.value)
+
+
+def test_a_cuda_run_on_a_cluster_without_gpus_fails_at_once_with_the_reason(ray_head, tmp_path):
+    server = LiveServer(tmp_path / "data", env=ray_head.server_env()).start()
+    try:
+        with server.api() as api:
+            run_id = api.post("/api/runs", json=run_body(epochs=1, device="cuda")).json()["id"]
+            run = wait_status(api, run_id, "failed", "completed", timeout=30)
+            assert run["status"] == "failed" and "the Ray cluster has no GPU" in run["failure_reason"], run
+    finally:
+        server.stop()
+
+
+def test_a_restarted_server_adopts_its_runs_still_training_on_ray(ray_head, tmp_path):
+    data = tmp_path / "data"
+    first = LiveServer(data, env=ray_head.server_env()).start()
+    second = None
+    try:
+        with first.api() as api:
+            run_id = api.post("/api/runs", json=run_body(epochs=8, batch_size=4)).json()["id"]
+            wait_for(api, run_id, lambda r: r["epoch"] >= 1, 120, "an epoch")
+        first.process.kill()  # SIGKILL: the actor is detached and keeps training, buffering its events
+        first.process.wait()
+        second = LiveServer(data, env=ray_head.server_env())
+        second.port, second.url = first.port, first.url  # its trainers report to this URL
+        second.start(timeout=90)
+        with second.api() as api:
+            run = wait_status(api, run_id, "completed", "failed", "interrupted", timeout=180)
+            events = _events(api, run_id)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert run["status"] == "completed", run
+    assert any("adopted this run's trainer" in (e["payload"].get("message") or "") for e in events)
+    assert [e["payload"]["epoch"] for e in events if e["kind"] == "epoch"] == list(range(1, 9))
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    sent = _trainer_seqs(data, run_id)
+    assert sent == list(range(1, len(sent) + 1))

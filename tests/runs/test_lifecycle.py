@@ -95,6 +95,9 @@ def test_kill_9_marks_the_run_failed_and_the_server_keeps_answering(api):
     done = wait_status(api, run["id"], "failed", timeout=10)
     assert "killed" in done["failure_reason"] and "SIGKILL" in done["failure_reason"]
     assert api.get("/healthz").status_code == 200
+    # No retries asked for (config.retries = 0): it stays failed.
+    assert "retry" not in {e["kind"] for e in api.get(f"/api/runs/{run['id']}/metrics").json()}
+    assert api.get(f"/api/runs/{run['id']}").json()["status"] == "failed"
 
 
 def test_diverging_run_fails_with_diverged(api):
