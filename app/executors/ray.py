@@ -109,17 +109,26 @@ class RayLauncher:
             name=PREFIX + secrets.token_hex(6), lifetime="detached", max_concurrency=4, max_restarts=0,
             num_cpus=self.threads, num_gpus=num_gpus).remote()
 
-    def _remove_old_standbys(self) -> None:
-        """Kill this namespace's trainer actors that hold no run (standbys of an earlier server)."""
-        with contextlib.suppress(Exception):
-            for entry in self.ray.util.list_named_actors(all_namespaces=False):
-                name = entry if isinstance(entry, str) else entry.get("name", "")
-                if not name.startswith(PREFIX):
-                    continue
+    def _trainer_actors(self) -> list[tuple[Any, int | None]]:
+        """This namespace's trainer actors that answer, with the run each holds (None: a standby)."""
+        found = []
+        for entry in self.ray.util.list_named_actors(all_namespaces=False):
+            name = entry if isinstance(entry, str) else entry.get("name", "")
+            if name.startswith(PREFIX):
                 with contextlib.suppress(Exception):
                     actor = self.ray.get_actor(name)
-                    if self.ray.get(actor.run_id.remote(), timeout=5) is None:
+                    found.append((actor, self.ray.get(actor.run_id.remote(), timeout=5)))
+        return found
+
+    def _remove_old_standbys(self) -> None:
+        """Kill the standbys an earlier server of this namespace left (they hold no run)."""
+        try:
+            for actor, run_id in self._trainer_actors():
+                if run_id is None:
+                    with contextlib.suppress(Exception):
                         self.ray.kill(actor, no_restart=True)
+        except Exception as exc:
+            print(f"trainboard: cannot list the Ray actors: {exc}", file=sys.stderr, flush=True)
 
     def prepare(self) -> None:
         if not self.settings.warm_workers:
@@ -150,6 +159,8 @@ class RayLauncher:
         return False
 
     def _kill(self, handle: RayHandle) -> None:
+        if handle.run_id and self.live.get(handle.run_id) is handle:
+            del self.live[handle.run_id]
         with contextlib.suppress(Exception):
             self.ray.kill(handle.actor, no_restart=True)
 
@@ -201,8 +212,6 @@ class RayLauncher:
         except Exception as exc:
             handle.outcome = f"Ray worker lost: {type(exc).__name__}: {first_lines(exc)}"
         self._kill(handle)  # one actor per run: its process goes with it
-        if handle.run_id:
-            self.live.pop(handle.run_id, None)
         return True
 
     def alive(self, handle: Handle) -> bool:
@@ -230,18 +239,13 @@ class RayLauncher:
             if handle.run_id == run.id:
                 return handle
         try:
-            names = self.ray.util.list_named_actors(all_namespaces=False)
+            actors = self._trainer_actors()
         except Exception as exc:
             print(f"trainboard: cannot list the Ray actors: {exc}", file=sys.stderr, flush=True)
             return None
-        for entry in names:
-            name = entry if isinstance(entry, str) else entry.get("name", "")
-            if not name.startswith(PREFIX):
-                continue
-            with contextlib.suppress(Exception):
-                actor = self.ray.get_actor(name)
-                if self.ray.get(actor.run_id.remote(), timeout=5) == run.id:
-                    handle = RayHandle(run_id=run.id, pid=run.pid, adopted=True, actor=actor, ref=actor.wait.remote())
-                    self.live[run.id] = handle
-                    return handle
+        for actor, run_id in actors:
+            if run_id == run.id:
+                handle = RayHandle(run_id=run.id, pid=run.pid, adopted=True, actor=actor, ref=actor.wait.remote())
+                self.live[run.id] = handle
+                return handle
         return None

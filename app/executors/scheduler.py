@@ -258,6 +258,8 @@ class Scheduler:
             with session_scope() as db_session:
                 if handle is not None:
                     self.active[run_id] = Tracked(handle)
+                    # Its heartbeats could not land while the server was down: count from now.
+                    lifecycle.heartbeat(db_session, run_id)
                     append_events(db_session, run_id, [("log", {
                         "level": "info", "message": f"the server restarted; it adopted this run's trainer "
                                                     f"(pid {pid}, server pid {os.getpid()})"})])

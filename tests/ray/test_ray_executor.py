@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,12 @@ def _trainer_seqs(data: Path, run_id: int) -> list[int]:
     with sqlite3.connect(data / "trainboard.db") as db:
         return [row[0] for row in db.execute(
             "select trainer_seq from run_events where run_id = ? and trainer_seq is not null order by seq", (run_id,))]
+
+
+def _seconds_since_heartbeat(data: Path, run_id: int) -> float:
+    with sqlite3.connect(data / "trainboard.db") as db:
+        return db.execute("select (julianday('now') - julianday(heartbeat_at)) * 86400 from runs where id = ?",
+                          (run_id,)).fetchone()[0]
 
 
 def _files(data: Path, run_id: int, folder: str) -> list[str]:
@@ -187,7 +194,8 @@ def test_a_cuda_run_on_a_cluster_without_gpus_fails_at_once_with_the_reason(ray_
 
 def test_a_restarted_server_adopts_its_runs_still_training_on_ray(ray_head, tmp_path):
     data = tmp_path / "data"
-    first = LiveServer(data, env=ray_head.server_env()).start()
+    env = ray_head.server_env(TRAINBOARD_HEARTBEAT_TIMEOUT_S="4")
+    first = LiveServer(data, env=env).start()
     second = None
     try:
         with first.api() as api:
@@ -195,7 +203,13 @@ def test_a_restarted_server_adopts_its_runs_still_training_on_ray(ray_head, tmp_
             wait_for(api, run_id, lambda r: r["epoch"] >= 1, 120, "an epoch")
         first.process.kill()  # SIGKILL: the actor is detached and keeps training, buffering its events
         first.process.wait()
-        second = LiveServer(data, env=ray_head.server_env())
+        # Down for longer than the heartbeat timeout: the run's last heartbeat is old when the next
+        # server adopts it, and that must not count as a lost worker.
+        deadline = time.monotonic() + 30
+        while _seconds_since_heartbeat(data, run_id) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        second = LiveServer(data, env=env)
         second.port, second.url = first.port, first.url  # its trainers report to this URL
         second.start(timeout=90)
         with second.api() as api:
