@@ -39,13 +39,16 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench
 
-## bench: engine vs the fair reference loop, the API vs it, start-up, SSE fan-out under a writing run
+## bench: engine vs the fair reference loop, the API vs it, start-up, SSE fan-out under a writing run,
+## local vs Ray executor (and ingest over HTTP vs direct writes), how a trainer starts on Ray
 ## (3 interleaved pairs, 1 torch thread per side; figures and how to read them: docs/benchmarks.md)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/seed_mnist.py --pairs 3 --threads 1 --timeout 900
 	$(BIN)/python bench/api_seed_mnist.py --pairs 3 --threads 1 --timeout 900
 	$(BIN)/python bench/startup.py --pairs 3 --threads 1 --timeout 600
 	$(BIN)/python bench/sse_fanout.py --clients 500 1000 --threads 1 --timeout 600
+	$(BIN)/python bench/ray_executor.py --pairs 3 --threads 1 --timeout 900
+	$(BIN)/python bench/ray_start_paths.py --pairs 3 --timeout 600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

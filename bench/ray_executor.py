@@ -58,8 +58,11 @@ TERMINAL = ("completed", "failed", "cancelled")
 class RayHead:
     """One Ray head on loopback in its own session; stopped by process group, then by pid."""
 
-    def __init__(self, cpus: int, watchdog: harness.Watchdog):
+    def __init__(self, cpus: int, watchdog: harness.Watchdog, *, dashboard: bool = False):
         self.cpus = cpus
+        # With the dashboard, the head runs Ray's job server at dashboard_url (bench/ray_start_paths.py).
+        self.dashboard_port = harness.free_port() if dashboard else None
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}" if dashboard else None
         self.watchdog = watchdog
         # Ray's socket paths must stay short: a temp dir of its own directly under /tmp.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="tbrb-", dir="/tmp"))
@@ -80,7 +83,9 @@ class RayHead:
         spawned = time.perf_counter()
         self.process = subprocess.Popen(
             [str(RAY), "start", "--head", "--block", f"--num-cpus={self.cpus}", "--num-gpus=0",
-             "--node-ip-address=127.0.0.1", f"--port={self.port}", "--include-dashboard=false",
+             "--node-ip-address=127.0.0.1", f"--port={self.port}",
+             *(["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"]
+               if self.dashboard_port else ["--include-dashboard=false"]),
              "--disable-usage-stats", f"--temp-dir={self.temp_dir / 'ray'}", "--object-store-memory=200000000",
              *(f"{flag}={value}" for flag, value in ports.items())],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
