@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -63,6 +64,18 @@ def first_lines(text: str, limit: int = 300) -> str:
     return " ".join(lines[:2])[:limit]
 
 
+def _check_reachable(address: str) -> None:
+    """A head at HOST:PORT that does not answer: say so now (ray.init would retry for minutes)."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return  # Ray Client has its own connection timeout; "auto" reads this machine's cluster file
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise RayUnavailable(f"cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS={address}: "
+                             f"nothing answers there ({exc})") from exc
+
+
 class RayLauncher:
     remote = True  # trainers report over the ingest API
 
@@ -76,6 +89,7 @@ class RayLauncher:
         self.owner = f"ray:{settings.ray_address}"
         self.namespace = namespace(settings)
         self.threads = settings.trainer_threads or 1
+        _check_reachable(settings.ray_address)
         try:
             ray.init(address=settings.ray_address, namespace=self.namespace, logging_level="ERROR",
                      log_to_driver=False, ignore_reinit_error=True, configure_logging=False)

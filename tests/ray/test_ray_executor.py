@@ -171,14 +171,15 @@ def test_a_server_off_the_cluster_trains_through_ray_client(ray_head, tmp_path):
         server.stop()
 
 
-def test_an_unreachable_cluster_is_a_clear_error_at_start(tmp_path):
+@pytest.mark.parametrize("scheme", ["ray://", ""])
+def test_an_unreachable_cluster_is_a_clear_error_at_start(tmp_path, scheme):
     from tests.conftest import free_port
 
-    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_EXECUTOR": "ray",
-                                                "TRAINBOARD_RAY_ADDRESS": f"ray://127.0.0.1:{free_port()}"})
+    address = f"{scheme}127.0.0.1:{free_port()}"
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_EXECUTOR": "ray", "TRAINBOARD_RAY_ADDRESS": address})
     with pytest.raises(RuntimeError) as failed:
         server.start(timeout=120)
-    assert "cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS=ray://127.0.0.1:" in str(failed.value)
+    assert f"cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS={address}" in str(failed.value)
 
 
 def test_a_cuda_run_on_a_cluster_without_gpus_fails_at_once_with_the_reason(ray_head, tmp_path):
