@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from ray_executor import LOOPBACK_ENV, RayHead  # noqa: E402
 
-
 # What a trainer does before its run, in a job as in an actor's ready().
 WARM_UP = "from app.executors.ray_trainer import RayTrainer; RayTrainer().ready()"
 
