@@ -60,15 +60,28 @@ def test_eight_runs_at_once_never_lock_sqlite_and_the_list_keeps_answering(tmp_p
         server.stop()
 
 
-def test_serve_refuses_the_ray_executor_at_start_up(tmp_path):
+def test_serve_refuses_an_unknown_executor_at_start_up(tmp_path):
     import os
     import subprocess
     import sys
 
     from tests.conftest import ROOT, free_port
 
-    env = {**os.environ, "TRAINBOARD_EXECUTOR": "ray", "TRAINBOARD_DATA_DIR": str(tmp_path / "data")}
+    env = {**os.environ, "TRAINBOARD_EXECUTOR": "kubernetes", "TRAINBOARD_DATA_DIR": str(tmp_path / "data")}
     answer = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--port", str(free_port())], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=60)
     assert answer.returncode == 2
-    assert "TRAINBOARD_EXECUTOR=ray is not available yet: use local" in answer.stderr
+    assert "TRAINBOARD_EXECUTOR=kubernetes is unknown: use local or ray" in answer.stderr
+
+
+def test_the_ray_executor_without_the_ray_extra_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    from app.core.config import Settings
+    from app.executors import ExecutorUnavailable, check_executor
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ExecutorUnavailable, match=r"needs the Ray extra: pip install 'trainboard\[ray\]'"):
+        check_executor(Settings(executor="ray"))
+    check_executor(Settings(executor="local"))  # the local executor needs nothing more
