@@ -226,3 +226,24 @@ def test_a_restarted_server_adopts_its_runs_still_training_on_ray(ray_head, tmp_
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     sent = _trainer_seqs(data, run_id)
     assert sent == list(range(1, len(sent) + 1))
+
+
+def test_a_silent_ray_worker_counts_as_lost_after_the_heartbeat_timeout(ray_head, tmp_path):
+    # A node that vanishes leaves its actor's heartbeats silent before Ray notices: a stopped
+    # (SIGSTOP) trainer is the same to the server.
+    server = LiveServer(tmp_path / "data", env=ray_head.server_env(TRAINBOARD_HEARTBEAT_TIMEOUT_S="3")).start()
+    try:
+        with server.api() as api:
+            run_id = api.post("/api/runs", json=slow_body()).json()["id"]
+            wait_metrics(api, run_id, timeout=90)
+            pid = wait_for(api, run_id, lambda r: r["pid"], 30, "a pid")["pid"]
+            os.kill(pid, signal.SIGSTOP)
+            run = wait_status(api, run_id, "failed", "completed", "cancelled", timeout=30)
+            assert run["status"] == "failed", run
+            assert run["failure_reason"].startswith("Ray worker lost: the trainer sent no heartbeat for "), run
+            deadline = time.monotonic() + 30
+            while any(p.pid == pid for p in ray_head.processes()):  # killed, not left stopped
+                assert time.monotonic() < deadline, "the silent trainer was not killed"
+                time.sleep(0.1)
+    finally:
+        server.stop()
