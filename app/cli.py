@@ -1,4 +1,4 @@
-"""`trainboard serve | data | run` entry points."""
+"""`trainboard serve | migrate | data | run | users | tokens` entry points."""
 
 from __future__ import annotations
 
@@ -30,9 +30,125 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database()
+    refusal = _check_exposure(settings, insecure_no_auth=args.insecure_no_auth)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     print(f"Trainboard on http://{settings.host}:{settings.port}  (database: {_redact(settings.sqlalchemy_url)})")
     uvicorn.run("app.main:create_app", factory=True, host=settings.host, port=settings.port,
                 log_level=args.log_level, timeout_graceful_shutdown=3)
+    return 0
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_exposure(settings, *, insecure_no_auth: bool) -> str | None:
+    """Create the first admin from TRAINBOARD_ADMIN_PASSWORD when there is no user; refuse to
+    listen beyond loopback without accounts (anyone who reaches it could do anything) unless told
+    so explicitly. Returns why it refuses, or None."""
+    from app.auth import service
+    from app.core.db import session_scope
+
+    with session_scope() as db_session:
+        has_users = service.accounts_enabled(db_session)
+        if not has_users and settings.admin_password:
+            service.create_user(db_session, settings.admin_user, settings.admin_password, "admin")
+            print(f"created the admin {settings.admin_user} (TRAINBOARD_ADMIN_PASSWORD)")
+            has_users = True
+    if has_users or settings.host in LOOPBACK:
+        if not has_users:
+            print("no accounts: open to anyone on this machine (create an admin: trainboard users create NAME --admin)")
+        return None
+    if insecure_no_auth:
+        print(f"WARNING: serving on {settings.host} with no accounts: anyone who reaches it can change anything",
+              file=sys.stderr)
+        return None
+    return (f"refusing to listen on {settings.host} with no accounts: anyone who reaches it could create, cancel "
+            "and delete runs. Create an admin first (trainboard users create NAME --admin, or set "
+            "TRAINBOARD_ADMIN_PASSWORD), or pass --insecure-no-auth if you really mean it")
+
+
+def _database() -> None:
+    """The data dir and an up-to-date database, for the commands that work on it directly."""
+    from app.core.config import get_settings
+    from app.core.db import upgrade_database
+
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database()
+
+
+def _users_create(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from app.auth import service
+    from app.core.db import session_scope
+    from app.core.errors import DomainError
+
+    _database()
+    password = os.environ.get("TRAINBOARD_NEW_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
+    role = "admin" if args.admin else args.role
+    try:
+        with session_scope() as db_session:
+            user = service.create_user(db_session, args.username, password, role)
+            print(f"created {role} {user.username} (id {user.id})")
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _users_list(_args: argparse.Namespace) -> int:
+    from app.auth import service
+    from app.core.db import session_scope
+
+    _database()
+    with session_scope(write=False) as db_session:
+        for user in service.list_users(db_session):
+            print(f"{user.id:5} {user.username:24} {user.role:8} {'disabled' if user.disabled else 'enabled'}")
+    return 0
+
+
+def _tokens_create(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from app.auth import service
+    from app.auth.models import User
+    from app.core.db import session_scope
+    from app.core.errors import DomainError
+
+    _database()
+    try:
+        with session_scope() as db_session:
+            user = db_session.scalar(select(User).where(User.username == args.user))
+            if user is None:
+                print(f"error: there is no user {args.user}", file=sys.stderr)
+                return 2
+            row, token = service.create_token(db_session, user, args.name, args.scope, args.days)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"token {row.id} for {args.user} ({args.scope}{f', {args.days} days' if args.days else ''}), shown once:")
+    print(token)
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    from app.auth import service
+    from app.auth.models import ApiToken
+    from app.core.db import session_scope
+    from app.core.models_base import utcnow
+
+    _database()
+    with session_scope() as db_session:
+        row = db_session.get(ApiToken, args.id)
+        if row is None:
+            print(f"error: there is no token {args.id}", file=sys.stderr)
+            return 2
+        row.revoked_at = row.revoked_at or utcnow()
+        print(f"revoked token {row.id} ({row.name}); it stopped working at once")
+    service.forget_cache()
     return 0
 
 
@@ -98,7 +214,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="listen beyond loopback even with no accounts (anyone who reaches it can change anything)")
     serve.set_defaults(func=_serve)
+
+    users = sub.add_parser("users", help="manage accounts")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    users_create = users_sub.add_parser("create", help="create a user (password from TRAINBOARD_NEW_PASSWORD or a prompt)")
+    users_create.add_argument("username")
+    users_create.add_argument("--role", choices=("admin", "member", "viewer"), default="member")
+    users_create.add_argument("--admin", action="store_true", help="same as --role admin")
+    users_create.set_defaults(func=_users_create)
+    users_sub.add_parser("list", help="list users").set_defaults(func=_users_list)
+
+    tokens = sub.add_parser("tokens", help="personal API tokens (send as Authorization: Bearer, or TRAINBOARD_TOKEN)")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    tokens_create = tokens_sub.add_parser("create", help="create a token for a user; it is printed once")
+    tokens_create.add_argument("--user", required=True)
+    tokens_create.add_argument("--name", required=True)
+    tokens_create.add_argument("--scope", choices=("read", "write"), default="read")
+    tokens_create.add_argument("--days", type=int, default=None, help="expire after this many days (default never)")
+    tokens_create.set_defaults(func=_tokens_create)
+    tokens_revoke = tokens_sub.add_parser("revoke", help="revoke a token by its id")
+    tokens_revoke.add_argument("id", type=int)
+    tokens_revoke.set_defaults(func=_tokens_revoke)
 
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(func=_migrate)

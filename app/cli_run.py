@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -142,7 +143,9 @@ def run_remote(args: argparse.Namespace) -> int:
         body["architecture_id"] = args.architecture
     else:
         body["spec"] = json.loads(open(args.spec).read())
-    with httpx.Client(base_url=args.server.rstrip("/"), timeout=30) as client:
+    token = os.environ.get("TRAINBOARD_TOKEN")  # a personal API token, on a server with accounts
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=args.server.rstrip("/"), timeout=30, headers=headers) as client:
         response = client.post("/api/runs", json=body)
         if response.status_code != 201:
             print(f"error: {response.json().get('detail', response.text)}", file=sys.stderr)

@@ -17,6 +17,7 @@ a script that stops sending heartbeats for the server's heartbeat timeout fails 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from typing import Any
@@ -43,11 +44,14 @@ class Run:
 
     def __init__(self, server_url: str, *, name: str = "", config: dict[str, Any] | None = None,
                  dataset: str | None = None, class_names: list[str] | None = None, epochs: int | None = None,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, token: str | None = None):
         self.server_url = server_url.rstrip("/")
         body = {"name": name, "config": dict(config or {}), "dataset": dataset,
                 "class_names": list(class_names) if class_names is not None else None, "epochs": epochs}
-        response = httpx.post(f"{self.server_url}/api/ingest/runs", json=body, timeout=timeout_s)
+        # A server with accounts takes a personal API token with the write scope (TRAINBOARD_TOKEN).
+        token = token or os.environ.get("TRAINBOARD_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.post(f"{self.server_url}/api/ingest/runs", json=body, timeout=timeout_s, headers=headers)
         response.raise_for_status()
         created = response.json()
         self.id: int = created["id"]
@@ -129,9 +133,12 @@ class Run:
 
 
 def init(server_url: str = "http://127.0.0.1:8000", *, name: str = "", config: dict[str, Any] | None = None,
-         dataset: str | None = None, class_names: list[str] | None = None, epochs: int | None = None) -> Run:
-    """Create an external run on the server at `server_url` and return it (see `Run`)."""
-    return Run(server_url, name=name, config=config, dataset=dataset, class_names=class_names, epochs=epochs)
+         dataset: str | None = None, class_names: list[str] | None = None, epochs: int | None = None,
+         token: str | None = None) -> Run:
+    """Create an external run on the server at `server_url` and return it (see `Run`). On a server
+    with accounts, pass a personal API token with the write scope (or set TRAINBOARD_TOKEN)."""
+    return Run(server_url, name=name, config=config, dataset=dataset, class_names=class_names, epochs=epochs,
+               token=token)
 
 
 class KerasCallback:

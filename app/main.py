@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
 
 from app.api import architectures as architectures_api
 from app.api import compare as compare_api
@@ -17,6 +18,10 @@ from app.api import health as health_api
 from app.api import ingest as ingest_api
 from app.api import runs as runs_api
 from app.api.errors import install_error_handlers
+from app.auth import hooks as _auth_hooks  # noqa: F401  (runs and architectures record their creator)
+from app.auth import routes as auth_routes
+from app.auth.middleware import AuthMiddleware
+from app.auth.secret import session_secret
 from app.core.config import get_settings
 from app.core.limits import BodyLimitMiddleware
 from app.executors import make_executor
@@ -56,7 +61,11 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     )
     app.state.start_executor = start_executor
     settings = get_settings()
-    # Outermost of ours: an oversized body is refused before any route reads or parses it.
+    # Inner to outer: who is asking (app/auth/middleware.py), then the signed session cookie it
+    # reads, then the body limit (outermost: an oversized body is refused before anything reads it).
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="trainboard_session",
+                       max_age=int(settings.session_max_age_s), same_site="lax", https_only=settings.secure_cookies)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
                        max_upload_bytes=settings.max_upload_bytes, max_artifact_bytes=settings.max_artifact_bytes)
     install_error_handlers(app, page=_page)
@@ -67,6 +76,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(datasets_api.router)
     app.include_router(compare_api.router)
     app.include_router(ingest_api.router)
+    app.include_router(auth_routes.router)
     from app.web import install as install_web
 
     install_web(app)

@@ -33,7 +33,17 @@ from app.runs.service import checkpoint_path, run_dir
 from app.runs.store import RunOrder
 
 bearer = HTTPBearer(auto_error=False, description="the run's ingest token")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def _require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+                   ) -> HTTPAuthorizationCredentials:
+    """401 before anything else of the request is looked at (its body included)."""
+    if credentials is None or not credentials.credentials:
+        raise ingest.Unauthenticated("send the run's ingest token: Authorization: Bearer <token>")
+    return credentials
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials, Depends(_require_token)]
 
 
 class GapBody(BaseModel):

@@ -24,3 +24,5 @@ class Architecture(Base):
     trainable_params: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # Who created it (a user id; None when the server has no accounts).
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)

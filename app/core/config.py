@@ -79,6 +79,17 @@ class Settings(BaseSettings):
     # The URL trainers use for the ingest API; empty means http://127.0.0.1:<port> (this host).
     server_url: str = ""
 
+    # Accounts (app/auth). The key that signs session cookies: empty means a random one kept in
+    # <data_dir>/secret_key (created on first start, readable only by its owner).
+    secret_key: str = ""
+    # A browser session lasts this long after logging in.
+    session_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
+    # Mark the session cookie Secure (sent over HTTPS only): set it behind an HTTPS proxy.
+    secure_cookies: bool = False
+    # On first start with no users: create the admin `admin_user` with this password.
+    admin_user: str = "admin"
+    admin_password: str = ""
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:

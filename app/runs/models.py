@@ -85,6 +85,8 @@ class Run(Base):
     last_trainer_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ingest_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Who created it (a user id; None when the server has no accounts).
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RunEvent(Base):

@@ -129,3 +129,11 @@ def test_dockerfile_default_extras_unchanged():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG EXTRAS=onnx$", dockerfile, re.M)
     assert 'pip install --no-cache-dir -e ".[${EXTRAS}]"' in dockerfile
+
+
+def test_the_app_services_take_the_admin_password_from_the_environment(services):
+    # The container binds 0.0.0.0: without an account the server refuses to start (app/cli.py).
+    for name in ("trainboard", "trainboard-ray"):
+        assert env(services[name])["TRAINBOARD_ADMIN_PASSWORD"] == "${TRAINBOARD_ADMIN_PASSWORD:-}", name
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^TRAINBOARD_ADMIN_PASSWORD=\S+", example, re.M)

@@ -1,0 +1,139 @@
+"""One gate in front of every route: who is asking, and may they do this.
+
+It is ASGI middleware, not a per-route dependency, so nothing can be mounted or added around it:
+pages, the JSON API, SSE streams, artifact and data set files, predict, the OpenAPI docs and the
+static files all pass through it (tests/auth/test_routes_closed.py walks the route table).
+
+- Always: a state-changing request (not GET/HEAD/OPTIONS) whose `Origin` is another site's is
+  refused (403): a page elsewhere cannot make a browser post to this server.
+- With no users the server is open, as on a laptop (the CLI keeps it on loopback then).
+- Once a user exists, a request needs a personal token (`Authorization: Bearer tb_…`) or the
+  session cookie set by the login page (signed by Starlette's SessionMiddleware with
+  itsdangerous); else 401 for the API and SSE, a redirect to /login for pages. Open: the login
+  page, /healthz, /static, and the run-ingest routes (they take their run's own token).
+- Viewers and read-scoped tokens only read; managing users needs an admin.
+- A state-changing request made with the session cookie carries its CSRF token in the
+  `X-CSRF-Token` header (static/js/csrf.js adds it to every htmx and fetch request), else 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from urllib.parse import quote, urlsplit
+
+import anyio
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.auth import service
+from app.auth.context import CURRENT_USER
+from app.core.db import session_scope
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+PUBLIC = ("/login", "/healthz")
+PUBLIC_PREFIXES = ("/static/",)
+# Admin only (users); /api/tokens and /account are every user's own.
+ADMIN_PREFIXES = ("/api/users", "/users")
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _is_page(path: str, headers: dict[str, str]) -> bool:
+    if path.startswith("/api/") or path == "/openapi.json":
+        return False
+    return "text/event-stream" not in headers.get("accept", "")
+
+
+async def _answer(send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"detail": detail, "errors": []}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode()), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _same_origin(origin: str, headers: dict[str, str], scope: Scope) -> bool:
+    host = headers.get("host", "")
+    parts = urlsplit(origin)
+    return parts.netloc == host and parts.scheme in ("http", "https")
+
+
+class AuthMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = None
+        method, path = scope["method"], scope["path"]
+        headers = _headers(scope)
+        unsafe = method not in SAFE_METHODS
+        origin = headers.get("origin")
+        if unsafe and origin and origin != "null" and not _same_origin(origin, headers, scope):
+            await _answer(send, 403, f"a request from another site ({origin}) cannot change anything here")
+            return
+        if path in PUBLIC or path.startswith(PUBLIC_PREFIXES) or (
+                path.startswith("/api/ingest/runs/")):  # run-ingest routes check their run's token
+            await self.app(scope, receive, send)
+            return
+
+        session = scope.get("session") or {}
+        bearer = headers.get("authorization", "")
+        token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
+
+        def identify() -> tuple[bool, service.Principal | None]:
+            with session_scope() as db_session:
+                if not service.accounts_enabled(db_session):
+                    return False, None
+                if token:
+                    return True, service.principal_for_token(db_session, token)
+                user_id = session.get("user_id")
+                return True, service.principal_for_user(db_session, int(user_id)) if isinstance(user_id, int) else None
+
+        enabled, principal = await anyio.to_thread.run_sync(identify)
+        if not enabled:
+            await self.app(scope, receive, send)
+            return
+        if principal is None:
+            if token:
+                await _answer(send, 401, "this API token is not valid (revoked, expired or unknown)",
+                              [(b"www-authenticate", b"Bearer")])
+            elif _is_page(path, headers) and method in SAFE_METHODS:
+                target = path + (f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else "")
+                await _redirect(send, f"/login?next={quote(target, safe='')}")
+            else:
+                await _answer(send, 401, "log in, or send an API token: Authorization: Bearer <token>",
+                              [(b"www-authenticate", b"Bearer")])
+            return
+        if path.startswith(ADMIN_PREFIXES) and not principal.is_admin:
+            await _answer(send, 403, "only an admin can manage users")
+            return
+        if unsafe and path not in ("/logout",):
+            if principal.scope != "write":
+                await _answer(send, 403, "this API token is read-only: create a token with the write scope")
+                return
+            if principal.role == "viewer" and not path.startswith(("/api/tokens", "/account")):
+                await _answer(send, 403, "your role is viewer: you can look, not change anything")
+                return
+            if principal.via == "session":
+                expected = session.get("csrf") or ""
+                sent = headers.get("x-csrf-token", "")
+                if not expected or not hmac.compare_digest(expected, sent):
+                    await _answer(send, 403, "the CSRF token is missing or wrong: reload the page and try again")
+                    return
+        scope["state"]["principal"] = principal
+        token_var = CURRENT_USER.set(principal.user_id)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CURRENT_USER.reset(token_var)

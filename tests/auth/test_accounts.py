@@ -1,0 +1,226 @@
+"""Accounts: every route closed without credentials once a user exists, sessions with CSRF,
+personal tokens (scopes, revocation, expiry), roles, the Origin check, who created what."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from fastapi.routing import iter_route_contexts
+
+from app.auth import service
+from app.core.db import session_scope
+from app.core.models_base import utcnow
+
+PASSWORD = "correct horse battery"
+OPEN = {"/login", "/healthz"}
+
+
+@pytest.fixture
+def users(client):
+    """An admin, a member and a viewer on the in-process app (accounts on from here)."""
+    with session_scope() as db_session:
+        made = {role: service.create_user(db_session, role, PASSWORD, role).id for role in ("admin", "member", "viewer")}
+    service.forget_cache()
+    from app.auth.routes import reset_login_limits
+
+    reset_login_limits()  # the limits live in the process, across tests
+    return made
+
+
+def _token(role: str, scope: str = "write", days: int | None = None) -> str:
+    from sqlalchemy import select
+
+    from app.auth.models import User
+
+    with session_scope() as db_session:
+        user = db_session.scalar(select(User).where(User.username == role))
+        return service.create_token(db_session, user, f"{role} {scope}", scope, days)[1]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def test_every_route_is_closed_without_credentials(client, users):
+    checked = 0
+    assert client.get("/static/css/app.css").status_code == 200  # static files: open on purpose
+    for route in iter_route_contexts(client.app.routes):
+        if getattr(route, "methods", None) is None:
+            assert route.path == "/static", route.path  # the only mount
+            continue
+        path = _concrete(route.path)
+        if route.path in OPEN:
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            answer = client.request(method, path, follow_redirects=False)
+            checked += 1
+            if method == "GET" and not route.path.startswith("/api/") and route.path != "/openapi.json":
+                # A page (the OpenAPI docs too): to the login page, and back after.
+                assert answer.status_code == 303, (method, route.path, answer.status_code)
+                assert answer.headers["location"].startswith("/login?next=%2F"), route.path
+            else:
+                assert answer.status_code == 401, (method, route.path, answer.status_code, answer.text[:200])
+    assert checked > 60
+
+
+def test_the_open_routes_stay_open(client, users):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/login").status_code == 200
+
+
+def _login(client, username: str) -> str:
+    """Log in through the form; returns the page's CSRF token."""
+    answer = client.post("/login", data={"username": username, "password": PASSWORD, "next": "/architectures"},
+                         follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/architectures"
+    page = client.get("/architectures")
+    assert page.status_code == 200 and f">{username}</a>" in page.text
+    return re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text).group(1)
+
+
+def test_login_session_and_csrf(client, users):
+    wrong = client.post("/login", data={"username": "member", "password": "nope nope nope"})
+    assert wrong.status_code == 401 and "wrong username or password" in wrong.text
+    csrf = _login(client, "member")
+    body = {"spec": {"input_shape": [1, 28, 28], "layers": [{"type": "Flatten"}]}}
+    refused = client.post("/api/architectures/validate", json=body)
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    assert client.post("/api/architectures/validate", json=body, headers={"X-CSRF-Token": "x" * 43}).status_code == 403
+    assert client.post("/api/architectures/validate", json=body, headers={"X-CSRF-Token": csrf}).status_code == 200
+    out = client.post("/logout", follow_redirects=False)
+    assert out.status_code == 303
+    assert client.get("/api/runs").status_code == 401  # the session is gone
+
+
+def test_an_open_redirect_after_login_is_refused(client, users):
+    answer = client.post("/login", data={"username": "member", "password": PASSWORD, "next": "//evil.example/x"},
+                         follow_redirects=False)
+    assert answer.headers["location"] == "/"
+
+
+def test_tokens_scopes_revocation_and_expiry(client, users):
+    write = _token("member")
+    assert client.get("/api/runs", headers=_bearer(write)).status_code == 200
+    body = {"name": "mlp", "spec": {"input_shape": [1, 8, 8], "layers": [{"type": "Flatten"},
+                                                                         {"type": "Dense", "units": 10}]}}
+    created = client.post("/api/architectures", json=body, headers=_bearer(write))
+    assert created.status_code == 201, created.text
+    read = _token("member", "read")
+    assert client.get("/api/architectures", headers=_bearer(read)).status_code == 200
+    refused = client.post("/api/architectures", json={**body, "name": "two"}, headers=_bearer(read))
+    assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+    # Revoked: stops working at once.
+    tokens = client.get("/api/tokens", headers=_bearer(write)).json()
+    read_id = next(t["id"] for t in tokens if t["scope"] == "read")
+    assert client.delete(f"/api/tokens/{read_id}", headers=_bearer(write)).json()["state"] == "revoked"
+    assert client.get("/api/runs", headers=_bearer(read)).status_code == 401
+    # Expired: stops working at once.
+    soon = _token("member", "read", days=1)
+    assert client.get("/api/runs", headers=_bearer(soon)).status_code == 200
+    from sqlalchemy import update
+
+    from app.auth.models import ApiToken
+
+    with session_scope() as db_session:
+        db_session.execute(update(ApiToken).where(ApiToken.expires_at.is_not(None))
+                           .values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert client.get("/api/runs", headers=_bearer(soon)).status_code == 401
+    # Tokens are stored hashed: the token itself is nowhere in the database.
+    with session_scope() as db_session:
+        hashes = [row.token_hash for row in service.list_tokens(db_session)]
+    assert write not in hashes and all(len(h) == 64 for h in hashes)
+
+
+def test_a_token_can_create_and_list_tokens_shown_once(client, users):
+    write = _token("viewer", "read")
+    created = client.post("/api/tokens", json={"name": "ci", "scope": "read"}, headers=_bearer(_token("member")))
+    assert created.status_code == 201 and created.json()["token"].startswith("tb_")
+    listed = client.get("/api/tokens", headers=_bearer(_token("member"))).json()
+    assert all("token" not in t for t in listed) and "ci" in {t["name"] for t in listed}
+    assert client.get("/api/tokens", headers=_bearer(write)).status_code == 200
+
+
+def test_roles(client, users):
+    viewer, member, admin = _token("viewer"), _token("member"), _token("admin")
+    assert client.get("/api/runs", headers=_bearer(viewer)).status_code == 200
+    refused = client.post("/api/runs", json={"preset": "mnist-mlp"}, headers=_bearer(viewer))
+    assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
+    assert client.get("/api/users", headers=_bearer(member)).status_code == 403
+    assert client.post("/api/users", json={"username": "x", "password": PASSWORD}, headers=_bearer(member)).status_code == 403
+    assert client.get("/users", headers=_bearer(member)).status_code == 403
+    made = client.post("/api/users", json={"username": "newbie", "password": PASSWORD, "role": "viewer"},
+                       headers=_bearer(admin))
+    assert made.status_code == 201 and made.json()["role"] == "viewer"
+    assert {u["username"] for u in client.get("/api/users", headers=_bearer(admin)).json()} >= {"admin", "newbie"}
+    # The last enabled admin cannot be demoted or disabled.
+    last = client.patch(f"/api/users/{users['admin']}", json={"role": "member"}, headers=_bearer(admin))
+    assert last.status_code == 409 and "last enabled admin" in last.json()["detail"]
+    # A disabled user's tokens stop working.
+    assert client.patch(f"/api/users/{users['member']}", json={"disabled": True}, headers=_bearer(admin)).status_code == 200
+    assert client.get("/api/runs", headers=_bearer(member)).status_code == 401
+
+
+def test_a_request_from_another_site_is_refused_even_without_accounts(client):
+    answer = client.post("/api/architectures/validate", json={"spec": {"layers": []}},
+                         headers={"Origin": "http://evil.example"})
+    assert answer.status_code == 403 and "another site" in answer.json()["detail"]
+    same = client.post("/api/architectures/validate", json={"spec": {"input_shape": [1, 8, 8], "layers": [{"type": "Flatten"}]}},
+                       headers={"Origin": "http://testserver"})
+    assert same.status_code == 200
+
+
+def test_architectures_and_runs_record_who_created_them(client, users):
+    from app.architectures.models import Architecture
+    from app.runs.models import Run
+
+    member = _token("member")
+    body = {"name": "by member", "spec": {"input_shape": [1, 8, 8], "layers": [{"type": "Flatten"},
+                                                                              {"type": "Dense", "units": 10}]}}
+    arch = client.post("/api/architectures", json=body, headers=_bearer(member)).json()
+    run = client.post("/api/runs", json={"architecture_id": arch["id"], "dataset": "digits"}, headers=_bearer(member))
+    assert run.status_code == 201, run.text
+    with session_scope(write=False) as db_session:
+        assert db_session.get(Architecture, arch["id"]).created_by == users["member"]
+        assert db_session.get(Run, run.json()["id"]).created_by == users["member"]
+
+
+def test_logins_are_rate_limited(client, users, caplog):
+    for _ in range(5):
+        assert client.post("/login", data={"username": "viewer", "password": "wrong password"}).status_code == 401
+    limited = client.post("/login", data={"username": "viewer", "password": PASSWORD})
+    assert limited.status_code == 429 and "too many failed attempts" in limited.text
+    assert "wrong password" not in caplog.text and "failed login for 'viewer'" in caplog.text
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_accounts(data_dir, monkeypatch):
+    from app.cli import _check_exposure
+    from app.core.config import Settings
+
+    refusal = _check_exposure(Settings(host="0.0.0.0"), insecure_no_auth=False)
+    assert "refusing to listen on 0.0.0.0 with no accounts" in refusal and "trainboard users create" in refusal
+    assert _check_exposure(Settings(host="0.0.0.0"), insecure_no_auth=True) is None
+    assert _check_exposure(Settings(host="127.0.0.1"), insecure_no_auth=False) is None
+    # TRAINBOARD_ADMIN_PASSWORD makes the first admin, and then it may listen anywhere.
+    assert _check_exposure(Settings(host="0.0.0.0", admin_password=PASSWORD), insecure_no_auth=False) is None
+    with session_scope(write=False) as db_session:
+        assert [(u.username, u.role) for u in service.list_users(db_session)] == [("admin", "admin")]
+
+
+def test_serve_refusal_is_a_clear_error_from_the_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(tmp_path / "data")}
+    env.pop("TRAINBOARD_ADMIN_PASSWORD", None)
+    answer = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--port", "1"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 2 and "refusing to listen on 0.0.0.0 with no accounts" in answer.stderr
