@@ -24,6 +24,7 @@ from app.auth.middleware import AuthMiddleware
 from app.auth.secret import session_secret
 from app.core.config import get_settings
 from app.core.limits import BodyLimitMiddleware
+from app.core.security import SecurityHeadersMiddleware
 from app.executors import make_executor
 from app.runs.stream import StreamHub
 
@@ -58,11 +59,15 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
         description="Define, train, watch and compare neural networks.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs is served from static/vendor below (no CDN: it works offline and under the CSP).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.start_executor = start_executor
     settings = get_settings()
     # Inner to outer: who is asking (app/auth/middleware.py), then the signed session cookie it
     # reads, then the body limit (outermost: an oversized body is refused before anything reads it).
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="trainboard_session",
                        max_age=int(settings.session_max_age_s), same_site="lax", https_only=settings.secure_cookies)
@@ -77,6 +82,12 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(compare_api.router)
     app.include_router(ingest_api.router)
     app.include_router(auth_routes.router)
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs(request: Request) -> Response:
+        from app.web.templating import render
+
+        return render(request, "api_docs.html")
     from app.web import install as install_web
 
     install_web(app)
