@@ -174,6 +174,14 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """Playwright's own waits (`wait_for_function` with an expression) evaluate strings in the page,
+    which the app's Content-Security-Policy forbids: tests bypass it, except tests/browser/test_csp.py,
+    which checks the pages under the real policy in a context of its own."""
+    return {**browser_context_args, "bypass_csp": True}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under `make test` a skip is a failure: nothing the suite promises may silently not run."""

@@ -27,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -90,12 +92,20 @@ class RayLauncher:
         self.namespace = namespace(settings)
         self.threads = settings.trainer_threads or 1
         _check_reachable(settings.ray_address)
+        # ray.init replaces the SIGTERM handler with one that exits at once: the web server's own
+        # (a graceful shutdown that stops the scheduler and the standby) must stay.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             ray.init(address=settings.ray_address, namespace=self.namespace, logging_level="ERROR",
                      log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError: say where it looked
             raise RayUnavailable(f"cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS="
                                  f"{settings.ray_address}: {first_lines(exc)}") from exc
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                for sig, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(sig, handler)
         self.actor_class = ray.remote(RayTrainer)
         self.standby: RayHandle | None = None
         self.live: dict[int, RayHandle] = {}  # runs whose actor has not ended yet
@@ -154,7 +164,8 @@ class RayLauncher:
             self._standby_retry_at = now + STANDBY_RETRY_S
         if self.standby is None and now >= self._standby_retry_at and len(self.live) + 1 <= self.resources().slots:
             actor = self._new_actor(0)
-            self.standby = RayHandle(run_id=0, pid=None, actor=actor, ref=actor.ready.remote())
+            # It watches this server and exits if it goes away before handing it a run.
+            self.standby = RayHandle(run_id=0, pid=None, actor=actor, ref=actor.ready.remote(self.settings.ingest_url))
 
     def _standby_failed(self, standby: RayHandle) -> bool:
         """Whether the standby died while warming up (e.g. a broken install on its node)."""

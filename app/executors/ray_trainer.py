@@ -24,6 +24,8 @@ from typing import Any
 
 # After its run, an actor that nobody killed exits by itself after this many seconds.
 EXIT_AFTER_RUN_S = 30.0
+# A standby checks its server this often, and exits after this many failed checks in a row.
+OWNER_CHECK_S, OWNER_FAILURES = 5.0, 3
 
 
 class RayTrainer:
@@ -33,8 +35,11 @@ class RayTrainer:
         self.stop = StopFlag()
         self.done = threading.Event()
         self.order_run_id: int | None = None
+        self.watching = False
 
-    def ready(self) -> int:
+    def ready(self, server_url: str | None = None) -> int:
+        """Warm up; with `server_url` (a standby), also exit if that server stops answering before
+        it hands this actor a run (a server that crashed cannot kill its standby)."""
         import torch
 
         import app.datasets.registry  # noqa: F401
@@ -44,7 +49,26 @@ class RayTrainer:
 
         # The first optimizer constructed imports torch._dynamo (~2.5 s): pay it before the run.
         torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+        if server_url and not self.watching:
+            self.watching = True
+            threading.Thread(target=self._watch_owner, args=(server_url,), daemon=True).start()
         return os.getpid()
+
+    def _watch_owner(self, server_url: str) -> None:
+        import httpx
+
+        failures = 0
+        while self.order_run_id is None:
+            if self.done.wait(OWNER_CHECK_S):
+                return
+            if self.order_run_id is not None:
+                return
+            try:
+                failures = 0 if httpx.get(f"{server_url}/healthz", timeout=3).status_code == 200 else failures + 1
+            except httpx.HTTPError:
+                failures += 1
+            if failures >= OWNER_FAILURES:
+                os._exit(0)  # an idle standby whose server is gone: give its resources back
 
     def train(self, order: dict[str, Any]) -> int:
         import torch

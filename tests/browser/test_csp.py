@@ -4,7 +4,7 @@ origin (the browser reports any blocked script or style), and /docs is served fr
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import LiveServer
 
@@ -20,7 +20,16 @@ def server(tmp_path):
     server.stop()
 
 
-def test_pages_run_under_the_policy_without_violations(page: Page, server):
+@pytest.fixture
+def strict_page(browser: Browser):
+    """A page under the server's real policy (the other browser tests bypass it: tests/conftest.py)."""
+    context = browser.new_context(bypass_csp=False)
+    yield context.new_page()
+    context.close()
+
+
+def test_pages_run_under_the_policy_without_violations(strict_page: Page, server):
+    page = strict_page
     problems: list[str] = []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
@@ -37,7 +46,8 @@ def test_pages_run_under_the_policy_without_violations(page: Page, server):
         [url for url in requests if not url.startswith(server.url)]
 
 
-def test_the_api_docs_render_from_local_assets(page: Page, server):
+def test_the_api_docs_render_from_local_assets(strict_page: Page, server):
+    page = strict_page
     page.goto(f"{server.url}/docs")
     expect(page.locator("#swagger-ui .info .title").first).to_contain_text("Trainboard")
     expect(page.locator("#swagger-ui .opblock").first).to_be_visible()

@@ -116,3 +116,27 @@ def ray_head():
         process.wait()
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _trainer_actors(head: RayHead) -> list[str]:
+    names = []
+    for process in head.processes():
+        with contextlib.suppress(psutil.Error):
+            title = " ".join(process.cmdline())
+            if title.startswith("ray::RayTrainer"):
+                names.append(f"{process.pid} {title}")
+    return names
+
+
+@pytest.fixture(autouse=True)
+def no_trainer_actor_left(request):
+    """After a test on the Ray head, no trainer actor is left holding the cluster's CPUs: the run's
+    actor goes when its run ends, the standby when its server stops."""
+    yield
+    if "ray_head" not in request.fixturenames:
+        return
+    head = request.getfixturevalue("ray_head")
+    deadline = time.monotonic() + 30
+    while (left := _trainer_actors(head)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"trainer actors left on the cluster after the test: {left}"
