@@ -3,6 +3,7 @@ personal tokens (scopes, revocation, expiry), roles, the Origin check, who creat
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import timedelta
 
@@ -12,9 +13,43 @@ from fastapi.routing import iter_route_contexts
 from app.auth import service
 from app.core.db import session_scope
 from app.core.models_base import utcnow
+from tests.core.test_postgres import postgres_url  # noqa: F401  (the PostgreSQL server fixture)
 
 PASSWORD = "correct horse battery"
 OPEN = {"/login", "/healthz"}
+_databases = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def client(request, tmp_path, monkeypatch):
+    """The in-process app on a fresh database: SQLite, and a new database on the real PostgreSQL
+    server the test run starts (tests/core/test_postgres.py), so accounts behave the same on both."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import create_engine, text
+
+    from app.core.config import get_settings
+    from app.core.db import reset_engine_cache, upgrade_database
+    from app.main import create_app
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("TRAINBOARD_DATA_DIR", str(tmp_path / "data"))
+    if request.param == "postgres":
+        server = request.getfixturevalue("postgres_url")
+        name = f"accounts_{next(_databases)}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        monkeypatch.setenv("TRAINBOARD_DATABASE_URL", server.rsplit("/", 1)[0] + f"/{name}")
+    else:
+        monkeypatch.delenv("TRAINBOARD_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    reset_engine_cache()
+    upgrade_database()
+    with TestClient(create_app(start_executor=False)) as test_client:
+        yield test_client
+    reset_engine_cache()
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -198,7 +233,7 @@ def test_logins_are_rate_limited(client, users, caplog):
     assert "wrong password" not in caplog.text and "failed login for 'viewer'" in caplog.text
 
 
-def test_serve_refuses_to_listen_beyond_loopback_without_accounts(data_dir, monkeypatch):
+def test_serve_refuses_to_listen_beyond_loopback_without_accounts(client, monkeypatch):
     from app.cli import _check_exposure
     from app.core.config import Settings
 
