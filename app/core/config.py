@@ -16,15 +16,19 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     # Empty means SQLite at <data_dir>/trainboard.db; set a postgresql+psycopg:// URL to scale out.
     database_url: str = ""
-    # Bind to loopback unless told otherwise: the app has no login yet.
+    # The interface to listen on: loopback unless told otherwise (beyond it, the server starts only
+    # once it has an account, or with --insecure-no-auth).
     host: str = "127.0.0.1"
+    # The port to listen on.
     port: int = 8000
 
     # Caps that reject oversized models before anything is allocated.
     max_params: int = Field(default=200_000_000, ge=1)
-    max_activation_bytes: int = Field(default=1 << 30, ge=1)  # per sample
-    # Caps on what one run may ask for.
+    # Activation memory of one sample through the model, in bytes (checked before anything runs).
+    max_activation_bytes: int = Field(default=1 << 30, ge=1)
+    # Caps on what one run may ask for: the most epochs.
     max_epochs: int = Field(default=1000, ge=1)
+    # The largest batch size one run may ask for.
     max_batch_size: int = Field(default=65536, ge=1)
     # Layers in one architecture: validation and the trainer's memory grow with the count.
     max_layers: int = Field(default=1000, ge=1)
@@ -59,6 +63,7 @@ class Settings(BaseSettings):
     cancel_grace_s: float = 3.0
     # SSE: how often the shared per-run poller reads new rows.
     poll_interval_s: float = 0.1
+    # SSE: a comment line is sent this often on a quiet stream, so proxies keep it open.
     sse_heartbeat_s: float = 15.0
 
     # Decoded pixels in one uploaded zip of images, all images summed: checked from the image
@@ -86,8 +91,9 @@ class Settings(BaseSettings):
     session_max_age_s: float = Field(default=7 * 24 * 3600, gt=0)
     # Mark the session cookie Secure (sent over HTTPS only): set it behind an HTTPS proxy.
     secure_cookies: bool = False
-    # On first start with no users: create the admin `admin_user` with this password.
+    # On first start with no users: the name of the admin that TRAINBOARD_ADMIN_PASSWORD creates.
     admin_user: str = "admin"
+    # On first start with no users: create the admin `admin_user` with this password.
     admin_password: str = ""
 
     @property
