@@ -37,6 +37,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 from PIL import Image
 
+from app.auth.context import CURRENT_USER
 from app.core.config import get_settings
 from app.core.errors import InvalidInput, TooLarge
 from app.core.limits import format_size
@@ -198,7 +199,8 @@ def _save(name: str, data_dir: Path | str, scratch: Path, x: np.ndarray, codes: 
     x_test = _gather(x, test, scratch / "x_test.npy")
     mean, std = _channel_stats(x_train)
     arrays = {"x_train": x_train, "y_train": y[train], "x_test": x_test, "y_test": y[test]}
-    meta = {**meta, "class_names": class_names, "mean": mean, "std": std, "source": "upload"}
+    meta = {**meta, "class_names": class_names, "mean": mean, "std": std, "source": "upload",
+            "created_by": CURRENT_USER.get()}  # the uploading user's id (None without accounts)
     return store.write_dataset(data_dir, name, arrays, meta)
 
 

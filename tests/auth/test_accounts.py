@@ -225,6 +225,19 @@ def test_architectures_and_runs_record_who_created_them(client, users):
         assert db_session.get(Run, run.json()["id"]).created_by == users["member"]
 
 
+def test_an_uploaded_data_set_records_who_uploaded_it(client, users):
+    import json
+
+    from app.core.config import get_settings
+
+    csv = "a,b,label\n" + "".join(f"{i},{i % 5},{i % 2}\n" for i in range(60))
+    answer = client.post("/api/datasets", data={"name": "pairs"}, files={"file": ("pairs.csv", csv, "text/csv")},
+                         headers=_bearer(_token("member")))
+    assert answer.status_code == 201, answer.text
+    meta = json.loads((get_settings().data_dir / "datasets" / "pairs" / "meta.json").read_text())
+    assert meta["created_by"] == users["member"]
+
+
 def test_logins_are_rate_limited(client, users, caplog):
     for _ in range(5):
         assert client.post("/login", data={"username": "viewer", "password": "wrong password"}).status_code == 401
