@@ -128,7 +128,7 @@ def test_default_up_has_no_ray(services):
 def test_dockerfile_default_extras_unchanged():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG EXTRAS=onnx$", dockerfile, re.M)
-    assert 'pip install --no-cache-dir -e ".[${EXTRAS}]"' in dockerfile
+    assert "trainboard[${EXTRAS}]" in dockerfile  # the app's wheel with the extras the build asks for
 
 
 def test_the_app_services_take_the_admin_password_from_the_environment(services):
