@@ -133,7 +133,20 @@ def test_dockerfile_default_extras_unchanged():
 
 def test_the_app_services_take_the_admin_password_from_the_environment(services):
     # The container binds 0.0.0.0: without an account the server refuses to start (app/cli.py).
-    for name in ("trainboard", "trainboard-ray"):
+    for name in ("trainboard", "trainboard-ray", "trainboard-pg"):
         assert env(services[name])["TRAINBOARD_ADMIN_PASSWORD"] == "${TRAINBOARD_ADMIN_PASSWORD:-}", name
     example = (ROOT / ".env.example").read_text()
     assert re.search(r"^TRAINBOARD_ADMIN_PASSWORD=\S+", example, re.M)
+
+
+def test_the_postgres_profile_runs_the_app_on_a_health_checked_postgres(services):
+    app, db = services["trainboard-pg"], services["postgres"]
+    assert app["profiles"] == ["postgres"] == db["profiles"]
+    assert "postgres" in app["build"]["args"]["EXTRAS"].split(",")  # psycopg in the image
+    url = env(app)["TRAINBOARD_DATABASE_URL"]
+    assert url.startswith("postgresql+psycopg://trainboard:${POSTGRES_PASSWORD:-}@postgres/trainboard")
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in db["healthcheck"]["test"]
+    assert env(db)["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-}"  # no password in the file
+    assert "ports" not in db  # the database is not published
+    assert "trainboard-pg" not in {n for n, s in services.items() if "profiles" not in s}
