@@ -33,6 +33,10 @@ test: $(VENV)/.installed-dev
 	  if [ "$$(id -u)" = "0" ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL is missing: install it (apt-get install postgresql) and run make test again"; exit 1; fi; }
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	  else echo "docker-compose is missing (it validates docker-compose.yml): apt-get install docker-compose"; exit 1; fi; }
 	$(BIN)/ruff check app tests bench
 	TRAINBOARD_STRICT_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 

@@ -205,7 +205,7 @@ async def put_checkpoint(request: Request, run_id: RunId, epoch: Annotated[int, 
 async def get_checkpoint(run_id: RunId, credentials: Credentials) -> Any:
     """The checkpoint the run's order resumes or forks from (404 when it starts fresh)."""
     path = await _authorized(run_id, _token(credentials), ingest.resume_checkpoint)
-    return FileResponse(path, media_type="application/octet-stream")
+    return FileResponse(path, media_type="application/octet-stream", filename=path.name)
 
 
 @router.get("/api/ingest/runs/{run_id}/dataset", response_model=ingest.DatasetManifest)
@@ -227,4 +227,4 @@ async def get_dataset(run_id: RunId, credentials: Credentials) -> Any:
 async def get_dataset_file(run_id: RunId, name: str, credentials: Credentials) -> Any:
     """One file of the run's data set (the names its manifest lists)."""
     path = await _authorized(run_id, _token(credentials), lambda run: ingest.dataset_file(run, name))
-    return FileResponse(path, media_type="application/octet-stream")
+    return FileResponse(path, media_type="application/octet-stream", filename=path.name)

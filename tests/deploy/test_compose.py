@@ -150,3 +150,19 @@ def test_the_postgres_profile_runs_the_app_on_a_health_checked_postgres(services
     assert env(db)["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-}"  # no password in the file
     assert "ports" not in db  # the database is not published
     assert "trainboard-pg" not in {n for n, s in services.items() if "profiles" not in s}
+
+
+@pytest.mark.parametrize("profile", [None, "postgres", "ray"])
+def test_docker_compose_validates_the_file(profile, tmp_path):
+    # Debian's docker-compose (installed by `make test`) checks the file as compose itself reads it;
+    # there is no Docker engine here, so nothing is built or started.
+    import os
+    import shutil
+    import subprocess
+
+    tool = shutil.which("docker-compose")
+    assert tool, "docker-compose is missing: `make test` installs it (apt-get install docker-compose)"
+    args = [tool, "-f", str(ROOT / "docker-compose.yml"), *(["--profile", profile] if profile else []), "config", "-q"]
+    env = {**os.environ, "TRAINBOARD_ADMIN_PASSWORD": "x" * 12, "POSTGRES_PASSWORD": "y" * 12}
+    answer = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0, answer.stderr
