@@ -259,6 +259,24 @@ def engine_train(data, epochs: int, workdir: Path, *, seed: int = 0, val_split: 
 
 
 # --- a real server ------------------------------------------------------------------------
+def post_until_first_metric(client, body: dict) -> tuple[int, float, float]:
+    """POST a run and poll its rows every 10 ms (as a watching browser would) until the first
+    step/epoch row: (run id, when it was posted, seconds to that row) on time.perf_counter."""
+    posted = time.perf_counter()
+    response = client.post("/api/runs", json=body)
+    response.raise_for_status()
+    run_id = response.json()["id"]
+    seen = 0
+    while True:
+        rows = client.get(f"/api/runs/{run_id}/metrics", params={"after": seen}).json()
+        seen = rows[-1]["seq"] if rows else seen
+        if any(r["kind"] in ("step", "epoch") for r in rows):
+            return run_id, posted, time.perf_counter() - posted
+        if any(r["kind"] == "status" and r["payload"]["status"] in ("failed", "cancelled") for r in rows):
+            raise SystemExit(f"run {run_id} did not train: {rows[-1]['payload']}")
+        time.sleep(0.01)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -203,20 +203,7 @@ class RayProbe:
 
 def measure(client, body: dict) -> dict:
     """POST the run; seconds to its first step/epoch row and to `completed`, and what it reported."""
-    posted = time.perf_counter()
-    response = client.post("/api/runs", json=body)
-    response.raise_for_status()
-    run_id = response.json()["id"]
-    seen, first_at = 0, None
-    while first_at is None:  # a tight poll, as a watching browser would see it
-        rows = client.get(f"/api/runs/{run_id}/metrics", params={"after": seen}).json()
-        seen = rows[-1]["seq"] if rows else seen
-        if any(r["kind"] in ("step", "epoch") for r in rows):
-            first_at = time.perf_counter() - posted
-        elif any(r["kind"] == "status" and r["payload"]["status"] in ("failed", "cancelled") for r in rows):
-            raise SystemExit(f"run {run_id} did not train: {rows[-1]['payload']}")
-        else:
-            time.sleep(0.01)
+    run_id, posted, first_at = harness.post_until_first_metric(client, body)
     while True:
         state = client.get(f"/api/runs/{run_id}").json()
         if state["status"] in TERMINAL:

@@ -29,20 +29,7 @@ TERMINAL = ("completed", "failed", "cancelled")
 
 def first_metric(client, body: dict) -> float:
     """Seconds from POST to the first step/epoch row (polled every 10 ms); the run is then cancelled."""
-    posted = time.perf_counter()
-    response = client.post("/api/runs", json=body)
-    response.raise_for_status()
-    run_id = response.json()["id"]
-    seen, elapsed = 0, None
-    while elapsed is None:
-        rows = client.get(f"/api/runs/{run_id}/metrics", params={"after": seen}).json()
-        seen = rows[-1]["seq"] if rows else seen
-        if any(r["kind"] in ("step", "epoch") for r in rows):
-            elapsed = time.perf_counter() - posted
-        elif any(r["kind"] == "status" and r["payload"]["status"] in ("failed", "cancelled") for r in rows):
-            raise SystemExit(f"run {run_id} did not train: {rows[-1]['payload']}")
-        else:
-            time.sleep(0.01)
+    run_id, _, elapsed = harness.post_until_first_metric(client, body)
     client.post(f"/api/runs/{run_id}/cancel")
     deadline = time.monotonic() + 60
     while client.get(f"/api/runs/{run_id}").json()["status"] not in TERMINAL:

@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -178,16 +179,7 @@ def users_create(request: Request, db_session: SessionDep, username: Annotated[s
                  password: Annotated[str, Form(max_length=service.MAX_PASSWORD)] = "",
                  role: Annotated[str, Form(max_length=16)] = "member") -> Response:
     _principal(request)
-    error = None
-    try:
-        service.create_user(db_session, username, password, role)
-        db_session.commit()
-    except DomainError as exc:
-        db_session.rollback()
-        error = exc.message
-    return render(request, "auth/users.html", {"users": service.list_users(db_session), "roles": ROLES,
-                                               "error": error}, partial="auth/_users.html",
-                  status_code=422 if error else 200)
+    return _change_users(request, db_session, lambda: service.create_user(db_session, username, password, role), 422)
 
 
 @router.post("/users/{user_id}", include_in_schema=False)
@@ -195,17 +187,22 @@ def users_update(request: Request, db_session: SessionDep, user_id: UserId,
                  role: Annotated[str | None, Form(max_length=16)] = None,
                  disabled: Annotated[str | None, Form(max_length=5)] = None) -> Response:
     _principal(request)
+    return _change_users(request, db_session, lambda: service.update_user(
+        db_session, user_id, role=role, disabled=None if disabled is None else disabled == "true"), 409)
+
+
+def _change_users(request: Request, db_session, change: Callable[[], Any], error_status: int) -> Response:
+    """Apply a change to the users and answer the users panel, with the reason when it was refused."""
     error = None
     try:
-        service.update_user(db_session, user_id, role=role,
-                            disabled=None if disabled is None else disabled == "true")
+        change()
         db_session.commit()
     except DomainError as exc:
         db_session.rollback()
         error = exc.message
     return render(request, "auth/users.html", {"users": service.list_users(db_session), "roles": ROLES,
                                                "error": error}, partial="auth/_users.html",
-                  status_code=409 if error else 200)
+                  status_code=error_status if error else 200)
 
 
 # -- JSON API ------------------------------------------------------------------------------------

@@ -272,3 +272,20 @@ def test_serve_refusal_is_a_clear_error_from_the_command(tmp_path):
     answer = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--host", "0.0.0.0", "--port", "1"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=60)
     assert answer.returncode == 2 and "refusing to listen on 0.0.0.0 with no accounts" in answer.stderr
+
+
+def test_the_users_page_adds_users_and_changes_roles(client, users):
+    csrf = _login(client, "admin")
+    headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}
+    added = client.post("/users", data={"username": "bob", "password": PASSWORD, "role": "viewer"}, headers=headers)
+    assert added.status_code == 200 and 'data-user="bob"' in added.text
+    short = client.post("/users", data={"username": "eve", "password": "short", "role": "member"}, headers=headers)
+    assert short.status_code == 422 and "a password is 8 to" in short.text
+    with session_scope(write=False) as db_session:
+        bob = next(u for u in service.list_users(db_session) if u.username == "bob")
+    assert client.post(f"/users/{bob.id}", data={"role": "member"}, headers=headers).status_code == 200
+    last = client.post(f"/users/{users['admin']}", data={"disabled": "true"}, headers=headers)
+    assert last.status_code == 409 and "last enabled admin" in last.text
+    with session_scope(write=False) as db_session:
+        roles = {u.username: (u.role, u.disabled) for u in service.list_users(db_session)}
+    assert roles["bob"] == ("member", False) and roles["admin"] == ("admin", False)
