@@ -49,11 +49,15 @@ def _check_exposure(settings, *, insecure_no_auth: bool) -> str | None:
     so explicitly. Returns why it refuses, or None."""
     from app.auth import service
     from app.core.db import session_scope
+    from app.core.errors import DomainError
 
     with session_scope() as db_session:
         has_users = service.accounts_enabled(db_session)
         if not has_users and settings.admin_password:
-            service.create_user(db_session, settings.admin_user, settings.admin_password, "admin")
+            try:
+                service.create_user(db_session, settings.admin_user, settings.admin_password, "admin")
+            except DomainError as exc:
+                return f"TRAINBOARD_ADMIN_PASSWORD: {exc.message}"
             print(f"created the admin {settings.admin_user} (TRAINBOARD_ADMIN_PASSWORD)")
             has_users = True
     if has_users or settings.host in LOOPBACK:

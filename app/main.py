@@ -65,14 +65,15 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     )
     app.state.start_executor = start_executor
     settings = get_settings()
-    # Inner to outer: who is asking (app/auth/middleware.py), then the signed session cookie it
-    # reads, then the body limit (outermost: an oversized body is refused before anything reads it).
-    app.add_middleware(SecurityHeadersMiddleware)
+    # Inner to outer: who is asking (app/auth/middleware.py), the signed session cookie it reads, the
+    # body limit (an oversized body is refused before anything reads it), the security headers.
     app.add_middleware(AuthMiddleware)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie="trainboard_session",
                        max_age=int(settings.session_max_age_s), same_site="lax", https_only=settings.secure_cookies)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
                        max_upload_bytes=settings.max_upload_bytes, max_artifact_bytes=settings.max_artifact_bytes)
+    # Outermost: every answer gets the security headers, the gate's 401/403/303 and 413s included.
+    app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app, page=_page)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     app.include_router(health_api.router)

@@ -76,10 +76,14 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["principal"] = None
         method, path = scope["method"], scope["path"]
+        root = scope.get("root_path") or ""
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"  # what the router matches (served under a prefix)
         headers = _headers(scope)
         unsafe = method not in SAFE_METHODS
         origin = headers.get("origin")
-        if unsafe and origin and origin != "null" and not _same_origin(origin, headers, scope):
+        if unsafe and origin and (origin == "null" or not _same_origin(origin, headers, scope)):
+            # "null": a sandboxed frame or a redirect elsewhere; never a page of this server.
             await _answer(send, 403, f"a request from another site ({origin}) cannot change anything here")
             return
         if path in PUBLIC or path.startswith(PUBLIC_PREFIXES) or (

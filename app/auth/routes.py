@@ -52,25 +52,35 @@ def reset_login_limits() -> None:
         _failures.clear()
 
 
-def _limited(keys: list[str]) -> float:
-    """Seconds until another attempt is allowed (0 when allowed)."""
+def _reserve(keys: list[str]) -> float:
+    """Count this attempt against the keys now (so parallel attempts cannot all pass before any
+    failure is recorded): 0 when allowed, else the seconds until another attempt is."""
     now = time.monotonic()
-    wait = 0.0
     with _failures_lock:
+        wait = 0.0
         for key in keys:
             attempts = _failures[key]
             while attempts and now - attempts[0] > LOGIN_WINDOW_S:
                 attempts.popleft()
             if len(attempts) >= LOGIN_MAX_FAILURES:
                 wait = max(wait, LOGIN_WINDOW_S - (now - attempts[0]))
-    return wait
+        if not wait:
+            for key in keys:
+                _failures[key].append(now)
+        for key in keys:
+            if not _failures[key]:
+                del _failures[key]  # no entry kept for names nobody tries again
+        return wait
 
 
-def _failed(keys: list[str]) -> None:
-    now = time.monotonic()
+def _succeeded(keys: list[str]) -> None:
+    """A right password: the attempt it reserved does not count as a failure."""
     with _failures_lock:
         for key in keys:
-            _failures[key].append(now)
+            if _failures.get(key):
+                _failures[key].pop()
+                if not _failures[key]:
+                    del _failures[key]
 
 
 def _principal(request: Request) -> service.Principal:
@@ -102,17 +112,17 @@ def login(request: Request, db_session: SessionDep, username: Annotated[str, For
     address = request.client.host if request.client else "?"
     keys = [f"user:{username.lower()}", f"addr:{address}"]
     enabled = service.accounts_enabled(db_session)
-    wait = _limited(keys)
+    wait = _reserve(keys)
     if wait:
         log.warning("login refused for %r from %s: too many failed attempts", username, address)
         return render(request, "auth/login.html", {"next": _safe_next(next), "enabled": enabled,
                       "error": f"too many failed attempts: try again in {wait / 60:.0f} min"}, status_code=429)
     user = service.authenticate(db_session, username, password)
     if user is None:
-        _failed(keys)
         log.warning("failed login for %r from %s", username, address)  # never the password
         return render(request, "auth/login.html", {"next": _safe_next(next), "enabled": enabled,
                       "error": "wrong username or password"}, status_code=401)
+    _succeeded(keys)
     db_session.commit()
     request.session.clear()
     request.session.update({"user_id": user.id, "csrf": secrets.token_urlsafe(32)})

@@ -289,3 +289,47 @@ def test_the_users_page_adds_users_and_changes_roles(client, users):
     with session_scope(write=False) as db_session:
         roles = {u.username: (u.role, u.disabled) for u in service.list_users(db_session)}
     assert roles["bob"] == ("member", False) and roles["admin"] == ("admin", False)
+
+
+def test_a_null_origin_cannot_change_anything(client):
+    # A sandboxed frame on any site posts with `Origin: null`.
+    answer = client.post("/api/architectures/validate", json={"spec": {"layers": []}}, headers={"Origin": "null"})
+    assert answer.status_code == 403
+
+
+def test_the_gate_answers_carry_the_security_headers(client, users):
+    answer = client.get("/api/runs")
+    assert answer.status_code == 401 and "script-src 'self'" in answer.headers["content-security-policy"]
+
+
+def test_served_under_a_prefix_the_admin_routes_stay_closed_to_members(client, users):
+    from fastapi.testclient import TestClient
+
+    with TestClient(client.app, root_path="/tb") as prefixed:
+        answer = prefixed.post("/tb/api/users", json={"username": "mallory", "password": PASSWORD, "role": "admin"},
+                               headers=_bearer(_token("member")))
+    assert answer.status_code == 403
+
+
+def test_parallel_login_attempts_count_before_the_password_is_checked(client, users):
+    from app.auth.routes import LOGIN_MAX_FAILURES, _reserve, _succeeded
+
+    keys = ["user:someone", "addr:1.2.3.4"]
+    assert all(_reserve(keys) == 0 for _ in range(LOGIN_MAX_FAILURES))  # in flight, none verified yet
+    assert _reserve(keys) > 0  # the next one waits, whatever the others' outcome will be
+    _succeeded(keys)  # one of them had the right password: it does not count
+    assert _reserve(keys) == 0
+
+
+def test_an_empty_or_short_secret_key_is_never_used(tmp_path):
+    from app.auth.secret import MIN_LENGTH, session_secret
+    from app.core.config import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    (tmp_path / "secret_key").write_text("")  # e.g. a write cut off
+    key = session_secret(settings)
+    assert len(key) >= MIN_LENGTH and (tmp_path / "secret_key").read_text().strip() == key
+    assert session_secret(settings) == key  # kept from then on
+    assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ValueError, match="shorter than"):
+        session_secret(Settings(data_dir=tmp_path, secret_key="short"))
