@@ -60,7 +60,7 @@ async def _redirect(send: Send, location: str) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
-def _same_origin(origin: str, headers: dict[str, str], scope: Scope) -> bool:
+def _same_origin(origin: str, headers: dict[str, str]) -> bool:
     host = headers.get("host", "")
     parts = urlsplit(origin)
     return parts.netloc == host and parts.scheme in ("http", "https")
@@ -82,7 +82,7 @@ class AuthMiddleware:
         headers = _headers(scope)
         unsafe = method not in SAFE_METHODS
         origin = headers.get("origin")
-        if unsafe and origin and (origin == "null" or not _same_origin(origin, headers, scope)):
+        if unsafe and origin and (origin == "null" or not _same_origin(origin, headers)):
             # "null": a sandboxed frame or a redirect elsewhere; never a page of this server.
             await _answer(send, 403, f"a request from another site ({origin}) cannot change anything here")
             return
