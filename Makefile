@@ -7,6 +7,10 @@ PORT ?= 8000
 
 .PHONY: run test lint bench clean
 
+# The tests that store something: `make test` runs them on SQLite and again on PostgreSQL
+# (tests/auth runs on both by itself). Any one pass: TRAINBOARD_TEST_DB=postgres pytest tests/runs
+POSTGRES_TESTS := tests/runs tests/core tests/ingest tests/api tests/web tests/compare tests/datasets
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -39,6 +43,9 @@ test: $(VENV)/.installed-dev
 	  else echo "docker-compose is missing (it validates docker-compose.yml): apt-get install docker-compose"; exit 1; fi; }
 	$(BIN)/ruff check app tests bench
 	TRAINBOARD_STRICT_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	@echo "--- the storage, runs and API tests again, on PostgreSQL (a server the tests start) ---"
+	TRAINBOARD_STRICT_TESTS=1 TRAINBOARD_TEST_DB=postgres $(BIN)/python -m pytest -n 2 --dist loadgroup \
+	  $(POSTGRES_TESTS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench

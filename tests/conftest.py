@@ -1,4 +1,8 @@
-"""Shared fixtures: each test gets its own data dir and SQLite file; live servers are real processes."""
+"""Shared fixtures: each test gets its own data dir and database; live servers are real processes.
+
+The database is a new SQLite file, or with `TRAINBOARD_TEST_DB=postgres` (the second pass of
+`make test`) a new database on a real PostgreSQL server the test run starts (tests/pg.py).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real MNIST / Fashion-MNIST files the data tests import (TRAINBOARD_SHARED_DATA overrides).
@@ -38,13 +44,61 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "data"
     directory.mkdir()
     monkeypatch.setenv("TRAINBOARD_DATA_DIR", str(directory))
-    monkeypatch.delenv("TRAINBOARD_DATABASE_URL", raising=False)
+    database_url = postgres_database_for(directory)
+    if database_url:
+        monkeypatch.setenv("TRAINBOARD_DATABASE_URL", database_url)
+    else:
+        monkeypatch.delenv("TRAINBOARD_DATABASE_URL", raising=False)
     get_settings.cache_clear()
     reset_engine_cache()
     upgrade_database()
     yield directory
     reset_engine_cache()
     get_settings.cache_clear()
+
+
+# Under TRAINBOARD_TEST_DB=postgres a data dir's database is a PostgreSQL one that stays with the
+# folder the way trainboard.db would: a server restarted on the same folder finds its runs again.
+_PG_DATABASES: dict[Path, str] = {}
+
+
+def postgres_database_for(directory: Path) -> str | None:
+    if pg.TEST_DB != "postgres":
+        return None
+    key = directory.resolve()
+    if key not in _PG_DATABASES:
+        _PG_DATABASES[key] = pg.server().fresh_database()
+    return _PG_DATABASES[key]
+
+
+def database_url_for(directory: Path) -> str:
+    """The database a server on `directory` uses: its PostgreSQL one, or trainboard.db in it."""
+    return postgres_database_for(directory) or f"sqlite:///{directory / 'trainboard.db'}"
+
+
+def run_sql(database_url: str, statement: str, **params) -> list[tuple]:
+    """Rows of one SQL statement (`:name` parameters) on SQLite or PostgreSQL, committed."""
+    from sqlalchemy import text
+
+    from app.core.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _drop_finished_databases() -> Iterator[None]:
+    """After each test, drop the PostgreSQL databases no running server uses any more."""
+    yield
+    running = {server.data_dir.resolve() for server in _STARTED
+               if server.process is not None and server.process.poll() is None}
+    for key in [key for key in _PG_DATABASES if key not in running]:
+        pg.server().drop_database(_PG_DATABASES.pop(key))
 
 
 @pytest.fixture
@@ -69,9 +123,17 @@ _STARTED: list[LiveServer] = []
 
 
 class LiveServer:
-    """`trainboard serve` in its own process, on a free port and a temporary data dir."""
+    """`trainboard serve` in its own process, on a free port and a temporary data dir.
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None):
+    Its database is SQLite in the data dir, or a fresh PostgreSQL database under
+    TRAINBOARD_TEST_DB=postgres, unless `env` names one. With `accounts=True` the server starts
+    with an admin (TRAINBOARD_ADMIN_PASSWORD) and `api()` carries a write token of that admin;
+    `sign_in(page)` logs a browser page in through the login page.
+    """
+
+    ADMIN, PASSWORD = "admin", "correct horse battery staple"
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, *, accounts: bool = False):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -79,6 +141,13 @@ class LiveServer:
                     "TRAINBOARD_NODE_CACHE": str(data_dir / "node-cache"), **(env or {})}
         if "TRAINBOARD_DATABASE_URL" not in (env or {}):
             self.env.pop("TRAINBOARD_DATABASE_URL", None)  # SQLite in data_dir unless asked otherwise
+            if database_url := postgres_database_for(data_dir):  # or its PostgreSQL database
+                self.env["TRAINBOARD_DATABASE_URL"] = database_url
+        self.database_url = self.env.get("TRAINBOARD_DATABASE_URL") or database_url_for(data_dir)
+        self.accounts = accounts
+        if accounts:
+            self.env.update(TRAINBOARD_ADMIN_USER=self.ADMIN, TRAINBOARD_ADMIN_PASSWORD=self.PASSWORD)
+        self.token: str | None = None
         self.process: subprocess.Popen | None = None
         self.log_path = data_dir / "server.log"
 
@@ -96,10 +165,41 @@ class LiveServer:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    if self.accounts and self.token is None:
+                        self.token = self._admin_token()
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not answer in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def _admin_token(self) -> str:
+        """A write token for the admin the server created at start, made in its database."""
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from app.auth import service
+        from app.auth.models import User
+        from app.core.db import make_engine
+
+        engine = make_engine(self.database_url)
+        try:
+            with Session(engine) as db_session, db_session.begin():
+                admin = db_session.scalars(select(User).where(User.username == self.ADMIN)).one()
+                return service.create_token(db_session, admin, "tests", service.WRITE)[1]
+        finally:
+            engine.dispose()
+
+    def sign_in(self, page, username: str | None = None, password: str | None = None) -> None:
+        """Log a Playwright page in through the real login page (as the admin unless told otherwise)."""
+        page.goto(f"{self.url}/login")
+        page.fill("#username", username or self.ADMIN)
+        page.fill("#password", password or self.PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{self.url}/")
+
+    def sql(self, statement: str, **params) -> list[tuple]:
+        """Rows of one SQL statement on the server's database (SQLite or PostgreSQL), committed."""
+        return run_sql(self.database_url, statement, **params)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -114,13 +214,13 @@ class LiveServer:
     def kill_trainers(self) -> None:
         """Trainers outlive their server by design (own process group); tests clean them up."""
         import signal
-        import sqlite3
 
-        db = self.data_dir / "trainboard.db"
-        if not db.exists():
+        if self.database_url.startswith("sqlite") and not (self.data_dir / "trainboard.db").exists():
             return
-        with sqlite3.connect(db) as connection:
-            pids = [row[0] for row in connection.execute("select pid from runs where status in ('starting', 'running')")]
+        try:
+            pids = [row[0] for row in self.sql("select pid from runs where status in ('starting', 'running')")]
+        except Exception:  # noqa: BLE001  (no schema yet: the server never got that far)
+            return
         for pid in pids:
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -128,7 +228,8 @@ class LiveServer:
                 pass
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -138,6 +239,7 @@ def _stop_leftover_servers() -> Iterator[None]:
     for server in _STARTED:
         if server.process is not None and server.process.poll() is None:  # never stopped
             server.stop()
+    pg.stop_server()
 
 
 @pytest.fixture

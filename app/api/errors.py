@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError
 from starlette.responses import Response
 
 from app.core.errors import DomainError
@@ -85,6 +86,14 @@ def install_error_handlers(app: FastAPI, *, page: PageRenderer | None = None) ->
         if page is not None and in_path and not request.url.path.startswith("/api/"):
             return page(request, 404, f"nothing here: {message}")
         return JSONResponse({"detail": message, "errors": details}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
+        """A value the database itself refuses (PostgreSQL: a NUL character in text, a number past
+        its column): the request's transaction was rolled back, nothing was written."""
+        reason = "a text value contains a NUL character" if "NUL" in str(exc.orig) else "a value is out of range"
+        return JSONResponse({"detail": f"the database cannot store this request: {reason}", "errors": []},
+                            status_code=422)
 
     @app.exception_handler(ValidationError)
     async def _model_validation_error(_request: Request, exc: ValidationError) -> JSONResponse:

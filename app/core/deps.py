@@ -15,8 +15,9 @@ from app.core.db import get_db
 SessionDep = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
-# The largest signed 64-bit integer: the widest id or count a database column holds.
-DB_INT_MAX = 2**63 - 1
+# The largest id, seq or count every database column holds: ids are INTEGER columns, which are
+# 32-bit on PostgreSQL (SQLite's are 64-bit). A larger number in a path or query names nothing.
+DB_INT_MAX = 2**31 - 1
 
 RunId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the run's id")]
 ArchitectureId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the architecture's id")]

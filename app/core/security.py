@@ -36,4 +36,11 @@ class SecurityHeadersMiddleware:
                                       *((name, value) for name, value in HEADERS if name not in present)]
             await send(message)
 
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
+            # A NUL byte names no file, run or setting (and PostgreSQL cannot even compare one).
+            body = b'{"detail": "the URL contains a NUL byte (%00): remove it", "errors": []}'
+            await send_with_headers({"type": "http.response.start", "status": 400, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send_with_headers({"type": "http.response.body", "body": body})
+            return
         await self.app(scope, receive, send_with_headers)

@@ -45,7 +45,9 @@ def test_names_that_would_escape_are_not_found(client, two_runs, name):
     answer = client.get(f"/api/runs/{a}/artifacts/{name}")
     # The client may normalise `..` away (then another route answers): no file may come back either way.
     assert answer.status_code < 500 and "attachment" not in answer.headers.get("content-disposition", "")
-    if f"/api/runs/{a}/artifacts/" in str(answer.url):  # the name reached the artifact route
+    if "%00" in name:  # refused before any route, on SQLite and PostgreSQL alike
+        assert answer.status_code == 400 and "NUL byte" in answer.json()["detail"], answer.text
+    elif f"/api/runs/{a}/artifacts/" in str(answer.url):  # the name reached the artifact route
         assert answer.status_code == 404, (str(answer.url), answer.text)
     assert b"outside every run" not in answer.content and b"secret" not in answer.content
     assert b"weights of A" not in answer.content

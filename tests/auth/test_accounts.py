@@ -3,7 +3,6 @@ personal tokens (scopes, revocation, expiry), roles, the Origin check, who creat
 
 from __future__ import annotations
 
-import itertools
 import re
 from datetime import timedelta
 
@@ -13,19 +12,17 @@ from fastapi.routing import iter_route_contexts
 from app.auth import service
 from app.core.db import session_scope
 from app.core.models_base import utcnow
-from tests.core.test_postgres import postgres_url  # noqa: F401  (the PostgreSQL server fixture)
+from tests import pg
 
 PASSWORD = "correct horse battery"
 OPEN = {"/login", "/healthz"}
-_databases = itertools.count(1)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def client(request, tmp_path, monkeypatch):
     """The in-process app on a fresh database: SQLite, and a new database on the real PostgreSQL
-    server the test run starts (tests/core/test_postgres.py), so accounts behave the same on both."""
+    server the test run starts (tests/pg.py), so accounts behave the same on both."""
     from fastapi.testclient import TestClient
-    from sqlalchemy import create_engine, text
 
     from app.core.config import get_settings
     from app.core.db import reset_engine_cache, upgrade_database
@@ -33,14 +30,9 @@ def client(request, tmp_path, monkeypatch):
 
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("TRAINBOARD_DATA_DIR", str(tmp_path / "data"))
-    if request.param == "postgres":
-        server = request.getfixturevalue("postgres_url")
-        name = f"accounts_{next(_databases)}"
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        monkeypatch.setenv("TRAINBOARD_DATABASE_URL", server.rsplit("/", 1)[0] + f"/{name}")
+    database_url = pg.server().create_database("accounts") if request.param == "postgres" else None
+    if database_url:
+        monkeypatch.setenv("TRAINBOARD_DATABASE_URL", database_url)
     else:
         monkeypatch.delenv("TRAINBOARD_DATABASE_URL", raising=False)
     get_settings.cache_clear()
@@ -50,6 +42,8 @@ def client(request, tmp_path, monkeypatch):
         yield test_client
     reset_engine_cache()
     get_settings.cache_clear()
+    if database_url:
+        pg.server().drop_database(database_url)
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ TUTORIAL_MLP = """model = tf.keras.models.Sequential([
 
 @pytest.fixture
 def live_server(tmp_path):
-    """`trainboard serve` as in conftest, minus the warm trainer: pages never train, and it stops 2 s faster."""
-    server = LiveServer(tmp_path / "server-data", env={"TRAINBOARD_WARM_WORKERS": "false"}).start()
+    """`trainboard serve` with an admin, minus the warm trainer: pages never train, and it stops 2 s faster."""
+    server = LiveServer(tmp_path / "server-data", env={"TRAINBOARD_WARM_WORKERS": "false"}, accounts=True).start()
     yield server
     server.stop()
 
@@ -41,6 +41,7 @@ def add_layer(page: Page, layer_type: str, index: int) -> None:
 
 
 def test_build_break_fix_save_and_find_in_list(live_server, page: Page):
+    live_server.sign_in(page)
     page.set_default_timeout(5000)
     page.goto(f"{live_server.url}/architectures/new")
     expect(page.locator(".empty-state")).to_contain_text("No layers yet")
@@ -92,6 +93,7 @@ def test_build_break_fix_save_and_find_in_list(live_server, page: Page):
 
 
 def test_import_keras_snippet_then_start_from_preset(live_server, page: Page):
+    live_server.sign_in(page)
     page.set_default_timeout(5000)
     page.goto(f"{live_server.url}/architectures/new")
     page.locator("summary", has_text="Import Keras code").click()
@@ -120,6 +122,7 @@ def test_import_keras_snippet_then_start_from_preset(live_server, page: Page):
 
 
 def test_builder_offers_conv1d_and_layer_normalization_for_sequences(live_server, page: Page):
+    live_server.sign_in(page)
     page.set_default_timeout(5000)
     page.goto(f"{live_server.url}/architectures/new")
     page.fill("#input_shape", "20, 1")

@@ -10,12 +10,12 @@ from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.browser
 PAGES = ["/", "/runs/new", "/architectures", "/architectures/new", "/datasets", "/compare", "/learn/activations",
-         "/docs", "/login"]
+         "/docs", "/account", "/users"]
 
 
 @pytest.fixture
 def server(tmp_path):
-    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_WARM_WORKERS": "0"}).start()
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_WARM_WORKERS": "0"}, accounts=True).start()
     yield server
     server.stop()
 
@@ -35,6 +35,7 @@ def test_pages_run_under_the_policy_without_violations(strict_page: Page, server
     page.on("pageerror", lambda error: problems.append(str(error)))
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
+    server.sign_in(page)  # the login page itself runs under the policy too
     for path in PAGES:
         answer = page.goto(f"{server.url}{path}")
         assert answer.status == 200, path
@@ -48,6 +49,7 @@ def test_pages_run_under_the_policy_without_violations(strict_page: Page, server
 
 def test_the_api_docs_render_from_local_assets(strict_page: Page, server):
     page = strict_page
+    server.sign_in(page)
     page.goto(f"{server.url}/docs")
     expect(page.locator("#swagger-ui .info .title").first).to_contain_text("Trainboard")
     expect(page.locator("#swagger-ui .opblock").first).to_be_visible()

@@ -27,8 +27,8 @@ def patient_expect():
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    """One real server (with its local executor) for the module: each test's runs are its own."""
-    server = LiveServer(tmp_path_factory.mktemp("runs-browser") / "server-data").start()
+    """One real server (with its local executor and an admin) for the module: each test's runs are its own."""
+    server = LiveServer(tmp_path_factory.mktemp("runs-browser") / "server-data", accounts=True).start()
     yield server
     server.stop()
 
@@ -45,6 +45,7 @@ def points(page: Page) -> int:
 
 
 def test_dashboard_status_updates_without_reload(live_server, page: Page):
+    live_server.sign_in(page)
     page.set_default_timeout(WAIT_MS)
     page.goto(live_server.url + "/")
     expect(page.locator("#runs-table")).to_be_visible()
@@ -59,6 +60,7 @@ def test_dashboard_status_updates_without_reload(live_server, page: Page):
 
 def test_dashboard_row_shows_progress_live(live_server, page: Page):
     """A training run's row moves epoch by epoch from the dashboard stream: no reload, no polling."""
+    live_server.sign_in(page)
     page.set_default_timeout(WAIT_MS)
     run_id = launch_api(live_server, epochs=300, batch_size=16)
     page.goto(live_server.url + "/")
@@ -76,6 +78,7 @@ def test_dashboard_row_shows_progress_live(live_server, page: Page):
 
 
 def test_launch_from_form_watch_it_finish_and_explore_the_confusion_matrix(live_server, page: Page):
+    live_server.sign_in(page)
     page.set_default_timeout(WAIT_MS)
     page.goto(live_server.url + "/runs/new")
     page.select_option("#model", "quick:digits-mlp")
@@ -132,6 +135,7 @@ def test_launch_from_form_watch_it_finish_and_explore_the_confusion_matrix(live_
 
 
 def test_reload_mid_run_has_no_gap_or_duplicate_then_cancel(live_server, page: Page):
+    live_server.sign_in(page)
     page.set_default_timeout(WAIT_MS)
     run_id = launch_api(live_server, epochs=300, batch_size=1)
     page.goto(f"{live_server.url}/runs/{run_id}")
@@ -156,6 +160,7 @@ def test_reload_mid_run_has_no_gap_or_duplicate_then_cancel(live_server, page: P
 
 def test_tick_runs_on_the_dashboard_and_compare_them(live_server, page: Page):
     """Ticks survive the live rows re-rendering; the compare page overlays both runs' curves."""
+    live_server.sign_in(page)
     page.set_default_timeout(WAIT_MS)
     page.goto(live_server.url + "/")
     page.wait_for_load_state("networkidle")

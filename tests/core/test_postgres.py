@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import LiveServer, free_port
+from tests import pg
+from tests.conftest import LiveServer
 from tests.runs.helpers import run_body, wait_status
 
 pytestmark = pytest.mark.xdist_group("postgres")
 
 
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
-    if not found:
-        if os.environ.get("CI") == "true":
-            raise RuntimeError("PostgreSQL is missing in CI: `make test` installs it with apt-get")
-        pytest.skip("PostgreSQL is not installed: run `make test` (installs it) or apt-get install postgresql")
-    return found[-1]
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> str:
-    # Not under pytest's tmp dir: the postgres user must be able to reach it (that one is 0700 root).
-    directory = Path(tempfile.mkdtemp(prefix="trainboard-pg-"))
-    cluster = directory / "cluster"
-    port = free_port()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:  # initdb refuses to run as root
-        shutil.chown(directory, "postgres")
-    subprocess.run([*as_postgres, _pg_bin("initdb"), "-D", str(cluster), "-A", "trust", "-U", "trainboard",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True)
-    options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(cluster), "-o", options, "-w", "-l",
-                    str(directory / "log"), "start"], check=True, capture_output=True)
-    subprocess.run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "trainboard", "trainboard"],
-                   check=True, capture_output=True)
-    yield f"postgresql+psycopg://trainboard@127.0.0.1:{port}/trainboard"
-    subprocess.run([*as_postgres, _pg_bin("pg_ctl"), "-D", str(cluster), "-m", "immediate", "stop"],
-                   capture_output=True)
-    shutil.rmtree(directory, ignore_errors=True)
+    """A new, empty database on the test process's PostgreSQL server (tests/pg.py)."""
+    url = pg.server().create_database("module")
+    yield url
+    pg.server().drop_database(url)
 
 
 @pytest.fixture

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, database_url_for, run_sql
 from tests.runs.helpers import run_body, wait_metrics, wait_status
 
 pytestmark = pytest.mark.xdist_group("ingest-trainers")
@@ -26,10 +25,8 @@ def _train(data: Path, env: dict[str, str], body: dict) -> tuple[dict, list[dict
 
 
 def _trainer_seqs(data: Path, run_id: int) -> list[int]:
-    with sqlite3.connect(data / "trainboard.db") as db:
-        return [row[0] for row in db.execute(
-            "select trainer_seq from run_events where run_id = ? and trainer_seq is not null order by trainer_seq",
-            (run_id,))]
+    return [row[0] for row in run_sql(database_url_for(data), "select trainer_seq from run_events where "
+                                      "run_id = :run and trainer_seq is not null order by trainer_seq", run=run_id)]
 
 
 def test_an_http_store_trainer_matches_the_database_store_at_the_same_seed(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 
 import httpx
@@ -36,9 +35,8 @@ def _batch(first: int, count: int) -> dict:
 
 
 def _trainer_seqs(server: LiveServer, run_id: int) -> list[int]:
-    with sqlite3.connect(server.data_dir / "trainboard.db") as db:
-        return [row[0] for row in db.execute(
-            "select trainer_seq from run_events where run_id = ? and trainer_seq is not null order by seq", (run_id,))]
+    return [row[0] for row in server.sql(
+        "select trainer_seq from run_events where run_id = :run and trainer_seq is not null order by seq", run=run_id)]
 
 
 def test_a_batch_sent_twice_is_stored_once(server):

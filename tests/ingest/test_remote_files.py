@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -444,8 +443,7 @@ def test_http_run_store_fetches_and_uploads_files_against_a_real_server(tmp_path
             cache = tmp_path / "node"
             with pytest.raises(IngestRefused, match="no data set on the server"):
                 store.fetch_dataset(cache)  # a script's run names its data set freely: none is served
-            with sqlite3.connect(data / "trainboard.db") as db:  # as a run Trainboard trains itself
-                db.execute("update runs set external = 0 where id = ?", (run_id,))
+            server.sql("update runs set external = false where id = :run", run=run_id)  # as a run Trainboard trains
             root = store.fetch_dataset(cache)
             _assert_same_arrays(registry.load_dataset("digits", root, download=False),
                                 registry.load_dataset("digits", data, download=False))
@@ -465,8 +463,7 @@ def test_http_run_store_fetches_and_uploads_files_against_a_real_server(tmp_path
             assert sorted(p.name for p in folder.iterdir()) == ["epoch-0002.pt", "epoch-0003.pt"]
             assert (folder / "epoch-0003.pt").read_bytes() == saved[3]
 
-            with sqlite3.connect(data / "trainboard.db") as db:  # what a resume sets (an external run has none)
-                db.execute("update runs set resume_epoch = 3 where id = ?", (run_id,))
+            server.sql("update runs set resume_epoch = 3 where id = :run", run=run_id)  # what a resume sets
             dest = store.fetch_checkpoint(tmp_path / "resume" / "ck.pt")
             assert dest.read_bytes() == saved[3]
 

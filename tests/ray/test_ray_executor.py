@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, database_url_for, run_sql
 from tests.runs.helpers import run_body, slow_body, wait_for, wait_metrics, wait_status
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -23,15 +22,16 @@ def _events(api: httpx.Client, run_id: int) -> list[dict]:
 
 
 def _trainer_seqs(data: Path, run_id: int) -> list[int]:
-    with sqlite3.connect(data / "trainboard.db") as db:
-        return [row[0] for row in db.execute(
-            "select trainer_seq from run_events where run_id = ? and trainer_seq is not null order by seq", (run_id,))]
+    return [row[0] for row in run_sql(database_url_for(data), "select trainer_seq from run_events where "
+                                      "run_id = :run and trainer_seq is not null order by seq", run=run_id)]
 
 
 def _seconds_since_heartbeat(data: Path, run_id: int) -> float:
-    with sqlite3.connect(data / "trainboard.db") as db:
-        return db.execute("select (julianday('now') - julianday(heartbeat_at)) * 86400 from runs where id = ?",
-                          (run_id,)).fetchone()[0]
+    from datetime import UTC, datetime
+
+    beat = run_sql(database_url_for(data), "select heartbeat_at from runs where id = :run", run=run_id)[0][0]
+    beat = datetime.fromisoformat(beat) if isinstance(beat, str) else beat
+    return (datetime.now(UTC) - (beat if beat.tzinfo else beat.replace(tzinfo=UTC))).total_seconds()
 
 
 def _files(data: Path, run_id: int, folder: str) -> list[str]:

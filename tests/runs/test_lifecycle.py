@@ -165,8 +165,6 @@ def test_delete_removes_artifacts_and_paths_cannot_escape(api, server):
 
 
 def test_restart_picks_up_queued_runs_and_marks_orphans_interrupted_and_resumable(tmp_path):
-    from sqlalchemy import create_engine, text
-
     data = tmp_path / "data"
     first = LiveServer(data, env={"TRAINBOARD_SLOTS": "1"}).start()
     with first.api() as api:
@@ -178,10 +176,7 @@ def test_restart_picks_up_queued_runs_and_marks_orphans_interrupted_and_resumabl
     first.process.kill()
     first.process.wait()
     os.killpg(pid, signal.SIGKILL)
-    engine = create_engine(f"sqlite:///{data / 'trainboard.db'}")
-    with engine.connect() as connection:
-        assert connection.execute(text("select status from runs where id=:i"), {"i": queued["id"]}).scalar() == "queued"
-    engine.dispose()
+    assert first.sql("select status from runs where id = :run", run=queued["id"]) == [("queued",)]
     second = LiveServer(data, env={"TRAINBOARD_SLOTS": "1"}).start()
     try:
         with second.api() as api:

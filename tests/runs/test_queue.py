@@ -29,7 +29,7 @@ def test_three_runs_with_one_slot_run_in_order(tmp_path):
         server.stop()
 
 
-def test_eight_runs_at_once_never_lock_sqlite_and_the_list_keeps_answering(tmp_path):
+def test_eight_runs_at_once_never_lock_the_database_and_the_list_keeps_answering(tmp_path):
     server = LiveServer(tmp_path / "data", env={"TRAINBOARD_SLOTS": "8"}).start()
     try:
         with server.api() as api:

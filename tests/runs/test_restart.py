@@ -18,28 +18,38 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, run_sql
 from tests.runs.helpers import process_alive, run_body, slow_body, wait_metrics, wait_status
 
 pytestmark = pytest.mark.xdist_group("runs-restart")
 
 
-def _freeze_outside_a_write(pid: int, db: Path, timeout: float = 60) -> None:
-    """SIGSTOP the trainer's process group at a moment it does not hold the database's write lock
+def _in_a_transaction(database_url: str) -> bool:
+    """Whether some connection holds a write lock (SQLite) or an open transaction (PostgreSQL)."""
+    if database_url.startswith("sqlite"):
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0.2, isolation_level=None)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            connection.close()
+    return run_sql(database_url, "select count(*) from pg_stat_activity where datname = current_database() "
+                   "and pid <> pg_backend_pid() and state not in ('idle')")[0][0] > 0
+
+
+def _freeze_outside_a_write(pid: int, database_url: str, timeout: float = 60) -> None:
+    """SIGSTOP the trainer's process group at a moment it is not inside a database transaction
     (a frozen writer would block every other writer)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         os.killpg(pid, signal.SIGSTOP)
-        connection = sqlite3.connect(db, timeout=0.2, isolation_level=None)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
+        if not _in_a_transaction(database_url):
             return
-        except sqlite3.OperationalError:  # it was frozen inside a write: let it finish, try again
-            os.killpg(pid, signal.SIGCONT)
-            time.sleep(0.05)
-        finally:
-            connection.close()
+        os.killpg(pid, signal.SIGCONT)  # it was frozen inside a write: let it finish, try again
+        time.sleep(0.05)
     raise AssertionError("could not freeze the trainer outside a write transaction")
 
 
@@ -67,7 +77,7 @@ def test_a_restarted_server_adopts_a_live_trainer_which_keeps_its_slot_and_compl
             wait_metrics(api, adopted["id"])  # mid-run: it has written metric rows
             pid = api.get(f"/api/runs/{adopted['id']}").json()["pid"]
         _kill_hard(first)
-        _freeze_outside_a_write(pid, data / "trainboard.db")
+        _freeze_outside_a_write(pid, first.database_url)
 
         second = LiveServer(data, env={"TRAINBOARD_SLOTS": "1"}).start()
         with second.api() as api:
@@ -109,7 +119,7 @@ def test_an_adopted_trainer_can_be_cancelled_and_is_hang_checked(tmp_path):
                 wait_metrics(api, run["id"])
             pids = [api.get(f"/api/runs/{r['id']}").json()["pid"] for r in (cancelled, hung)]
         _kill_hard(first)
-        _freeze_outside_a_write(pids[1], data / "trainboard.db")  # alive, but silent from now on
+        _freeze_outside_a_write(pids[1], first.database_url)  # alive, but silent from now on
 
         second = LiveServer(data, env={"TRAINBOARD_SLOTS": "2", "TRAINBOARD_HUNG_TIMEOUT_S": "5"}).start()
         with second.api() as api:
