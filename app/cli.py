@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from app import cli_run
@@ -48,6 +49,7 @@ def _check_exposure(settings, *, insecure_no_auth: bool) -> str | None:
     listen beyond loopback without accounts (anyone who reaches it could do anything) unless told
     so explicitly. Returns why it refuses, or None."""
     from app.auth import service
+    from app.core.config import get_settings
     from app.core.db import session_scope
     from app.core.errors import DomainError
 
@@ -67,6 +69,9 @@ def _check_exposure(settings, *, insecure_no_auth: bool) -> str | None:
     if insecure_no_auth:
         print(f"WARNING: serving on {settings.host} with no accounts: anyone who reaches it can change anything",
               file=sys.stderr)
+        if not settings.allowed_hosts:  # reached by whatever name the network gives it
+            os.environ["TRAINBOARD_ALLOWED_HOSTS"] = "*"
+            get_settings.cache_clear()
         return None
     return (f"refusing to listen on {settings.host} with no accounts: anyone who reaches it could create, cancel "
             "and delete runs. Create an admin first (trainboard users create NAME --admin, or set "

@@ -21,6 +21,8 @@ import pytest
 from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
+# The in-process clients' base URL: a server with no accounts answers to loopback names only.
+LOCAL = "http://localhost"
 # The real MNIST / Fashion-MNIST files the data tests import (TRAINBOARD_SHARED_DATA overrides).
 SHARED_DATA = Path(os.environ.get("TRAINBOARD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -108,7 +110,7 @@ def client(data_dir: Path):
 
     from app.main import create_app
 
-    with TestClient(create_app(start_executor=False)) as test_client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -125,7 +125,8 @@ def login(request: Request, db_session: SessionDep, username: Annotated[str, For
     _succeeded(keys)
     db_session.commit()
     request.session.clear()
-    request.session.update({"user_id": user.id, "csrf": secrets.token_urlsafe(32)})
+    request.session.update({"user_id": user.id, "stamp": service.session_stamp(user),
+                            "csrf": secrets.token_urlsafe(32)})
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
@@ -140,7 +141,37 @@ def account_page(request: Request, db_session: SessionDep) -> Response:
     principal = _principal(request)
     tokens = service.list_tokens(db_session, principal.user_id)
     return render(request, "auth/account.html", {"tokens": tokens, "state": service.token_state,
-                                                 "scopes": SCOPES, "created": None, "error": None})
+                                                 "scopes": SCOPES, "created": None, "error": None,
+                                                 "password_error": None, "password_changed": False})
+
+
+@router.post("/account/password", include_in_schema=False)
+def account_change_password(request: Request, db_session: SessionDep,
+                            current_password: Annotated[str, Form(max_length=service.MAX_PASSWORD)] = "",
+                            new_password: Annotated[str, Form(max_length=service.MAX_PASSWORD)] = "") -> Response:
+    """Change one's own password: every other session of this user ends, this one goes on."""
+    principal = _principal(request)
+    if principal.via != "session":
+        raise InvalidInput("change a password from the account page, not with a token")
+    error = None
+    try:
+        user = service.change_password(db_session, principal.user_id, current_password, new_password)
+        db_session.commit()
+        _keep_session(request, user)
+    except InvalidInput as exc:
+        db_session.rollback()
+        error = exc.message
+    tokens = service.list_tokens(db_session, principal.user_id)
+    return render(request, "auth/account.html", {"tokens": tokens, "state": service.token_state, "scopes": SCOPES,
+                                                 "created": None, "error": None, "password_error": error,
+                                                 "password_changed": error is None},
+                  partial="auth/_password.html", status_code=422 if error else 200)
+
+
+def _keep_session(request: Request, user: Any) -> None:
+    """After this user's own password changed: this browser's session stays valid."""
+    if request.session.get("user_id") == user.id:
+        request.session["stamp"] = service.session_stamp(user)
 
 
 @router.post("/account/tokens", include_in_schema=False)
@@ -181,7 +212,8 @@ def account_revoke_token(request: Request, db_session: SessionDep, token_id: Tok
 @router.get("/users", include_in_schema=False)
 def users_page(request: Request, db_session: SessionDep) -> Response:
     _principal(request)
-    return render(request, "auth/users.html", {"users": service.list_users(db_session), "roles": ROLES, "error": None})
+    return render(request, "auth/users.html", {"users": service.list_users(db_session), "roles": ROLES, "error": None,
+                                               "notice": None})
 
 
 @router.post("/users", include_in_schema=False)
@@ -195,23 +227,30 @@ def users_create(request: Request, db_session: SessionDep, username: Annotated[s
 @router.post("/users/{user_id}", include_in_schema=False)
 def users_update(request: Request, db_session: SessionDep, user_id: UserId,
                  role: Annotated[str | None, Form(max_length=16)] = None,
-                 disabled: Annotated[str | None, Form(max_length=5)] = None) -> Response:
+                 disabled: Annotated[str | None, Form(max_length=5)] = None,
+                 password: Annotated[str | None, Form(max_length=service.MAX_PASSWORD)] = None) -> Response:
+    """Change a user's role, enable or disable them, or set a new password (which ends their sessions)."""
     _principal(request)
     return _change_users(request, db_session, lambda: service.update_user(
-        db_session, user_id, role=role, disabled=None if disabled is None else disabled == "true"), 409)
+        db_session, user_id, role=role, disabled=None if disabled is None else disabled == "true",
+        password=password), 422 if password is not None else 409,
+        done="new password set for {username}: their open sessions have ended" if password is not None else None)
 
 
-def _change_users(request: Request, db_session, change: Callable[[], Any], error_status: int) -> Response:
+def _change_users(request: Request, db_session, change: Callable[[], Any], error_status: int,
+                  done: str | None = None) -> Response:
     """Apply a change to the users and answer the users panel, with the reason when it was refused."""
-    error = None
+    error, notice = None, None
     try:
-        change()
+        user = change()
         db_session.commit()
+        _keep_session(request, user)
+        notice = done.format(username=user.username) if done else None
     except DomainError as exc:
         db_session.rollback()
         error = exc.message
     return render(request, "auth/users.html", {"users": service.list_users(db_session), "roles": ROLES,
-                                               "error": error}, partial="auth/_users.html",
+                                               "error": error, "notice": notice}, partial="auth/_users.html",
                   status_code=error_status if error else 200)
 
 
@@ -326,4 +365,5 @@ def api_update_user(request: Request, db_session: SessionDep, user_id: UserId, b
     _principal(request)
     user = service.update_user(db_session, user_id, role=body.role, disabled=body.disabled, password=body.password)
     db_session.commit()
+    _keep_session(request, user)
     return _user_public(user)

@@ -10,6 +10,7 @@ login page, health and static files needs a session or a token (app/auth/middlew
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import threading
@@ -84,10 +85,10 @@ def forget_cache() -> None:
 
 # -- users ---------------------------------------------------------------------------------------
 
-def _check_password(password: str) -> None:
+def _check_password(password: str, field: str = "password") -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise InvalidInput(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters",
-                           [{"field": "password", "message": f"use {MIN_PASSWORD} to {MAX_PASSWORD} characters"}])
+                           [{"field": field, "message": f"use {MIN_PASSWORD} to {MAX_PASSWORD} characters"}])
 
 
 def create_user(db_session: Session, username: str, password: str, role: str = "member") -> User:
@@ -207,11 +208,29 @@ def principal_for_token(db_session: Session, token: str) -> Principal | None:
     return Principal(user.id, user.username, user.role, row.scope, "token")
 
 
-def principal_for_user(db_session: Session, user_id: int) -> Principal | None:
+def session_stamp(user: User) -> str:
+    """What a login session keeps of the password it was made with: a new password (set by the
+    user or reset by an admin) ends every session made before it, on every browser."""
+    return hashlib.sha256(b"session:" + user.password_hash.encode()).hexdigest()[:24]
+
+
+def principal_for_user(db_session: Session, user_id: int, stamp: str) -> Principal | None:
+    """The principal of a login session: its user enabled, and the password unchanged since."""
     user = db_session.get(User, user_id)
-    if user is None or user.disabled:
+    if user is None or user.disabled or not hmac.compare_digest(session_stamp(user), stamp):
         return None
     return Principal(user.id, user.username, user.role, WRITE, "session")
+
+
+def change_password(db_session: Session, user_id: int, current: str, new: str) -> User:
+    """A user's own change: the current password first (a session left open is not enough)."""
+    user = get_user(db_session, user_id)
+    if len(current) > MAX_PASSWORD or not _hasher.verify(current, user.password_hash):
+        raise InvalidInput("the current password is wrong",
+                           [{"field": "current_password", "message": "not your current password"}])
+    _check_password(new, "new_password")
+    user.password_hash = _hasher.hash(new)
+    return user
 
 
 def token_state(row: ApiToken, now: datetime | None = None) -> str:

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     admin_user: str = "admin"
     # On first start with no users: create the admin `admin_user` with this password.
     admin_password: str = ""
+    # Host names the server answers to, comma-separated ("*": any). Empty: any once accounts exist,
+    # and only loopback names (localhost, 127.0.0.1, ::1) while there are none, so that a web page
+    # cannot reach an open server through DNS rebinding. `serve --insecure-no-auth` allows any.
+    allowed_hosts: str = ""
+    # How often a long answer (an SSE stream, a large download) re-checks its credential: a revoked
+    # token, a disabled user or a changed password ends it within this time.
+    auth_recheck_s: float = Field(default=10.0, gt=0)
 
     @property
     def sqlalchemy_url(self) -> str:

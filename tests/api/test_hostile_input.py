@@ -10,6 +10,7 @@ import pytest
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
+from tests.conftest import LOCAL
 from tests.runs.helpers import run_body
 
 HUGE = str(2**31)  # one past PostgreSQL's integer (the ids' columns; SQLite's would hold it)
@@ -31,7 +32,7 @@ def make_client(data_dir, monkeypatch) -> Iterator:
         for key, value in env.items():
             monkeypatch.setenv(f"TRAINBOARD_{key.upper()}", value)
         get_settings.cache_clear()
-        client = TestClient(create_app(start_executor=False), raise_server_exceptions=False)
+        client = TestClient(create_app(start_executor=False), base_url=LOCAL, raise_server_exceptions=False)
         clients.append(client.__enter__())
         return client
 

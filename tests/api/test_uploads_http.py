@@ -15,6 +15,7 @@ from PIL import Image
 
 from app.core.config import get_settings
 from app.datasets import store, uploads
+from tests.conftest import LOCAL
 
 
 def _png(color, size=(12, 10), mode="RGB") -> bytes:
@@ -87,7 +88,7 @@ def test_the_upload_limit_also_caps_a_request_body(data_dir, monkeypatch):
 
     monkeypatch.setenv("TRAINBOARD_MAX_UPLOAD_BYTES", "10000")
     get_settings.cache_clear()
-    with TestClient(create_app(start_executor=False)) as client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as client:
         data = ("a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(5000))).encode()
         _refused(client, data_dir, "big.csv", data, status=413)
 

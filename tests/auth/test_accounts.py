@@ -13,6 +13,7 @@ from app.auth import service
 from app.core.db import session_scope
 from app.core.models_base import utcnow
 from tests import pg
+from tests.conftest import LOCAL
 
 PASSWORD = "correct horse battery"
 OPEN = {"/login", "/healthz"}
@@ -38,7 +39,7 @@ def client(request, tmp_path, monkeypatch):
     get_settings.cache_clear()
     reset_engine_cache()
     upgrade_database()
-    with TestClient(create_app(start_executor=False)) as test_client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as test_client:
         yield test_client
     reset_engine_cache()
     get_settings.cache_clear()
@@ -200,7 +201,7 @@ def test_a_request_from_another_site_is_refused_even_without_accounts(client):
                          headers={"Origin": "http://evil.example"})
     assert answer.status_code == 403 and "another site" in answer.json()["detail"]
     same = client.post("/api/architectures/validate", json={"spec": {"input_shape": [1, 8, 8], "layers": [{"type": "Flatten"}]}},
-                       headers={"Origin": "http://testserver"})
+                       headers={"Origin": "http://localhost"})
     assert same.status_code == 200
 
 
@@ -244,6 +245,7 @@ def test_serve_refuses_to_listen_beyond_loopback_without_accounts(client, monkey
     from app.cli import _check_exposure
     from app.core.config import Settings
 
+    monkeypatch.setenv("TRAINBOARD_ALLOWED_HOSTS", "")  # --insecure-no-auth sets it: restored after the test
     refusal = _check_exposure(Settings(host="0.0.0.0"), insecure_no_auth=False)
     assert "refusing to listen on 0.0.0.0 with no accounts" in refusal and "trainboard users create" in refusal
     assert _check_exposure(Settings(host="0.0.0.0"), insecure_no_auth=True) is None
@@ -327,3 +329,126 @@ def test_an_empty_or_short_secret_key_is_never_used(tmp_path):
     assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(ValueError, match="shorter than"):
         session_secret(Settings(data_dir=tmp_path, secret_key="short"))
+
+
+def _second_browser(client):
+    """Another browser on the same app: its own cookie jar."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(client.app, base_url=LOCAL)
+
+
+def test_a_new_password_ends_the_other_sessions_and_keeps_this_one(client, users):
+    other = _second_browser(client)
+    _login(other, "member")
+    csrf = _login(client, "member")
+    headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}
+    wrong = client.post("/account/password", data={"current_password": "not it at all", "new_password": "x" * 12},
+                        headers=headers)
+    assert wrong.status_code == 422 and "the current password is wrong" in wrong.text
+    short = client.post("/account/password", data={"current_password": PASSWORD, "new_password": "short"},
+                        headers=headers)
+    assert short.status_code == 422 and "a password is 8 to" in short.text
+    assert other.get("/api/me").status_code == 200  # nothing changed yet
+    changed = client.post("/account/password", data={"current_password": PASSWORD, "new_password": "a new passphrase"},
+                          headers=headers)
+    assert changed.status_code == 200 and "Password changed" in changed.text
+    assert client.get("/api/me").json()["username"] == "member"  # this browser goes on
+    assert other.get("/api/me").status_code == 401  # the other one was signed out
+    assert other.get("/runs/new", follow_redirects=False).headers["location"].startswith("/login")
+    fresh = other.post("/login", data={"username": "member", "password": "a new passphrase"}, follow_redirects=False)
+    assert fresh.status_code == 303
+
+
+def test_an_admin_sets_a_new_password_from_the_users_page(client, users):
+    member = _second_browser(client)
+    _login(member, "member")
+    csrf = _login(client, "admin")
+    headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}
+    assert 'aria-label="new password for member"' in client.get("/users").text
+    short = client.post(f"/users/{users['member']}", data={"password": "short"}, headers=headers)
+    assert short.status_code == 422 and "a password is 8 to" in short.text
+    assert member.get("/api/me").status_code == 200
+    reset = client.post(f"/users/{users['member']}", data={"password": "reset by the admin"}, headers=headers)
+    assert reset.status_code == 200 and "new password set for member" in reset.text
+    assert member.get("/api/me").status_code == 401
+    assert member.post("/login", data={"username": "member", "password": PASSWORD}).status_code == 401
+    assert member.post("/login", data={"username": "member", "password": "reset by the admin"},
+                       follow_redirects=False).status_code == 303
+    # An admin resetting their own password stays signed in here.
+    own = client.post(f"/users/{users['admin']}", data={"password": "the admin's own"}, headers=headers)
+    assert own.status_code == 200 and client.get("/api/me").json()["username"] == "admin"
+
+
+def test_a_disabled_users_session_ends(client, users):
+    member = _second_browser(client)
+    _login(member, "member")
+    headers = {"X-CSRF-Token": _login(client, "admin"), "HX-Request": "true"}
+    assert client.post(f"/users/{users['member']}", data={"disabled": "true"}, headers=headers).status_code == 200
+    assert member.get("/api/me").status_code == 401
+
+
+def test_with_no_accounts_only_loopback_host_names_are_answered(client, monkeypatch):
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends Host: evil.example."""
+    from app.core.config import get_settings
+
+    for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000", "127.0.0.1"):
+        assert client.get("/api/runs", headers={"Host": host}).status_code == 200, host
+    refused = client.get("/api/runs", headers={"Host": "evil.example:8000"})
+    assert refused.status_code == 400 and "evil.example" in refused.json()["detail"]
+    assert "TRAINBOARD_ALLOWED_HOSTS" in refused.json()["detail"]
+    assert client.post("/api/architectures/validate", json={"spec": {"layers": []}},
+                       headers={"Host": "evil.example", "Origin": "http://evil.example"}).status_code == 400
+    assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
+    assert client.get("/healthz", headers={"Host": "evil.example"}).status_code == 200  # health checks by any name
+    monkeypatch.setenv("TRAINBOARD_ALLOWED_HOSTS", "trainboard.lan")
+    get_settings.cache_clear()
+    assert client.get("/api/runs", headers={"Host": "trainboard.lan"}).status_code == 200
+    assert client.get("/api/runs", headers={"Host": "localhost"}).status_code == 400  # the list is the list
+
+
+def test_with_accounts_any_host_name_is_answered_unless_a_list_is_set(client, users, monkeypatch):
+    from app.core.config import get_settings
+
+    token = _bearer(_token("member"))
+    assert client.get("/api/runs", headers={**token, "Host": "trainboard.example.com"}).status_code == 200
+    monkeypatch.setenv("TRAINBOARD_ALLOWED_HOSTS", "trainboard.lan, localhost")
+    get_settings.cache_clear()
+    assert client.get("/api/runs", headers={**token, "Host": "trainboard.example.com"}).status_code == 400
+    assert client.get("/api/runs", headers={**token, "Host": "trainboard.lan"}).status_code == 200
+
+
+def test_insecure_no_auth_beyond_loopback_answers_any_host_name(client, monkeypatch):
+    from app.cli import _check_exposure
+    from app.core.config import Settings, get_settings
+
+    monkeypatch.setenv("TRAINBOARD_ALLOWED_HOSTS", "")  # restored (unset) after the test
+    assert _check_exposure(Settings(host="0.0.0.0"), insecure_no_auth=True) is None
+    assert get_settings().allowed_hosts == "*"
+    assert client.get("/api/runs", headers={"Host": "10.0.0.7:8000"}).status_code == 200
+
+
+def test_a_stream_ends_soon_after_its_token_is_revoked(tmp_path):
+    import time
+
+    import httpx
+
+    from tests.conftest import LiveServer
+
+    env = {"TRAINBOARD_AUTH_RECHECK_S": "0.5", "TRAINBOARD_SSE_HEARTBEAT_S": "0.5", "TRAINBOARD_WARM_WORKERS": "0"}
+    server = LiveServer(tmp_path / "data", env=env, accounts=True).start()
+    try:
+        with server.api() as api, httpx.Client(base_url=server.url, timeout=10) as reader:
+            created = api.post("/api/tokens", json={"name": "dashboard on the wall", "scope": "read"}).json()
+            with reader.stream("GET", "/api/events", headers=_bearer(created["token"])) as stream:
+                assert stream.status_code == 200
+                lines = stream.iter_lines()
+                next(lines)  # open and sending (a heartbeat at least)
+                assert api.delete(f"/api/tokens/{created['id']}").status_code == 200
+                revoked = time.monotonic()
+                for _line in lines:  # heartbeats keep coming until the server ends the stream
+                    assert time.monotonic() - revoked < 10, "the stream outlived its revoked token"
+            assert time.monotonic() - revoked < 10
+            assert reader.get("/api/events", headers=_bearer(created["token"])).status_code == 401
+    finally:
+        server.stop()

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from app.compare.service import RunSummary, model_kind, pareto_front
+from tests.conftest import LOCAL
 from tests.runs.helpers import DIGITS_MLP
 
 WIDE_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "activation": "relu"},
@@ -23,7 +24,7 @@ def client(data_dir):
 
     from app.main import create_app
 
-    with TestClient(create_app(start_executor=False)) as test_client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -19,6 +19,7 @@ from app.architectures.spec import SpecError
 from app.architectures.summary import summarize
 from app.engine import export
 from app.engine.build import build_model
+from tests.conftest import LOCAL
 from tests.engine.engine_testing import dataset, run, subset
 
 HTMX = {"HX-Request": "true"}
@@ -187,7 +188,7 @@ def client(data_dir):
 
     from app.main import create_app
 
-    with TestClient(create_app(start_executor=False)) as test_client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 
 import pytest
 
+from tests.conftest import LOCAL
 from tests.runs.helpers import DIGITS_MLP
 from tests.web.test_run_pages import slot
 
@@ -22,7 +23,7 @@ def client(data_dir):
 
     from app.main import create_app
 
-    with TestClient(create_app(start_executor=False)) as test_client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import LOCAL
 from tests.runs.helpers import DIGITS_MLP, run_body
 
 
@@ -13,7 +14,7 @@ def api(data_dir):
 
     from app.main import create_app
 
-    with TestClient(create_app(start_executor=False)) as client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as client:
         yield client
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from app.architectures.spec import LAYER_TYPES
 from app.web.architecture_form import LAYER_FORMS, Editor
+from tests.conftest import LOCAL
 
 HTMX = {"HX-Request": "true"}
 
@@ -20,7 +21,7 @@ def client(data_dir):
 
     from app.main import create_app
 
-    with TestClient(create_app(start_executor=False)) as test_client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as test_client:
         yield test_client
 MNIST_FORM = {
     "name": "MNIST MLP",

@@ -8,6 +8,8 @@ from html import unescape
 
 import pytest
 
+from tests.conftest import LOCAL
+
 HTMX = {"HX-Request": "true"}
 DIGITS_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 32, "activation": "relu"},
                          {"type": "Dense", "units": 10, "activation": "softmax"}]}
@@ -20,7 +22,7 @@ def client(data_dir):
 
     from app.main import create_app
 
-    with TestClient(create_app(start_executor=False)) as test_client:
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as test_client:
         yield test_client
 
 
