@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 
 from app import cli_run
 
@@ -181,14 +183,67 @@ def _data_import(args: argparse.Namespace) -> int:
 
     from app.core.config import get_settings
     from app.core.errors import DomainError
-    from app.datasets import registry
+    from app.datasets import download, registry
 
+    name = download.canonical(args.name)
     try:
-        info = registry.import_idx(args.name, Path(args.dir), get_settings().data_dir)
+        info = registry.import_idx(name, Path(args.dir), get_settings().data_dir)
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    print(f"imported {args.name}: {info.train_size} training and {info.test_size} test samples")
+    print(f"imported {name}: {info.train_size} training and {info.test_size} test samples")
+    return 0
+
+
+@contextlib.contextmanager
+def _download_progress() -> Iterator[Callable[[str, int, int | None], None]]:
+    """A rich progress bar per file on a terminal; otherwise (a log, the dashboard's download) plain lines."""
+    try:
+        from rich import progress as rich_progress
+    except ImportError:
+        rich_progress = None
+    if rich_progress is None or not sys.stdout.isatty():
+        def line(file: str, done: int, total: int | None) -> None:
+            if done == 0:
+                print(f"downloading {file}" + (f" ({total / 1e6:.1f} MB)" if total else ""), flush=True)
+            elif done == total:
+                print(f"  {file}: done", flush=True)
+
+        yield line
+        return
+    columns = (rich_progress.TextColumn("{task.description}"), rich_progress.BarColumn(),
+               rich_progress.DownloadColumn(), rich_progress.TransferSpeedColumn(),
+               rich_progress.TimeRemainingColumn())
+    with rich_progress.Progress(*columns) as bar:
+        tasks: dict[str, rich_progress.TaskID] = {}
+
+        def update(file: str, done: int, total: int | None) -> None:
+            if file not in tasks:
+                tasks[file] = bar.add_task(file, total=total)
+            bar.update(tasks[file], completed=done, total=total)
+
+        yield update
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    from app.core.config import get_settings
+    from app.core.errors import DomainError
+    from app.datasets import download, registry
+
+    name = download.canonical(args.name)
+    data_dir = get_settings().data_dir
+    try:
+        with _download_progress() as progress:
+            fetched = download.download(name, data_dir, progress=progress)
+        info = registry.get_dataset_info(name, data_dir)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a data dir it may not write
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'downloaded' if fetched else 'already here:'} {name}: {info.train_size} training and "
+          f"{info.test_size} test samples in {data_dir.resolve()}")
     return 0
 
 
@@ -253,9 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="manage data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True)
+    data_download = data_sub.add_parser(
+        "download", help="download mnist, fashion-mnist or cifar10 (TRAINBOARD_DATASET_MIRROR: from a mirror)")
+    data_download.add_argument("name", help="mnist, fashion-mnist or cifar10")
+    data_download.set_defaults(func=_data_download)
     data_import = data_sub.add_parser("import", help="import MNIST-style idx files or CIFAR-10 binary batches")
-    data_import.add_argument("name", help="mnist, fashion_mnist or cifar10")
-    data_import.add_argument("dir", help="folder with the files, e.g. ../shared/data/mnist")
+    data_import.add_argument("name", help="mnist, fashion-mnist or cifar10")
+    data_import.add_argument("dir", help="folder with the files (e.g. the four .gz idx files of MNIST)")
     data_import.set_defaults(func=_data_import)
     data_list = data_sub.add_parser("list", help="list data sets")
     data_list.set_defaults(func=_data_list)

@@ -6,6 +6,7 @@ The database is a new SQLite file, or with `TRAINBOARD_TEST_DB=postgres` (the se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -23,18 +24,69 @@ from tests import pg
 ROOT = Path(__file__).resolve().parent.parent
 # The in-process clients' base URL: a server with no accounts answers to loopback names only.
 LOCAL = "http://localhost"
-# The real MNIST / Fashion-MNIST files the data tests import (TRAINBOARD_SHARED_DATA overrides).
+# The real MNIST files the data tests import: the documented places first (TRAINBOARD_SHARED_DATA, else
+# ../shared/data beside the repository), then a cache that the same download users get fills once.
 SHARED_DATA = Path(os.environ.get("TRAINBOARD_SHARED_DATA", ROOT.parent / "shared" / "data"))
+MNIST_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainboard" / "mnist"
+
+
+def find_mnist_files(places: list[Path], cache: Path, *, mirror: str | None = None) -> Path:
+    """The first folder of `places` (then `cache`) holding the four MNIST files; else download them into
+    `cache` (app/datasets/download.py, TRAINBOARD_DATASET_MIRROR or the public source). Raises
+    RuntimeError, saying where it looked and what the download answered, when neither works."""
+    from app.datasets import download
+
+    files = download.SOURCES["mnist"].files
+    for folder in [*places, cache]:
+        if all((folder / name).is_file() for name in files):
+            return folder
+    try:
+        return download.fetch_files("mnist", cache, mirror=mirror)
+    except download.DownloadFailed as exc:
+        raise RuntimeError(f"the real MNIST files are not in {', '.join(str(p) for p in [*places, cache])} "
+                           f"and could not be downloaded: {exc.message}. Set TRAINBOARD_SHARED_DATA to the "
+                           "folder that holds mnist/ (train-images-idx3-ubyte.gz, ...)") from exc
+
+
+@pytest.fixture(scope="session")
+def mnist_files() -> Path:
+    """The real MNIST idx files: tests that need them fail (never skip) when they can be neither found
+    nor downloaded."""
+    try:
+        return find_mnist_files([SHARED_DATA / "mnist"], MNIST_CACHE)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path) -> Iterator[str]:
+    """http.server on 127.0.0.1 serving `root` in a thread; yields its base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture
-def mnist_files() -> Path:
-    """The real MNIST idx files: tests that need them fail (never skip) when they are missing."""
-    folder = SHARED_DATA / "mnist"
-    if not folder.is_dir():
-        pytest.fail(f"the real MNIST files are not at {folder}: set TRAINBOARD_SHARED_DATA to the folder "
-                    "that holds mnist/ (train-images-idx3-ubyte.gz, ...)")
-    return folder
+def dataset_mirror(tmp_path_factory: pytest.TempPathFactory, mnist_files: Path) -> Iterator[str]:
+    """A local TRAINBOARD_DATASET_MIRROR serving the real MNIST files as MIRROR/mnist/<file>: the real
+    download code runs, only the network is local."""
+    root = tmp_path_factory.mktemp("mirror")
+    (root / "mnist").symlink_to(mnist_files.resolve(), target_is_directory=True)
+    with serve_folder(root) as url:
+        yield url
 
 
 @pytest.fixture

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     # started again on the next request.
     predict_timeout_s: float = Field(default=30.0, gt=0)
 
+    # Where `trainboard data download` (and the dashboard's download buttons) fetch mnist,
+    # fashion-mnist and cifar10 from: empty means their public sources; a base URL replaces them with
+    # URL/mnist/<file>, URL/fashion-mnist/<file> and URL/cifar10/cifar-10-binary.tar.gz (e.g. a
+    # folder laid out like that, served over HTTP inside a network without internet access).
+    dataset_mirror: str = Field(default="", pattern=r"^(https?://\S+)?$")
+
     # Ingest over HTTP (app/api/ingest.py). One artifact a trainer uploads may be this large
     # (413 when over, counted while it streams; the body-size middleware uses it too).
     max_artifact_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)

@@ -35,13 +35,12 @@ IDX_MD5 = {
 }
 CIFAR10_TAR = "cifar-10-binary.tar.gz"
 CIFAR10_TAR_MD5 = "c32a1d4ab5d03f1284b67883e8d87530"
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 CIFAR10_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
 _CIFAR_RECORD = 1 + 3 * 32 * 32
 CIFAR10_BATCH_RECORDS = 10000
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
+def read_maybe_gzip(path: Path) -> bytes:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
         try:
@@ -77,7 +76,7 @@ def read_idx_dir(name: str, src_dir: Path | str) -> dict[str, np.ndarray]:
     arrays = {}
     for stem, md5 in IDX_MD5[name].items():
         path = _find(src_dir, stem)
-        data = _read_maybe_gzip(path)
+        data = read_maybe_gzip(path)
         digest = hashlib.md5(data).hexdigest()
         if digest != md5:
             raise InvalidInput(f"checksum mismatch for {path.name}: md5 {digest}, expected {md5} "

@@ -1,7 +1,7 @@
 """The data set registry: built-ins and uploads, their info, loading with a seeded validation split.
 
 The web process imports this module, so it and everything it imports stay free of torch and
-torchvision; the download path imports torchvision lazily (trainer processes only).
+torchvision; downloads (app/datasets/download.py) need neither.
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ class DatasetInfo:
                 "class_names": self.class_names, "mean": mean, "std": std, "source": self.source}
 
 
-def _how_to_import(name: str) -> str:
-    return (f"{name} is not on this machine. With internet access it downloads on first use; offline, "
-            f"copy the files here and run `trainboard data import {name} DIR`.")
+def _how_to_import(name: str, data_dir: Path | str) -> str:
+    return (f"{name} is not here yet: download it (the Download button on the dashboard, or: trainboard data "
+            f"download {name}) into {Path(data_dir).resolve()}, or import files you have: trainboard data "
+            f"import {name} FOLDER")
 
 
 BUILTINS: dict[str, DatasetInfo] = {
@@ -102,7 +103,7 @@ def get_dataset_info(name: str, data_dir: Path | str) -> DatasetInfo:
         info = BUILTINS[name]
         if name in DOWNLOADABLE and sources.find_local_copy(name, data_dir) is None:
             info = DatasetInfo(**{k: v for k, v in asdict(info).items() if k != "num_classes"})
-            info.available, info.how_to_get = False, _how_to_import(name)
+            info.available, info.how_to_get = False, _how_to_import(name, data_dir)
         return info
     known = ", ".join(d.name for d in list_datasets(data_dir))
     raise NotFound(f"no data set named {name!r}; known: {known}")
@@ -141,13 +142,16 @@ def ensure_cached(name: str, data_dir: Path | str, *, download: bool = True) -> 
     info = BUILTINS[name]
     if name in DOWNLOADABLE:
         src = sources.find_local_copy(name, data_dir)
-        if src is None and download:
-            src = sources.download(name, data_dir)
-        if src is None:
-            raise DatasetUnavailable(_how_to_import(name))
-        from app.datasets.idx import import_idx
+        if src is not None:
+            from app.datasets.idx import import_idx
 
-        import_idx(name, src, data_dir, replace=False)
+            import_idx(name, src, data_dir, replace=False)
+        elif download:
+            from app.datasets import download as downloads
+
+            downloads.download(name, data_dir, wait=True)  # DownloadFailed says how to import by hand
+        else:
+            raise DatasetUnavailable(_how_to_import(name, data_dir))
         return
     arrays = sources.generate(name)
     store.write_dataset(data_dir, name, arrays, info.meta(arrays["x_train"]), replace=False)

@@ -1,7 +1,7 @@
-"""Where built-in data sets come from: local copies, torchvision downloads, sklearn, generators.
+"""Where built-in data sets come from: local copies (downloads: app/datasets/download.py), sklearn, generators.
 
-torchvision and scikit-learn are imported inside the functions that need them: this module
-is imported by the web process, which must not pay for (or need) them.
+scikit-learn is imported inside the functions that need it: this module is imported by the web
+process, which must not pay for it.
 """
 
 from __future__ import annotations
@@ -44,27 +44,6 @@ def find_local_copy(name: str, data_dir: Path | str) -> Path | None:
             if (root / "cifar-10-batches-bin" / "test_batch.bin").is_file():
                 return root / "cifar-10-batches-bin"
     return None
-
-
-def download(name: str, data_dir: Path | str) -> Path | None:
-    """Download a built-in with torchvision (needs internet); None when that fails."""
-    root = Path(data_dir) / "downloads"
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        import torchvision
-
-        if name == "cifar10":
-            from app.datasets.idx import CIFAR10_TAR, CIFAR10_TAR_MD5, CIFAR10_URL
-
-            # The binary version, not torchvision's pickled python batches.
-            torchvision.datasets.utils.download_url(CIFAR10_URL, str(root), CIFAR10_TAR, CIFAR10_TAR_MD5)
-        else:
-            cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
-            cls(str(root), train=True, download=True)
-            cls(str(root), train=False, download=True)
-    except Exception:  # offline, proxy, DNS...: the caller explains how to import by hand
-        return None
-    return find_local_copy(name, data_dir)
 
 
 def _to_uint8_images(images: np.ndarray, max_value: float) -> np.ndarray:
