@@ -1,4 +1,5 @@
-"""The data sets page: what is here (sample grids, class balance), how to get the rest, and uploads."""
+"""The data sets page: what is here (sample grids, class balance), how to get the rest (a download
+started as its own process, its progress shown until it is done), and uploads."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from starlette.datastructures import UploadFile
 
 from app.core.config import get_settings
 from app.core.errors import DomainError
+from app.datasets import download
 from app.datasets import registry as datasets_registry
 from app.web.architectures import FormDep
-from app.web.templating import is_htmx, render
+from app.web.templating import PageNotFound, is_htmx, render
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -34,7 +36,9 @@ def _cards() -> list[dict[str, Any]]:
         samples = 1 if info.kind == "points" else min(SAMPLES if info.kind == "image" else 4, test_size)
         largest = max(counts["train"], default=0) if counts else 0
         cards.append({"info": info, "counts": counts, "largest": largest, "samples": list(range(samples)),
-                      "problem": problem})
+                      "problem": problem,
+                      "download": None if info.available or info.name not in download.SOURCES
+                      else download.view(info.name, data_dir)})
     return cards
 
 
@@ -80,6 +84,30 @@ def upload(request: Request, form: FormDep) -> Response:
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
+
+
+def _downloadable(name: str) -> str:
+    if name not in download.SOURCES:
+        raise PageNotFound(f"{name!r} cannot be downloaded: only mnist, fashion_mnist and cifar10 can")
+    return name
+
+
+@router.post("/datasets/{name}/download", response_class=HTMLResponse)
+def start_download(request: Request, name: str) -> Response:
+    """Download a built-in in a process of its own (`trainboard data download NAME`), never in this one."""
+    download.start(_downloadable(name), get_settings().data_dir)
+    if not is_htmx(request):
+        return RedirectResponse(f"/datasets#dataset-{name}", status_code=303)
+    return download_state(request, name)
+
+
+@router.get("/datasets/{name}/download", response_class=HTMLResponse)
+def download_state(request: Request, name: str) -> HTMLResponse:
+    """A download's progress (polled while it runs); once it is done the page reloads with the data set."""
+    state = download.view(_downloadable(name), get_settings().data_dir)
+    done = state["state"] == download.DONE and state["info"].available
+    return render(request, "datasets/_download.html", {"d": state, "button": True},
+                  headers={"HX-Refresh": "true"} if done and is_htmx(request) else None)
 
 
 def _limits() -> str:

@@ -25,6 +25,7 @@ from app.core.deps import (
     SessionDep,
 )
 from app.core.errors import DomainError, InvalidInput, NotFound
+from app.datasets import download
 from app.datasets import registry as datasets_registry
 from app.runs import figures as run_figures
 from app.runs import service as runs_service
@@ -53,7 +54,8 @@ RunPageDep = Annotated[Run, Depends(run_page)]
 
 
 def launch_options() -> list[dict[str, Any]]:
-    """The quick start and the presets, each with whether its data set is here (and how to get it if not)."""
+    """The quick start and the presets, each with whether its data set is here (and how to get it if not:
+    `download`, the state of its download)."""
     data_dir = get_settings().data_dir
     options = [{"key": "quick:digits-mlp", "title": "digits MLP", "dataset": "digits", "available": True,
                 "description": "8x8 digits, one hidden layer of 32 units: trains in seconds, offline.",
@@ -62,7 +64,9 @@ def launch_options() -> list[dict[str, Any]]:
         info = datasets_registry.get_dataset_info(preset.dataset, data_dir)
         options.append({"key": f"preset:{preset.name}", "title": preset.title, "dataset": preset.dataset,
                         "available": info.available, "description": preset.description,
-                        "how_to_get": info.how_to_get})
+                        "how_to_get": info.how_to_get,
+                        "download": None if info.available or preset.dataset not in download.SOURCES
+                        else download.view(preset.dataset, data_dir)})
     return options
 
 

@@ -1,4 +1,5 @@
-"""The data sets page in Chromium: an upload over the size limit says so next to the file field."""
+"""Data sets in Chromium: the dashboard's MNIST button downloads MNIST (from a local mirror) and the data set
+becomes available; an upload over the size limit says so next to the file field."""
 
 from __future__ import annotations
 
@@ -31,3 +32,24 @@ def test_an_upload_over_the_limit_shows_the_reason_next_to_the_file_field(page: 
     expect(page.locator("#upload-file")).to_have_attribute("aria-invalid", "true")
     with small_upload_server.api() as api:
         assert "big" not in {d["name"] for d in api.get("/api/datasets").json()}
+
+
+def test_the_dashboards_mnist_button_downloads_mnist_and_it_becomes_available(page: Page, tmp_path, dataset_mirror):
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_DATASET_MIRROR": dataset_mirror,
+                                                "TRAINBOARD_WARM_WORKERS": "0"}, accounts=True).start()
+    try:
+        server.sign_in(page)
+        page.goto(f"{server.url}/")
+        expect(page.locator("#download-mnist")).to_contain_text("MNIST is not here yet")
+        page.click('button[data-launch="preset:mnist-mlp"][data-download="mnist"]')
+        # A process of its own downloads and imports it; the page follows it, then reloads with the set here.
+        launch = page.locator('form[action="/runs/quick"] button[data-launch="preset:mnist-mlp"]')
+        expect(launch).to_be_enabled(timeout=60_000)
+        expect(page.locator("#download-mnist")).to_have_count(0)
+        with server.api() as api:
+            mnist = next(d for d in api.get("/api/datasets").json() if d["name"] == "mnist")
+        assert mnist["available"] and mnist["train_size"] == 60000
+        page.goto(f"{server.url}/datasets")
+        expect(page.locator("#dataset-mnist .status")).to_have_text("available")
+    finally:
+        server.stop()

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer
+from tests.conftest import ROOT, LiveServer, free_port
 from tests.runs.helpers import DIGITS_MLP
 
 pytestmark = pytest.mark.xdist_group("cli")
 
 
-def _cli(*args: str, data_dir, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir)}
+def _cli(*args: str, data_dir, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), **(env or {})}
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -29,6 +29,27 @@ def test_data_import_checks_files_and_lists_the_set(tmp_path, mnist_files):
     assert any(line.startswith("mnist ") and "ready" in line for line in listing.splitlines())
     missing = _cli("data", "import", "mnist", str(tmp_path / "nowhere"), data_dir=tmp_path)
     assert missing.returncode == 2 and "error:" in missing.stderr
+
+
+def test_data_download_fetches_and_imports_from_the_mirror(tmp_path, dataset_mirror):
+    result = _cli("data", "download", "mnist", data_dir=tmp_path, env={"TRAINBOARD_DATASET_MIRROR": dataset_mirror})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "downloading train-images-idx3-ubyte.gz" in result.stdout  # plain lines: not a terminal
+    assert f"downloaded mnist: 60000 training and 10000 test samples in {tmp_path.resolve()}" in result.stdout
+    listing = _cli("data", "list", data_dir=tmp_path).stdout
+    assert any(line.startswith("mnist ") and "ready" in line for line in listing.splitlines())
+
+
+def test_data_download_offline_says_how_to_import_by_hand(tmp_path):
+    mirror = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    result = _cli("data", "download", "fashion-mnist", data_dir=tmp_path, env={"TRAINBOARD_DATASET_MIRROR": mirror})
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: could not download fashion_mnist")
+    assert f"{mirror}/fashion-mnist/train-images-idx3-ubyte.gz" in result.stderr
+    assert "https://github.com/zalandoresearch/fashion-mnist" in result.stderr
+    assert "trainboard data import fashion_mnist FOLDER" in result.stderr
+    wrong = _cli("data", "download", "digits", data_dir=tmp_path)
+    assert wrong.returncode != 0 and "only mnist, fashion-mnist and cifar10" in wrong.stderr
 
 
 def test_run_in_process_prints_progress_and_the_result(tmp_path):

@@ -51,7 +51,7 @@ def test_torchvision_layout_is_found_offline(tmp_path, mnist_files):
 
 
 def test_offline_without_files_says_how_to_import(tmp_path):
-    with pytest.raises(registry.DatasetUnavailable, match="trainboard data import mnist DIR"):
+    with pytest.raises(registry.DatasetUnavailable, match="trainboard data import mnist FOLDER"):
         registry.load_dataset("mnist", tmp_path, download=False)
 
 

@@ -164,17 +164,19 @@ def test_valid_form_queues_the_run_and_opens_its_page(client):
     assert "Dense 10, softmax" in page.text  # the architecture table and diagram
 
 
-def test_quick_start_launches_digits_and_disabled_presets_say_why(client):
+def test_quick_start_launches_digits_and_presets_without_their_data_offer_the_download(client):
     html = client.get("/").text
     quick = re.search(r'<button[^>]*data-launch="quick:digits-mlp"[^>]*>', html, re.S)
     assert quick and "disabled" not in quick.group(0)  # digits is built in: always launchable
-    assert re.search(r'data-launch="preset:mnist-mlp"[^>]*disabled', html, re.S)
+    mnist = re.search(r'<form[^>]*>\s*<button[^>]*data-launch="preset:mnist-mlp"[^>]*>', html, re.S).group(0)
+    assert 'hx-post="/datasets/mnist/download"' in mnist and 'data-download="mnist"' in mnist
+    assert "disabled" not in mnist
     assert "trainboard data import mnist" in html
     response = client.post("/runs/quick", data={"launch": "quick:digits-mlp"}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/runs/1"
     assert client.get("/api/runs/1").json()["dataset"] == "digits"
     response = client.post("/runs/quick", data={"launch": "preset:mnist-mlp"}, headers=HTMX)
-    assert response.status_code == 422 and "mnist is not on this machine" in response.text
+    assert response.status_code == 422 and "mnist is not here yet" in response.text
 
 
 def test_dashboard_lists_runs_with_progress_and_filters(client):
