@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import re
+import sys
+
 import numpy as np
 import onnx
 import pytest
+import tomllib
 import torch
 from onnx.reference import ReferenceEvaluator
 from safetensors.torch import load_file
 
 from app.engine import export
 from app.engine.build import build_model
+from tests.conftest import ROOT
 from tests.engine.engine_testing import dataset, mlp_spec, run, subset
 
 
@@ -68,3 +74,17 @@ def test_failed_export_is_a_warning_not_a_failure(tmp_path, monkeypatch):
     assert result.test_accuracy is not None
     assert {a["name"] for a in sink.of("artifact")} == {"weights", "torchscript"}
     assert any("onnx export failed" in log["message"] and log["level"] == "warning" for log in sink.of("log"))
+
+
+def test_a_plain_install_brings_every_exports_library():
+    """`make run` installs `-e .` with no extras, and every run exports all formats: the libraries the
+    exports import (and onnxscript, which torch.onnx's exporter needs) are default dependencies, so no run
+    logs "No module named 'onnx'" and no ONNX download is greyed out."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = {re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower() for requirement in project["dependencies"]}
+    tree = ast.parse((ROOT / "app" / "engine" / "export.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    needed = {name for name in imported if name not in sys.stdlib_module_names and name != "app"} | {"onnxscript"}
+    assert needed == {"torch", "safetensors", "onnx", "onnxscript"}  # what the exports use today
+    assert needed <= installed, needed - installed
