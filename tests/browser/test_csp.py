@@ -53,3 +53,25 @@ def test_the_api_docs_render_from_local_assets(strict_page: Page, server):
     page.goto(f"{server.url}/docs")
     expect(page.locator("#swagger-ui .info .title").first).to_contain_text("Trainboard")
     expect(page.locator("#swagger-ui .opblock").first).to_be_visible()
+
+
+def test_the_api_docs_render_with_every_other_origin_blocked(page: Page, server):
+    """Offline (or behind a firewall), /docs still renders: nothing it loads comes from anywhere else."""
+    blocked: list[str] = []
+
+    def local_only(route):
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    server.sign_in(page)
+    page.goto(f"{server.url}/docs")
+    expect(page.locator("#swagger-ui .info .title").first).to_contain_text("Trainboard")
+    expect(page.locator("#swagger-ui .opblock-summary-path").filter(has_text="/api/runs").first).to_be_visible()
+    page.locator("#swagger-ui .opblock-summary").first.click()  # an operation opens, from the local bundle
+    expect(page.locator("#swagger-ui .opblock.is-open").first).to_be_visible()
+    assert not blocked, blocked
+    assert page.goto(f"{server.url}/redoc").status == 404  # ReDoc stays off: it would load from a CDN
