@@ -203,9 +203,11 @@ def _download_progress() -> Iterator[Callable[[str, int, int | None], None]]:
     except ImportError:
         rich_progress = None
     if rich_progress is None or not sys.stdout.isatty():
+        from app.core.limits import format_size
+
         def line(file: str, done: int, total: int | None) -> None:
             if done == 0:
-                print(f"downloading {file}" + (f" ({total / 1e6:.1f} MB)" if total else ""), flush=True)
+                print(f"downloading {file}" + (f" ({format_size(total)})" if total else ""), flush=True)
             elif done == total:
                 print(f"  {file}: done", flush=True)
 

@@ -259,8 +259,10 @@ def download(name: str, data_dir: Path | str, *, mirror: str | None = None, prog
 
 # ---------- the web process's side: start a download as its own process, read its state ----------
 
-_children: dict[str, subprocess.Popen] = {}
-_children_lock = threading.Lock()
+# The download of each (data dir, data set) this process started last.
+_children: dict[tuple[Path, str], subprocess.Popen] = {}
+_exiting: list[subprocess.Popen] = []  # earlier ones, still to be reaped
+_children_lock = threading.RLock()  # start() reads state(), which reaps under it too
 
 
 def _alive(pid: Any) -> bool:
@@ -277,12 +279,14 @@ def start(name: str, data_dir: Path | str) -> None:
     _source(name)
     data_dir = Path(data_dir).resolve()
     with _children_lock:
-        child = _children.get(name)
-        if (child is not None and child.poll() is None) or (state(name, data_dir) or {}).get("state") in RUNNING:
+        if (state(name, data_dir) or {}).get("state") in RUNNING:
             return
+        previous = _children.pop((data_dir, name), None)
+        if previous is not None and previous.poll() is None:  # it wrote its last state and is exiting
+            _exiting.append(previous)
         downloads_dir(data_dir).mkdir(parents=True, exist_ok=True)
         with open(_log_path(name, data_dir), "wb") as log:
-            _children[name] = subprocess.Popen(
+            _children[data_dir, name] = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "data", "download", name], cwd=ROOT, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
@@ -291,12 +295,13 @@ def start(name: str, data_dir: Path | str) -> None:
 def state(name: str, data_dir: Path | str) -> dict[str, Any] | None:
     """The last download's state (None if there was none): `state` is starting, downloading, importing,
     done or failed (with `message`); a download whose process is gone without saying so failed."""
-    child = _children.get(name)
-    if child is not None and child.poll() is not None:  # reap it
-        with _children_lock:
-            if _children.get(name) is child:
-                del _children[name]
-        child = None
+    key = (Path(data_dir).resolve(), name)
+    with _children_lock:  # reap the children that have exited
+        _exiting[:] = [process for process in _exiting if process.poll() is None]
+        child = _children.get(key)
+        if child is not None and child.poll() is not None:
+            del _children[key]
+            child = None
     try:
         current = json.loads(_state_path(name, data_dir).read_text())
     except (OSError, ValueError):

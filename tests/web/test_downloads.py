@@ -50,6 +50,8 @@ def test_a_download_runs_in_its_own_process_and_its_error_is_shown(client, data_
     assert 'hx-trigger' not in answer.text and 'data-download="mnist"' in answer.text  # stopped polling; retry
     assert 'id="download-mnist" data-state="failed"' in client.get("/").text  # the dashboard shows it too
     assert (data_dir / "downloads" / "mnist.log").read_text().startswith("error: could not download mnist")
+    again = client.post("/datasets/mnist/download", headers=HTMX)  # the button tries again
+    assert again.status_code == 200 and 'data-state="starting"' in again.text
 
 
 def test_progress_is_shown_until_done_then_the_page_reloads(client, data_dir, mnist_files):
