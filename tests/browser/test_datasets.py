@@ -1,6 +1,9 @@
-"""The data sets page in Chromium: an upload over the size limit says so next to the file field."""
+"""The data sets page in Chromium: an upload over the size limit says so next to the file field, and an
+uploaded CSV trains with the default model offered by its "Train on it" link."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -31,3 +34,40 @@ def test_an_upload_over_the_limit_shows_the_reason_next_to_the_file_field(page: 
     expect(page.locator("#upload-file")).to_have_attribute("aria-invalid", "true")
     with small_upload_server.api() as api:
         assert "big" not in {d["name"] for d in api.get("/api/datasets").json()}
+
+
+@pytest.fixture
+def training_server(tmp_path):
+    server = LiveServer(tmp_path / "data", accounts=True).start()
+    yield server
+    server.stop()
+
+
+def test_an_uploaded_csv_trains_with_the_default_model_it_is_offered(page: Page, training_server, tmp_path):
+    csv = tmp_path / "flowers.csv"  # 4 features, 3 classes
+    csv.write_text("petal,sepal,width,height,label\n" + "".join(
+        f"{k + i % 5 * 0.1},{2 * k - i % 3 * 0.2},{i % 7 * 0.1},{k * 0.5 + i % 2 * 0.1},{'abc'[k]}\n"
+        for i in range(90) for k in [i % 3]))
+    training_server.sign_in(page)
+    page.set_default_timeout(30_000)  # the trainer shares two cores with other tests
+    page.goto(f"{training_server.url}/datasets")
+    page.fill("#upload-name", "flowers")
+    page.set_input_files("#upload-file", str(csv))
+    page.click("#upload-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/datasets\?uploaded=flowers"))
+
+    page.locator("#dataset-flowers").get_by_role("link", name="Train on flowers").click()
+    expect(page.locator("#model")).to_have_value("default")
+    expect(page.locator("#dataset")).to_have_value("flowers")
+    page.fill("#config-epochs", "3")
+    page.get_by_role("button", name="Start training").click()
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator("#per-class tbody tr")).to_have_count(3)
+
+    run_id = int(page.url.rsplit("/", 1)[1])
+    with training_server.api() as api:
+        run = api.get(f"/api/runs/{run_id}").json()
+    assert run["name"] == "default model on flowers"
+    assert run["spec"]["input_shape"] == [4]
+    assert run["spec"]["layers"][-1] == {"type": "Dense", "units": 3, "activation": "softmax"}
