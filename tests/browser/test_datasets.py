@@ -49,7 +49,7 @@ def test_an_uploaded_csv_trains_with_the_default_model_it_is_offered(page: Page,
         f"{k + i % 5 * 0.1},{2 * k - i % 3 * 0.2},{i % 7 * 0.1},{k * 0.5 + i % 2 * 0.1},{'abc'[k]}\n"
         for i in range(90) for k in [i % 3]))
     training_server.sign_in(page)
-    page.set_default_timeout(30_000)  # the trainer shares two cores with other tests
+    wait_ms = 60_000  # the trainer starts and trains on two cores shared with other tests
     page.goto(f"{training_server.url}/datasets")
     page.fill("#upload-name", "flowers")
     page.set_input_files("#upload-file", str(csv))
@@ -62,8 +62,8 @@ def test_an_uploaded_csv_trains_with_the_default_model_it_is_offered(page: Page,
     page.fill("#config-epochs", "3")
     page.get_by_role("button", name="Start training").click()
     expect(page).to_have_url(re.compile(r"/runs/\d+$"))
-    expect(page.locator("#run-status")).to_have_text("completed")
-    expect(page.locator("#per-class tbody tr")).to_have_count(3)
+    expect(page.locator("#run-status")).to_have_text("completed", timeout=wait_ms)
+    expect(page.locator("#per-class tbody tr")).to_have_count(3, timeout=wait_ms)
 
     run_id = int(page.url.rsplit("/", 1)[1])
     with training_server.api() as api:
