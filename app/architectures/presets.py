@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from app.architectures import service
 from app.core.errors import InvalidInput, NotFound
 
 
@@ -104,9 +105,6 @@ class DataShape(Protocol):
     num_classes: int
 
 
-DEFAULT_MODEL = "an MLP sized to the data set's features and classes; a small CNN for images 8x8 or larger"
-
-
 def model_for(preset: str | None, data: DataShape) -> dict[str, Any]:
     """The spec a run trains on `data`: the named preset fitted to it, or (None) the default model."""
     return fit_preset(preset, data) if preset is not None else default_spec(data)
@@ -139,8 +137,6 @@ def fit_preset(name: str, data: DataShape) -> dict[str, Any]:
     """The preset's layers on `data`: its input shape becomes the data set's (a first Reshape that only
     drops the channel axis follows it) and its last Dense gets one unit per class. When that is not
     enough (a convolution on a flat vector, an image too small for its poolings), InvalidInput says so."""
-    from app.architectures import service  # the service imports nothing of this module's callers
-
     preset = get_preset(name)
     spec = preset.spec
     if list(data.input_shape) == spec["input_shape"] and _output_units(spec) == data.num_classes:

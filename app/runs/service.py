@@ -92,7 +92,7 @@ def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], 
 
 def datasets_for(spec: dict[str, Any]) -> list[datasets_registry.DatasetInfo]:
     """The data sets on this machine that the architecture fits: samples of its input shape, as many
-    classes as it has outputs (built-ins first). None for a spec without an input shape or that does
+    classes as it has outputs (built-ins first); none for a spec without an input shape or that does
     not validate."""
     shape = spec.get("input_shape")
     try:
@@ -138,10 +138,8 @@ def create(*, db_session: Session, run_in: RunCreate) -> Run:
 
 
 def _default_name(run_in: RunCreate, dataset: str) -> str:
-    if run_in.preset or run_in.architecture_id:
-        model = run_in.preset or f"architecture {run_in.architecture_id}"
-    else:
-        model = "custom" if run_in.spec is not None else "default model"
+    model = run_in.preset or (f"architecture {run_in.architecture_id}" if run_in.architecture_id
+                              else "custom" if run_in.spec is not None else "default model")
     return f"{model} on {dataset}"
 
 
