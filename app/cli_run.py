@@ -141,7 +141,7 @@ def run_remote(args: argparse.Namespace) -> int:
         body["preset"] = args.preset
     elif args.architecture:
         body["architecture_id"] = args.architecture
-    else:
+    elif args.spec:
         body["spec"] = json.loads(open(args.spec).read())
     token = os.environ.get("TRAINBOARD_TOKEN")  # a personal API token, on a server with accounts
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -195,6 +195,28 @@ def _summary(progress: RunProgress, run: dict[str, Any]) -> int:
     return 1
 
 
+def local_model(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """(spec, data set) of a run in this process: a spec file as given, else what the server would train
+    (`presets.model_for`: the preset fitted to the data set, or the data set's default model)."""
+    from app.architectures import presets
+    from app.architectures import service as architectures_service
+    from app.core.config import get_settings
+    from app.core.errors import InvalidInput
+    from app.datasets import registry
+
+    dataset = args.dataset or (presets.get_preset(args.preset).dataset if args.preset else None)
+    if args.architecture or not dataset:
+        raise InvalidInput("--architecture needs --server" if args.architecture else "choose a data set: --dataset NAME")
+    info = registry.get_dataset_info(dataset, get_settings().data_dir)
+    if args.spec:
+        spec = json.loads(open(args.spec).read())
+        spec.setdefault("input_shape", list(info.input_shape))
+    else:
+        spec = presets.model_for(args.preset, info)
+    architectures_service.validate(spec=spec)
+    return spec, dataset
+
+
 def run_local(args: argparse.Namespace) -> int:
     """Train in this process with the engine (no server, no database)."""
     from pathlib import Path
@@ -204,21 +226,12 @@ def run_local(args: argparse.Namespace) -> int:
 
     config = TrainConfig.from_dict(TrainConfigIn.model_validate(_config(args)).to_engine_dict())  # before torch
 
-    from app.architectures import presets
-    from app.architectures import service as architectures_service
     from app.core.config import get_settings
     from app.datasets import registry
     from app.engine.loop import train
 
     settings = get_settings()
-    if args.preset:
-        preset = presets.get_preset(args.preset)
-        spec, dataset = dict(preset.spec), args.dataset or preset.dataset
-    else:
-        spec, dataset = json.loads(open(args.spec).read()), args.dataset
-    info = registry.get_dataset_info(dataset, settings.data_dir)
-    spec.setdefault("input_shape", list(info.input_shape))
-    architectures_service.validate(spec=spec)
+    spec, dataset = local_model(args)
     data = registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
     progress = RunProgress(config.epochs)
 

@@ -19,6 +19,9 @@ class Architecture(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Run settings saved with it (a run `config`, only what was given: e.g. its Keras compile/fit calls);
+    # the launch form and POST /api/runs start from them.
+    training: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     # Summary figures kept for the list page (recomputed on every save).
     total_params: Mapped[int] = mapped_column(Integer, default=0)
     trainable_params: Mapped[int] = mapped_column(Integer, default=0)

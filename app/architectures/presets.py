@@ -1,12 +1,19 @@
-"""The tutorial's models, ready to train: the seed's presets. Torch-free."""
+"""The tutorial's models, ready to train (the seed's presets), fitted to any data set they can take, and
+the default model for a data set that has none. Torch-free.
+
+`model_for` is the one place a run's preset or default model becomes a spec: the server (runs service)
+and `trainboard run` in this process both call it, so they train the same layers.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from app.core.errors import NotFound
+from app.architectures import service
+from app.core.errors import InvalidInput, NotFound
 
 
 class Preset(BaseModel):
@@ -87,3 +94,77 @@ def get_preset(name: str) -> Preset:
     if preset is None:
         raise NotFound(f"no preset named '{name}'; known presets: {', '.join(_BY_NAME)}")
     return preset.model_copy(deep=True)
+
+
+class DataShape(Protocol):
+    """What a model needs to know of its data set (a `DatasetInfo` is one)."""
+
+    name: str
+    kind: str
+    input_shape: list[int]
+    num_classes: int
+
+
+def model_for(preset: str | None, data: DataShape) -> dict[str, Any]:
+    """The spec a run trains on `data`: the named preset fitted to it, or (None) the default model."""
+    return fit_preset(preset, data) if preset is not None else default_spec(data)
+
+
+def default_spec(data: DataShape) -> dict[str, Any]:
+    """A model for any data set: for images, 3x3 convolutions (16, 32, then 64 filters, `same` padding),
+    each followed by 2x2 max pooling until the picture is 8 pixels or less across (at most 4 blocks), then
+    Dense 64 and the output layer; for anything else an MLP with two hidden layers of 32 to 256 units
+    (the power of two that holds the features plus the classes)."""
+    shape, classes = list(data.input_shape), data.num_classes
+    head = [_dense(64, "relu"), _dense(classes, "softmax")]
+    if data.kind == "image" and len(shape) == 3 and min(shape[1:]) >= 8:
+        layers: list[dict[str, Any]] = []
+        size = min(shape[1:])
+        for block in range(4):
+            if block >= 2 and size <= 8:
+                break
+            layers += [{**_conv(min(16 * 2**block, 64)), "padding": "same"}, {"type": "MaxPooling2D", "pool_size": 2}]
+            size //= 2
+        return {"input_shape": shape, "layers": [*layers, {"type": "Flatten"}, *head]}
+    features = math.prod(shape)
+    hidden = min(256, max(32, 2 ** math.ceil(math.log2(features + classes))))
+    flatten = [{"type": "Flatten"}] if len(shape) > 1 else []
+    return {"input_shape": shape, "layers": [*flatten, _dense(hidden, "relu"), _dense(hidden, "relu"),
+                                             _dense(classes, "softmax")]}
+
+
+def fit_preset(name: str, data: DataShape) -> dict[str, Any]:
+    """The preset's layers on `data`: its input shape becomes the data set's (a first Reshape that only
+    drops the channel axis follows it) and its last Dense gets one unit per class. When that is not
+    enough (a convolution on a flat vector, an image too small for its poolings), InvalidInput says so."""
+    preset = get_preset(name)
+    spec = preset.spec
+    if list(data.input_shape) == spec["input_shape"] and _output_units(spec) == data.num_classes:
+        return spec
+    made_for, shape = spec["input_shape"], list(data.input_shape)
+    first, last = spec["layers"][0], spec["layers"][-1]
+    if first["type"] == "Reshape" and [1, *first["target_shape"]] == made_for and shape[0] == 1 and len(shape) > 1:
+        first["target_shape"] = shape[1:]
+    if last["type"] == "Dense":
+        last["units"] = data.num_classes
+    spec["input_shape"] = shape
+    try:
+        service.validate(spec=spec)
+    except InvalidInput as exc:
+        reason = exc.message
+        raise InvalidInput(
+            f"preset '{name}' is made for {preset.dataset} ({_shape(made_for)}) and cannot take data set "
+            f"'{data.name}' ({_shape(shape)}, {data.num_classes} classes) by changing only its input and output "
+            f"layers: {reason}. Choose the default model or one made for this data set",
+            [{"field": "preset", "message": f"does not fit {data.name}: {reason}"}],
+        ) from exc
+    return spec
+
+
+def _output_units(spec: dict[str, Any]) -> int | None:
+    last = spec["layers"][-1]
+    return last.get("units") if last["type"] == "Dense" else None
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(str(size) for size in shape)

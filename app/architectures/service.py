@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.architectures import codegen, keras_import, summary
 from app.architectures.models import Architecture
-from app.architectures.schemas import ArchitectureCreate, ArchitectureUpdate
+from app.architectures.schemas import ArchitectureCreate, ArchitectureUpdate, stored_training
 from app.architectures.spec import parse_spec
 from app.core.config import get_settings
 from app.core.errors import Conflict, NotFound
@@ -59,6 +59,7 @@ def create(*, db_session: Session, architecture_in: ArchitectureCreate) -> Archi
         name=architecture_in.name.strip(),
         description=architecture_in.description,
         spec=architecture_in.spec,
+        training=stored_training(architecture_in.training),
         total_params=checked.total_params,
         trainable_params=checked.trainable_params,
     )
@@ -74,6 +75,8 @@ def update(*, db_session: Session, architecture_id: int, architecture_in: Archit
         architecture.spec = architecture_in.spec
         architecture.total_params = checked.total_params
         architecture.trainable_params = checked.trainable_params
+    if architecture_in.training is not None:
+        architecture.training = stored_training(architecture_in.training)
     if architecture_in.name is not None:
         architecture.name = architecture_in.name.strip()
     if architecture_in.description is not None:

@@ -276,22 +276,27 @@ def _lists(node: Any) -> Any:
 
 
 class RunCreate(BaseModel):
-    """What to train: exactly one of architecture_id, spec or preset, on a data set."""
+    """What to train: one of architecture_id, spec or preset (none: the data set's default model, see
+    `presets.default_spec`), on a data set (a preset's own when it names none)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="", max_length=200)
     architecture_id: int | None = Field(default=None, ge=1, le=DB_INT_MAX)
     spec: dict[str, Any] | None = None
-    preset: str | None = None
-    dataset: str | None = None
-    config: TrainConfigIn = Field(default_factory=TrainConfigIn)
+    preset: str | None = Field(default=None, max_length=64, description=(
+        "a preset (GET /api/presets); on another data set its input and output layers are fitted to it"))
+    dataset: str | None = Field(default=None, max_length=64, description=(
+        "a data set's name; required unless a preset is given (then the preset's own)"))
+    config: TrainConfigIn = Field(default_factory=TrainConfigIn, description=(
+        "run settings; with architecture_id, the settings saved with it fill in those left out"))
 
     @model_validator(mode="after")
-    def _exactly_one_model(self) -> RunCreate:
+    def _one_model_at_most(self) -> RunCreate:
         given = [k for k in ("architecture_id", "spec", "preset") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of architecture_id, spec or preset")
+        if len(given) > 1:
+            raise ValueError(f"give one of architecture_id, spec or preset, not {' and '.join(given)} "
+                             "(or none of them for the data set's default model)")
         return self
 
 

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
-from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import lifecycle
 from app.runs.events import events_after
@@ -28,7 +29,7 @@ from app.runs.models import (
     Run,
     RunEvent,
 )
-from app.runs.schemas import RunCreate, TrainConfigIn
+from app.runs.schemas import RunCreate, TrainConfigIn, describe, error_message
 
 
 def run_dir(run_id: int) -> Path:
@@ -40,20 +41,22 @@ def checkpoint_path(run_id: int, epoch: int) -> Path:
     return run_dir(run_id) / "checkpoints" / f"epoch-{epoch:04d}.pt"
 
 
-def _resolve_model(db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], str | None]:
-    if run_in.architecture_id is not None:
-        architecture = architectures_service.get(db_session=db_session, architecture_id=run_in.architecture_id)
-        return dict(architecture.spec), run_in.dataset
-    if run_in.preset is not None:
-        preset = presets.get_preset(run_in.preset)
-        return dict(preset.spec), run_in.dataset or preset.dataset
-    return dict(run_in.spec or {}), run_in.dataset
+def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], str, int, TrainConfigIn]:
+    """Validate everything a run needs before it is queued: (spec, dataset, total_params, config).
 
-
-def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], str, int]:
-    """Validate everything a run needs before it is queued: (spec, dataset, total_params)."""
+    The model is the saved architecture, the spec, the preset fitted to the data set, or (none given) the
+    data set's default model (`presets.model_for`); the config is the body's over the settings saved with
+    the architecture."""
+    spec, dataset, saved = None, run_in.dataset, {}
     try:
-        spec, dataset = _resolve_model(db_session, run_in)
+        if run_in.architecture_id is not None:
+            architecture = architectures_service.get(db_session=db_session, architecture_id=run_in.architecture_id)
+            spec, saved = dict(architecture.spec), architecture.training
+        elif run_in.spec is not None:
+            spec = dict(run_in.spec)
+        elif run_in.preset is not None:
+            preset = presets.get_preset(run_in.preset)  # NotFound for an unknown name
+            dataset = dataset or preset.dataset
         if not dataset:
             raise InvalidInput("choose a data set", [{"field": "dataset", "message": "required"}])
         info = datasets_registry.get_dataset_info(dataset, get_settings().data_dir)
@@ -66,6 +69,8 @@ def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], 
         )
     # A built-in that is not here yet (mnist, cifar10…) is downloaded by the trainer; offline, the run
     # fails with the how-to-import message as its reason.
+    if spec is None:
+        spec = presets.model_for(run_in.preset, info)
     declared = spec.get("input_shape")
     if declared and list(declared) != list(info.input_shape):
         raise InvalidInput(
@@ -82,20 +87,49 @@ def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], 
             f"{info.num_classes} classes: make the last layer Dense({info.num_classes})",
             [{"field": "spec", "index": len(spec.get("layers", [])) - 1, "message": "wrong number of outputs"}],
         )
-    return spec, dataset, summary.total_params
+    return spec, dataset, summary.total_params, _config(run_in, saved)
+
+
+def datasets_for(spec: dict[str, Any]) -> list[datasets_registry.DatasetInfo]:
+    """The data sets on this machine that the architecture fits: samples of its input shape, as many
+    classes as it has outputs (built-ins first); none for a spec without an input shape or that does
+    not validate."""
+    shape = spec.get("input_shape")
+    try:
+        outputs = architectures_service.validate(spec=spec).output_shape if shape else None
+    except DomainError:
+        return []
+    return [info for info in datasets_registry.list_datasets(get_settings().data_dir)
+            if info.available and info.input_shape == list(shape or []) and [info.num_classes] == outputs]
+
+
+def _config(run_in: RunCreate, saved: dict[str, Any]) -> TrainConfigIn:
+    """The body's settings over those saved with the architecture: each setting the body gives (a section
+    such as `optimizer` as a whole) wins; the saved ones fill in the rest, then the schema's defaults."""
+    if not saved:
+        return run_in.config
+    given = run_in.config.model_dump(mode="json", exclude_unset=True)
+    try:
+        return TrainConfigIn.model_validate({**saved, **given})
+    except ValidationError as exc:  # saved under other limits (TRAINBOARD_MAX_EPOCHS lowered since)
+        raise InvalidInput(
+            f"the settings saved with architecture {run_in.architecture_id} do not fit: {describe(exc)}; "
+            "give those settings in the run's config, or save the architecture with new ones",
+            [{"field": ".".join(["config", *map(str, e["loc"])]), "message": error_message(e)} for e in exc.errors()],
+        ) from exc
 
 
 def create(*, db_session: Session, run_in: RunCreate) -> Run:
     """Validate and queue a run (status 'queued'); nothing is queued when validation fails."""
-    spec, dataset, total_params = prepare(db_session=db_session, run_in=run_in)
+    spec, dataset, total_params, config = prepare(db_session=db_session, run_in=run_in)
     run = Run(
         name=run_in.name or _default_name(run_in, dataset),
         architecture_id=run_in.architecture_id,
         preset=run_in.preset,
         spec=spec,
         dataset=dataset,
-        config=run_in.config.to_engine_dict(),
-        epochs_total=run_in.config.epochs,
+        config=config.to_engine_dict(),
+        epochs_total=config.epochs,
         total_params=total_params,
     )
     lifecycle.enqueue(db_session, run)
@@ -104,7 +138,8 @@ def create(*, db_session: Session, run_in: RunCreate) -> Run:
 
 
 def _default_name(run_in: RunCreate, dataset: str) -> str:
-    model = run_in.preset or (f"architecture {run_in.architecture_id}" if run_in.architecture_id else "custom")
+    model = run_in.preset or (f"architecture {run_in.architecture_id}" if run_in.architecture_id
+                              else "custom" if run_in.spec is not None else "default model")
     return f"{model} on {dataset}"
 
 

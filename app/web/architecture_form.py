@@ -243,7 +243,7 @@ def training_summary(training: dict[str, Any]) -> str:
     """compile/fit settings in a line: 'adam lr 0.001 · cross_entropy · 5 epochs · batch 64'."""
     parts = []
     if optimizer := training.get("optimizer"):
-        parts.append(f"{optimizer['name']} lr {optimizer.get('lr')}")
+        parts.append(optimizer.get("name", "adam") + (f" lr {optimizer['lr']}" if "lr" in optimizer else ""))
     if loss := training.get("loss"):
         parts.append(loss.replace("_", " "))
     for key, label in (("epochs", "{} epochs"), ("batch_size", "batch {}"), ("val_split", "validation split {}")):

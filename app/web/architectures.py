@@ -8,7 +8,6 @@ and per-layer slots (while typing, so the inputs being typed into are never repl
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,7 +20,7 @@ from app.architectures.models import Architecture
 from app.architectures.schemas import ArchitectureCreate, ArchitectureUpdate
 from app.core.deps import ArchitectureId, SessionDep
 from app.core.errors import DomainError, NotFound
-from app.web import architecture_form, run_form
+from app.web import architecture_form
 from app.web.architecture_form import LAYER_FORMS, Check, Editor
 from app.web.svg import DiagramBox, architecture_diagram
 from app.web.templating import PageNotFound, found_or_404, is_htmx, render
@@ -73,16 +72,16 @@ def new_page(request: Request, preset: str | None = None) -> HTMLResponse:
 
 @router.get("/architectures/{architecture_id}", response_class=HTMLResponse)
 def edit_page(request: Request, architecture: ArchitecturePageDep, saved: bool = False) -> HTMLResponse:
-    """The builder for a saved architecture (after a save, with a link to train it with imported settings)."""
+    """The builder for a saved architecture (after a save, with a link to train it with its saved settings)."""
     editor = Editor.from_spec(architecture.spec, name=architecture.name, description=architecture.description)
     result = architecture_form.check(editor)
     if saved:
         result.notice = f"Saved “{architecture.name}”."
-        settings = run_form.config_query(request.query_params)
-        if settings:
-            result.notice += " Its Keras code's compile/fit settings are ready:"
-            result.notice_link = _train_link(architecture.id, settings)
-    return _builder(request, editor, result, architecture_id=architecture.id)
+        if architecture.training:
+            result.notice += (" The launch form starts from its training settings: "
+                              f"{architecture_form.training_summary(architecture.training)}.")
+            result.notice_link = f"/runs/new?architecture_id={architecture.id}", "Train with these settings →"
+    return _builder(request, editor, result, architecture_id=architecture.id, training=architecture.training)
 
 
 @router.post("/architectures/editor", response_class=HTMLResponse)
@@ -101,12 +100,8 @@ def editor_update(request: Request, form: FormDep) -> HTMLResponse:
     if action == "import" and not import_errors:
         result.notice = f"Imported {len(editor.layers)} layers from the Keras code."
         if training:
-            result.notice += f" Its compile/fit settings: {architecture_form.training_summary(training)}."
-            architecture_id = _posted_id(form)
-            if architecture_id:
-                result.notice_link = _train_link(architecture_id, run_form.config_fields(training))
-            else:
-                result.notice += " Save the architecture to train it with them."
+            result.notice += (f" Its compile/fit settings: {architecture_form.training_summary(training)}. "
+                              "Saving keeps them with the architecture: the launch form starts from them.")
     return _builder(request, editor, result, architecture_id=_posted_id(form))
 
 
@@ -127,11 +122,12 @@ def create(request: Request, db_session: SessionDep, form: FormDep) -> Response:
     if not result.has_errors:
         try:
             saved = architectures_service.create(db_session=db_session, architecture_in=ArchitectureCreate(
-                name=editor.name, description=editor.description, spec=editor.spec()))
+                name=editor.name, description=editor.description, spec=editor.spec(),
+                training=_imported_training(editor)))
         except (DomainError, ValidationError) as exc:
             result.add_error(exc)
         else:
-            return _redirect_after_save(request, saved.id, _imported_training(editor))
+            return _redirect_after_save(request, saved.id)
     return _builder(request, editor, result, status_code=422)
 
 
@@ -144,12 +140,14 @@ def update(request: Request, db_session: SessionDep, architecture: ArchitectureP
         try:
             architectures_service.update(
                 db_session=db_session, architecture_id=architecture.id, architecture_in=ArchitectureUpdate(
-                    name=editor.name, description=editor.description, spec=editor.spec()))
+                    name=editor.name, description=editor.description, spec=editor.spec(),
+                    training=_imported_training(editor)))
         except (DomainError, ValidationError) as exc:
             result.add_error(exc)
         else:
-            return _redirect_after_save(request, architecture.id, _imported_training(editor))
-    return _builder(request, editor, result, architecture_id=architecture.id, status_code=422)
+            return _redirect_after_save(request, architecture.id)
+    return _builder(request, editor, result, architecture_id=architecture.id, training=architecture.training,
+                    status_code=422)
 
 
 def _check_before_save(editor: Editor) -> Check:
@@ -162,20 +160,15 @@ def _check_before_save(editor: Editor) -> Check:
     return result
 
 
-def _imported_training(editor: Editor) -> dict[str, Any]:
-    """The run settings of the Keras code in the editor's import box (its compile/fit calls), if any."""
-    return architecture_form.import_keras(editor)[2] if editor.keras_code.strip() else {}
+def _imported_training(editor: Editor) -> dict[str, Any] | None:
+    """The run settings of the Keras code in the editor's import box (its compile/fit calls) to save with
+    the architecture; None (an update keeps the saved ones) when the box holds none."""
+    training = architecture_form.import_keras(editor)[2] if editor.keras_code.strip() else {}
+    return training or None
 
 
-def _train_link(architecture_id: int, settings: dict[str, str]) -> tuple[str, str]:
-    return f"/runs/new?{urlencode({'architecture_id': architecture_id, **settings})}", "Train with these settings →"
-
-
-def _redirect_after_save(request: Request, architecture_id: int, training: dict[str, Any] | None = None) -> Response:
-    """To the saved page; imported compile/fit settings ride along as `config.*` for its train link."""
+def _redirect_after_save(request: Request, architecture_id: int) -> Response:
     url = f"/architectures/{architecture_id}?saved=1"
-    if training:
-        url += "&" + urlencode(run_form.config_fields(training))
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
@@ -187,8 +180,9 @@ def _posted_id(form: FormData) -> int | None:
 
 
 def _builder(request: Request, editor: Editor, result: Check, *, architecture_id: int | None = None,
-             status_code: int = 200) -> HTMLResponse:
+             training: dict[str, Any] | None = None, status_code: int = 200) -> HTMLResponse:
     context = _editor_context(editor, result, architecture_id=architecture_id)
+    context["saved_training"] = architecture_form.training_summary(training) if training else ""
     return render(request, "architectures/builder.html", context, partial="architectures/_editor.html",
                   status_code=status_code)
 

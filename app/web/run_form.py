@@ -25,6 +25,7 @@ from app.runs.schemas import (
     OPTIONAL_SECTIONS,
     SCHEDULE_SETTINGS,
     RunCreate,
+    TrainConfigIn,
     error_message,
     nest,
     setting_choices,
@@ -41,6 +42,8 @@ QUICK_SPECS = {
         {"type": "Flatten"}, {"type": "Dense", "units": 32, "activation": "relu"},
         {"type": "Dense", "units": 10, "activation": "softmax"}]}),
 }
+# The model choice for the data set's default model (presets.default_spec): a run body with no model.
+DEFAULT_MODEL = "default"
 # What each optimizer and schedule reads, by its name; the section's other settings (name, lr) always apply.
 APPLIES = {"config.optimizer": OPTIMIZER_SETTINGS, "config.schedule": SCHEDULE_SETTINGS}
 
@@ -65,6 +68,7 @@ class RunForm:
 
     values: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
     errors: dict[str, list[str]] = field(default_factory=dict)
+    notice: str = ""  # where the starting values came from
 
     def value(self, path: str) -> str:
         return self.values.get(path, "")
@@ -106,10 +110,11 @@ def from_form(form: FormData) -> RunForm:
     return RunForm(values=values)
 
 
-def prefilled(*, model: str = "", dataset: str = "", settings: dict[str, str] | None = None) -> RunForm:
-    """A fresh form, optionally with the model (`architecture:3`, `preset:mnist-mlp`) chosen and
-    `config.*` fields filled in (e.g. from a link that carries imported Keras settings)."""
-    result = RunForm()
+def prefilled(*, model: str = "", dataset: str = "", settings: dict[str, str] | None = None,
+              notice: str = "") -> RunForm:
+    """A fresh form, optionally with the model (`architecture:3`, `preset:mnist-mlp`, `default`) chosen and
+    `config.*` fields filled in (e.g. the settings saved with the architecture)."""
+    result = RunForm(notice=notice)
     result.values.update({"model": model, "dataset": dataset, **(settings or {})})
     return result
 
@@ -135,7 +140,7 @@ def config_fields(config: Mapping[str, Any], prefix: str = "config") -> dict[str
 
 def to_run_create(run_form: RunForm) -> RunCreate | None:
     """Build the one `RunCreate` the JSON API also takes; None (and errors on the form) if it does not fit."""
-    body: dict[str, Any] = {"name": run_form.value("name"), "config": nest(_applicable(run_form.values))}
+    body: dict[str, Any] = {"name": run_form.value("name"), "config": _complete(nest(_applicable(run_form.values)))}
     kind, _, ref = run_form.value("model").partition(":")
     if kind == "architecture" and ref.isdigit() and len(ref) <= 20:  # RunCreate bounds the id
         body["architecture_id"] = int(ref)
@@ -143,8 +148,9 @@ def to_run_create(run_form: RunForm) -> RunCreate | None:
         body["preset"] = ref
     elif kind == "quick" and ref in QUICK_SPECS:
         body["spec"] = QUICK_SPECS[ref][1]
-    else:
-        run_form.add("model", "choose a saved architecture or a preset (or build one in the builder)")
+    elif kind != DEFAULT_MODEL:  # the default model: no model in the body
+        run_form.add("model", "choose a model: the data set's default model, a saved architecture or a preset "
+                              "(or build one in the builder)")
     if run_form.value("dataset"):
         body["dataset"] = run_form.value("dataset")
     try:
@@ -156,6 +162,14 @@ def to_run_create(run_form: RunForm) -> RunCreate | None:
                 run_form.add(path, error_message(error))
         return None
     return None if run_form.has_errors else run_in
+
+
+def _complete(config: dict[str, Any]) -> dict[str, Any]:
+    """The form shows every setting, so a blank optional one (no schedule, early stopping switched off, no
+    gradient clip) is given as none: the settings saved with an architecture fill in only what the API
+    body leaves out, never what the form switched off."""
+    optional = [name for name, info in TrainConfigIn.model_fields.items() if info.default is None]
+    return {**dict.fromkeys(optional), **config}
 
 
 def add_domain_error(run_form: RunForm, exc: DomainError) -> None:

@@ -97,10 +97,29 @@ def _redirect(request: Request, url: str) -> Response:
 @router.get("/runs/new", response_class=HTMLResponse)
 def new_page(request: Request, db_session: SessionDep, architecture_id: ArchitectureIdQuery = None,
              preset: str | None = None, dataset: str = "") -> HTMLResponse:
-    """The launch form, optionally with a saved architecture or a preset chosen."""
-    model = f"architecture:{architecture_id}" if architecture_id else (f"preset:{preset}" if preset else "")
-    settings = run_form.config_query(request.query_params)
-    return _form_page(request, db_session, run_form.prefilled(model=model, dataset=dataset, settings=settings))
+    """The launch form, optionally with a saved architecture (its saved settings filled in and, unless
+    one is named, the first data set here that it fits), a preset, or a data set (and its default model)
+    chosen; `config.*` in the query fill in settings too."""
+    model, settings, notice = "", {}, ""
+    if architecture_id:
+        model = f"architecture:{architecture_id}"
+        try:
+            architecture = architectures_service.get(db_session=db_session, architecture_id=architecture_id)
+        except NotFound:
+            architecture = None  # the form says so when it is posted
+        if architecture is not None:
+            settings = run_form.config_fields(architecture.training)
+            if settings:
+                notice = f"The training settings saved with “{architecture.name}” are filled in."
+            fits = runs_service.datasets_for(architecture.spec)
+            dataset = dataset or (fits[0].name if fits else "")
+    elif preset:
+        model = f"preset:{preset}"
+    elif dataset:
+        model = run_form.DEFAULT_MODEL
+    settings.update(run_form.config_query(request.query_params))
+    return _form_page(request, db_session, run_form.prefilled(model=model, dataset=dataset, settings=settings,
+                                                              notice=notice))
 
 
 @router.post("/runs", response_class=HTMLResponse)

@@ -136,3 +136,55 @@ def test_builder_offers_conv1d_and_layer_normalization_for_sequences(live_server
     expect(page.locator("#layer-1-shape")).to_contain_text("16 params")
     expect(page.locator("#total-params")).to_have_text("48")  # 3 * 1 * 8 + 8, then 2 * 8
     expect(page.locator("svg.diagram")).to_contain_text("Conv1D 8, 3, same, relu")
+
+
+KERAS_WITH_SETTINGS = """model = tf.keras.Sequential([
+    tf.keras.layers.Flatten(input_shape=(8, 8)),
+    tf.keras.layers.Dense(64, activation="relu"),
+    tf.keras.layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x, y, batch_size=128, epochs=2, validation_split=0.1)"""
+
+
+def expect_keras_settings(page: Page) -> None:
+    """The launch form shows the snippet's compile/fit settings and the data set its input fits."""
+    expect(page.locator("#form-notice")).to_contain_text("The training settings saved with “Keras digits”")
+    expect(page.locator("#config-optimizer-name")).to_have_value("rmsprop")
+    expect(page.locator("#config-epochs")).to_have_value("2")
+    expect(page.locator("#config-batch_size")).to_have_value("128")
+    expect(page.locator("#config-val_split")).to_have_value("0.1")
+    expect(page.locator("#config-loss")).to_have_value("cross_entropy")
+    expect(page.locator("#dataset")).to_have_value("digits")
+
+
+def test_pasted_keras_settings_reach_the_launch_form_by_every_path(live_server, page: Page):
+    live_server.sign_in(page)
+    page.set_default_timeout(5000)
+    page.goto(f"{live_server.url}/architectures/new")
+    page.locator("summary", has_text="Import Keras code").click()
+    page.fill("#keras_code", KERAS_WITH_SETTINGS)
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_role("status")).to_contain_text("rmsprop lr 0.001 · cross entropy · 2 epochs · batch 128")
+    settled(page)
+    page.fill("#name", "Keras digits")
+    page.get_by_role("button", name="Save architecture").click()
+    expect(page).to_have_url(re.compile(r"/architectures/\d+\?saved=1$"))
+    architecture_url = page.url.split("?")[0]
+
+    # Save, then Train…
+    page.locator("#train-link").click()
+    expect(page).to_have_url(re.compile(r"/runs/new\?architecture_id=\d+$"))
+    expect(page.locator("#model")).to_have_value(re.compile(r"^architecture:\d+$"))
+    expect_keras_settings(page)
+
+    # Open the saved architecture later (nothing in its URL), then Train…
+    page.goto(architecture_url)
+    expect(page.locator("#saved-training")).to_contain_text("rmsprop lr 0.001")
+    page.locator("#train-link").click()
+    expect_keras_settings(page)
+
+    # The architectures list's Train link.
+    page.goto(f"{live_server.url}/architectures")
+    page.get_by_role("link", name="train Keras digits").click()
+    expect_keras_settings(page)

@@ -1,7 +1,10 @@
 """Data sets in Chromium: the dashboard's MNIST button downloads MNIST (from a local mirror) and the data set
-becomes available; an upload over the size limit says so next to the file field."""
+becomes available; an upload over the size limit says so next to the file field; an uploaded CSV trains
+with the default model offered by its "Train on it" link."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -53,3 +56,40 @@ def test_the_dashboards_mnist_button_downloads_mnist_and_it_becomes_available(pa
         expect(page.locator("#dataset-mnist .status")).to_have_text("available")
     finally:
         server.stop()
+
+
+@pytest.fixture
+def training_server(tmp_path):
+    server = LiveServer(tmp_path / "data", accounts=True).start()
+    yield server
+    server.stop()
+
+
+def test_an_uploaded_csv_trains_with_the_default_model_it_is_offered(page: Page, training_server, tmp_path):
+    csv = tmp_path / "flowers.csv"  # 4 features, 3 classes
+    csv.write_text("petal,sepal,width,height,label\n" + "".join(
+        f"{k + i % 5 * 0.1},{2 * k - i % 3 * 0.2},{i % 7 * 0.1},{k * 0.5 + i % 2 * 0.1},{'abc'[k]}\n"
+        for i in range(90) for k in [i % 3]))
+    training_server.sign_in(page)
+    wait_ms = 60_000  # the trainer starts and trains on two cores shared with other tests
+    page.goto(f"{training_server.url}/datasets")
+    page.fill("#upload-name", "flowers")
+    page.set_input_files("#upload-file", str(csv))
+    page.click("#upload-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/datasets\?uploaded=flowers"))
+
+    page.locator("#dataset-flowers").get_by_role("link", name="Train on flowers").click()
+    expect(page.locator("#model")).to_have_value("default")
+    expect(page.locator("#dataset")).to_have_value("flowers")
+    page.fill("#config-epochs", "3")
+    page.get_by_role("button", name="Start training").click()
+    expect(page).to_have_url(re.compile(r"/runs/\d+$"))
+    expect(page.locator("#run-status")).to_have_text("completed", timeout=wait_ms)
+    expect(page.locator("#per-class tbody tr")).to_have_count(3, timeout=wait_ms)
+
+    run_id = int(page.url.rsplit("/", 1)[1])
+    with training_server.api() as api:
+        run = api.get(f"/api/runs/{run_id}").json()
+    assert run["name"] == "default model on flowers"
+    assert run["spec"]["input_shape"] == [4]
+    assert run["spec"]["layers"][-1] == {"type": "Dense", "units": 3, "activation": "softmax"}

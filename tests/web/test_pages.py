@@ -164,41 +164,76 @@ def test_keras_import_fills_the_builder(client):
     assert "Its compile/fit settings: adam lr 0.001 · cross entropy · 5 epochs" in html
 
 
-def test_imported_settings_on_a_saved_architecture_prefill_the_launch_form(client):
+def form_value(form: str, name: str) -> str:
+    """The value a launch-form input or select shows."""
+    select = re.search(rf'<select id="[^"]*" name="{re.escape(name)}".*?</select>', form, re.S)
+    if select:
+        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', select.group(0))
+        return chosen.group(1) if chosen else ""
+    return re.search(rf'name="{re.escape(name)}"[^>]*value="([^"]*)"', form).group(1)
+
+
+def test_imported_settings_are_saved_with_an_architecture_and_fill_in_the_launch_form(client):
     saved = client.post("/architectures", data=MNIST_FORM, follow_redirects=False).headers["location"]
     architecture_id = int(re.search(r"/architectures/(\d+)", saved).group(1))
+    assert client.get(f"/api/architectures/{architecture_id}").json()["training"] == {}
     code = ("model = Sequential([Flatten(input_shape=(28, 28)), Dense(64, activation='relu'), Dense(10)])\n"
             "model.compile(optimizer=SGD(learning_rate=0.05, momentum=0.9), loss='mse')\n"
             "model.fit(x, y, epochs=7, batch_size=128, callbacks=[EarlyStopping(patience=2)])\n")
     html = client.post("/architectures/editor", data={"keras_code": code, "action": "import",
                                                      "architecture_id": str(architecture_id)}, headers=HTMX).text
-    link = unescape(re.search(r'<a href="([^"]+)" id="train-with-settings">', html).group(1))
-    assert link.startswith(f"/runs/new?architecture_id={architecture_id}&")
-    form = client.get(link).text
-    assert re.search(rf'<option value="architecture:{architecture_id}" selected>', form)
-    for name, value in (("config.epochs", "7"), ("config.batch_size", "128"), ("config.optimizer.lr", "0.05"),
-                        ("config.optimizer.momentum", "0.9"), ("config.early_stopping.patience", "2")):
-        assert re.search(rf'name="{re.escape(name)}"[^>]*value="{value}"', form), name
-    assert re.search(r'<option value="sgd" selected>', form) and re.search(r'<option value="mse" selected>', form)
+    assert "Saving keeps them with the architecture" in html and "train-with-settings" not in html
+    updated = client.post(f"/architectures/{architecture_id}", data={**MNIST_FORM, "keras_code": code},
+                          follow_redirects=False)
+    assert updated.headers["location"] == f"/architectures/{architecture_id}?saved=1"  # nothing rides in the URL
+    training = client.get(f"/api/architectures/{architecture_id}").json()["training"]
+    assert training["optimizer"] == {"name": "sgd", "lr": 0.05, "momentum": 0.9} and training["epochs"] == 7
+
+    form = client.get(f"/runs/new?architecture_id={architecture_id}").text
+    assert form_value(form, "model") == f"architecture:{architecture_id}"
+    assert "The training settings saved with “MNIST MLP” are filled in." in form
+    for name, value in (("config.epochs", "7"), ("config.batch_size", "128"), ("config.optimizer.name", "sgd"),
+                        ("config.optimizer.lr", "0.05"), ("config.optimizer.momentum", "0.9"), ("config.loss", "mse"),
+                        ("config.early_stopping.patience", "2")):
+        assert form_value(form, name) == value, name
+    assert re.search(r'name="config.early_stopping.enabled"[^>]*checked', form)
+    # A link's own settings still win over the saved ones.
+    assert form_value(client.get(f"/runs/new?architecture_id={architecture_id}&config.epochs=3").text,
+                      "config.epochs") == "3"
+    # Saving again without Keras code keeps them.
+    client.post(f"/architectures/{architecture_id}", data={**MNIST_FORM, "name": "MNIST MLP 2"})
+    assert client.get(f"/api/architectures/{architecture_id}").json()["training"] == training
 
 
 def test_imported_settings_survive_saving_a_new_architecture(client):
-    code = ("model = Sequential([Flatten(input_shape=(28, 28)), Dense(128, activation='relu'), "
+    code = ("model = Sequential([Flatten(input_shape=(8, 8)), Dense(32, activation='relu'), "
             "Dense(10, activation='softmax')])\n"
-            "model.compile(optimizer=Adam(learning_rate=0.002), loss='sparse_categorical_crossentropy')\n"
-            "model.fit(x, y, epochs=4, batch_size=256)\n")
+            "model.compile(optimizer='rmsprop', loss='sparse_categorical_crossentropy', metrics=['accuracy'])\n"
+            "model.fit(x, y, batch_size=128, epochs=2, validation_split=0.1)\n")
     imported = client.post("/architectures/editor", data={"keras_code": code, "action": "import"}, headers=HTMX).text
-    assert "Save the architecture to train it with them." in imported
-    saved = client.post("/architectures", data={**MNIST_FORM, "keras_code": code}, follow_redirects=False)
-    location = saved.headers["location"]
-    assert "config.epochs=4" in location and "config.optimizer.lr=0.002" in location
+    assert "Saving keeps them with the architecture" in imported
+    digits_form = {**MNIST_FORM, "name": "digits", "input_shape": "1, 8, 8", "layers-1-units": "32", "keras_code": code}
+    location = client.post("/architectures", data=digits_form, follow_redirects=False).headers["location"]
+    architecture_id = int(re.search(r"/architectures/(\d+)\?saved=1$", location).group(1))
     page = client.get(location).text
+    assert "The launch form starts from its training settings: rmsprop lr 0.001 · cross entropy · 2 epochs · " \
+           "batch 128 · validation split 0.1." in page
+    assert "Trains with: rmsprop lr 0.001" in client.get(f"/architectures/{architecture_id}").text
     link = unescape(re.search(r'<a href="([^"]+)" id="train-with-settings">', page).group(1))
+    assert link == f"/runs/new?architecture_id={architecture_id}"
+    # Every way to the launch form: the notice's link, the page's Train…, the list's Train….
+    assert f'href="/runs/new?architecture_id={architecture_id}" id="train-link"' in page
+    assert f'href="/runs/new?architecture_id={architecture_id}" aria-label="train digits"' in client.get(
+        "/architectures").text
     form = client.get(link).text
-    for name, value in (("config.epochs", "4"), ("config.batch_size", "256"), ("config.optimizer.lr", "0.002")):
-        assert re.search(rf'name="{re.escape(name)}"[^>]*value="{value}"', form), name
+    for name, value in (("config.optimizer.name", "rmsprop"), ("config.epochs", "2"), ("config.batch_size", "128"),
+                        ("config.val_split", "0.1"), ("config.loss", "cross_entropy"),
+                        ("dataset", "digits")):  # the one data set here with 8x8 samples and 10 classes
+        assert form_value(form, name) == value, name
     plain = client.post("/architectures", data={**MNIST_FORM, "name": "no keras"}, follow_redirects=False)
-    assert "config." not in plain.headers["location"]  # nothing imported: nothing carried
+    plain_id = int(re.search(r"/architectures/(\d+)", plain.headers["location"]).group(1))
+    assert client.get(f"/api/architectures/{plain_id}").json()["training"] == {}  # nothing imported: nothing saved
+    assert "form-notice" not in client.get(f"/runs/new?architecture_id={plain_id}").text
 
 
 def test_keras_import_errors_show_line_numbers_next_to_the_box(client):

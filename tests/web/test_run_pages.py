@@ -119,6 +119,35 @@ def test_launch_form_offers_every_setting_and_available_data_sets(client):
     assert re.search(r'<option value="mnist"[^>]*disabled', html)  # not on this machine
 
 
+def test_a_data_sets_train_link_offers_its_default_model_and_the_form_queues_it(client):
+    form = client.get("/runs/new?dataset=spirals").text
+    assert re.search(r'<option value="default" selected>Default model for the data set', form)
+    assert re.search(r'<option value="spirals"\s+selected>', form)
+    assert 'value="default" selected' not in client.get("/runs/new").text  # a bare form chooses nothing
+    response = client.post("/runs", data=launch_form(model="default", dataset="spirals"), follow_redirects=False)
+    assert response.status_code == 303, response.text
+    [run] = client.get("/api/runs").json()["items"]
+    assert run["name"] == "default model on spirals" and run["preset"] is None
+    assert run["spec"]["layers"][-1] == {"type": "Dense", "units": 3, "activation": "softmax"}
+    # A preset takes the data set too when only its input and output layers change.
+    response = client.post("/runs", data=launch_form(model="preset:mnist-mlp", dataset="spirals"), follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert client.get("/api/runs").json()["items"][0]["spec"]["input_shape"] == [2]
+
+
+def test_what_the_form_switches_off_stays_off_over_an_architectures_saved_settings(client):
+    saved = client.post("/api/architectures", json={"name": "digits", "spec": {"input_shape": [1, 8, 8], **DIGITS_MLP},
+                                                    "training": {"epochs": 4, "grad_clip": 1.0,
+                                                                 "early_stopping": {"patience": 2}}}).json()
+    form = client.get(f"/runs/new?architecture_id={saved['id']}").text
+    assert re.search(r'name="config.early_stopping.enabled"[^>]*checked', form)
+    # The person unticks early stopping and clears the clip: the launch form posts them off.
+    response = client.post("/runs", data=launch_form(model=f"architecture:{saved['id']}"), follow_redirects=False)
+    assert response.status_code == 303, response.text
+    config = client.get("/api/runs").json()["items"][0]["config"]
+    assert (config["epochs"], config["early_stopping"], config["grad_clip"]) == (3, None, None)
+
+
 def test_form_422_shows_each_message_next_to_its_field(client):
     response = client.post("/runs", data=launch_form(**{"config.epochs": "0", "config.batch_size": "many",
                                                         "config.optimizer.lr": "-1"}), headers=HTMX)
@@ -133,12 +162,16 @@ def test_form_422_shows_each_message_next_to_its_field(client):
 
 
 def test_service_422_details_map_to_fields(client):
-    html = client.post("/runs", data=launch_form(model="preset:mnist-mlp")).text
+    mnist_mlp = {"input_shape": [1, 28, 28], **DIGITS_MLP}
+    saved = client.post("/api/architectures", json={"name": "28x28", "spec": mnist_mlp}).json()["id"]
+    html = client.post("/runs", data=launch_form(model=f"architecture:{saved}")).text
     assert "expects input (1, 28, 28)" in slot(html, "dataset-errors")
+    html = client.post("/runs", data=launch_form(model="preset:cifar10-cnn")).text
+    assert "preset 'cifar10-cnn' is made for cifar10 (3x32x32)" in slot(html, "model-errors")
     html = client.post("/runs", data=launch_form(**{"config.epochs": "5000"})).text
     assert "over the limit" in slot(html, "config-epochs-errors")
     html = client.post("/runs", data=launch_form(model="")).text
-    assert "choose a saved architecture or a preset" in slot(html, "model-errors")
+    assert "the data set's default model, a saved architecture or a preset" in slot(html, "model-errors")
     html = client.post("/runs", data=launch_form(**{"config.optimizer.name": "sgd", "config.optimizer.momentum": "0",
                                                     "config.optimizer.nesterov": "1"})).text
     assert "nesterov needs momentum" in slot(html, "config-optimizer-name-errors")
