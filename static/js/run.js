@@ -220,7 +220,7 @@
     evaluation(d, seq) {
       if (d.split === "test") {
         addLog(seq, `test: accuracy ${fmtPct(d.accuracy)}, loss ${fmtNum(d.loss)}` +
-          (d.top_k_accuracy != null ? `, top-k ${fmtPct(d.top_k_accuracy)}` : ""), "evaluation");
+          (d.top_k_accuracy != null ? `, top-${d.top_k || "k"} ${fmtPct(d.top_k_accuracy)}` : ""), "evaluation");
       }
     },
     log(d, seq) { addLog(seq, d.message, d.level || "info"); },
