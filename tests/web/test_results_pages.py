@@ -118,3 +118,11 @@ def test_top_k_shows_only_when_k_is_below_the_number_of_classes(client):
                      misclassified={}, top_k=5, top_k_accuracy=0.97)
     assert re.search(r'<dt>Top-5 accuracy</dt><dd id="test-top-k">97.0%</dd>', client.get(f"/runs/{ten}").text)
     assert client.get(f"/api/runs/{ten}/evaluation").json()["top_k_accuracy"] == 0.97
+
+
+def test_a_points_gallery_explains_its_ring(client):
+    run_id = stored_run(SPIRALS_MLP, "spirals", [[5, 1, 0], [0, 6, 0], [1, 0, 5]], misclassified={"0,1": [3]})
+    html = client.get(f"/runs/{run_id}/gallery?true=0&pred=1").text
+    assert '<img src="/api/datasets/spirals/samples/3.png?split=test"' in html
+    assert "the black ring marks the sample" in html
+    assert "ring" not in client.get(f"/runs/{digits_run()}/gallery?true=3&pred=4").text
