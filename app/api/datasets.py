@@ -35,6 +35,13 @@ def dataset_sample(settings: SettingsDep, name: str, index: SampleIndex, split: 
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
+@router.get("/api/datasets/{name}/points.png")
+def dataset_points(settings: SettingsDep, name: str, split: str = "test") -> Response:
+    """A 2-D points data set's split as one scatter plot, a dot per sample coloured by class."""
+    png = datasets_registry.render_points_png(name, settings.data_dir, split=split)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
 @router.post("/api/datasets", status_code=201)
 def upload_dataset(
     settings: SettingsDep,

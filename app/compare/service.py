@@ -1,6 +1,9 @@
 """Compare runs side by side: headline numbers, per-epoch curves, the settings that differ, and
 which runs are on the accuracy-versus-cost Pareto front (parameters, training time, memory).
 
+Accuracy and loss on one data set say nothing about another: runs are grouped by data set, and the
+best of a column and the Pareto fronts are taken within each group, never across groups.
+
 The tutorial's closing exercise ("compare CNNs and RNNs on training time and memory") is one
 call: `compare(db_session=..., run_ids=[cnn_run, rnn_run])`.
 """
@@ -66,10 +69,11 @@ class RunSummary:
 @dataclass
 class Comparison:
     runs: list[RunSummary]
+    groups: list[dict[str, Any]]  # [{"dataset": "digits", "runs": [ids]}], in the order the data sets first appear
     differences: list[dict[str, Any]]  # [{"setting": "optimizer.lr", "values": [per run]}]
     same: list[dict[str, Any]]  # [{"setting": "batch_size", "value": 32}]
-    best: dict[str, list[int]]  # column → ids of the runs with the best value
-    pareto: dict[str, list[int]]  # cost → ids on the front, cheapest first
+    best: dict[str, list[int]]  # column → ids of the runs with the best value within their data set
+    pareto: dict[str, list[int]]  # cost → ids on their data set's front: group by group, each cheapest first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,8 +119,23 @@ def compare(*, db_session: Session, run_ids: Sequence[int]) -> Comparison:
     f1 = _macro_f1(db_session, run_ids)
     summaries = [_summary(run, names, curves.get(run.id, []), f1.get(run.id)) for run in ordered]
     differences, same = _settings(summaries)
-    return Comparison(runs=summaries, differences=differences, same=same, best=_best(summaries),
-                      pareto={cost: pareto_front(summaries, cost) for cost in COSTS})
+    groups = by_dataset(summaries)
+    best: dict[str, list[int]] = {}
+    for key in BETTER:
+        if ids := [run_id for runs in groups.values() for run_id in _best_of(runs, key)]:
+            best[key] = ids
+    pareto = {cost: [run_id for runs in groups.values() for run_id in pareto_front(runs, cost)] for cost in COSTS}
+    return Comparison(runs=summaries, groups=[{"dataset": name, "runs": [r.id for r in runs]}
+                                              for name, runs in groups.items()],
+                      differences=differences, same=same, best=best, pareto=pareto)
+
+
+def by_dataset(runs: Sequence[RunSummary]) -> dict[str, list[RunSummary]]:
+    """The runs of each data set, data sets in the order they first appear."""
+    groups: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault(run.dataset, []).append(run)
+    return groups
 
 
 def pareto_front(runs: Sequence[RunSummary], cost: str) -> list[int]:
@@ -216,13 +235,11 @@ def _settings(runs: Sequence[RunSummary]) -> tuple[list[dict[str, Any]], list[di
     return differences, same
 
 
-def _best(runs: Sequence[RunSummary]) -> dict[str, list[int]]:
-    """Per headline column, the runs holding its best value (ties share it); only with two or more values."""
-    best: dict[str, list[int]] = {}
-    for key, larger in BETTER.items():
-        values = [(getattr(r, key), r.id) for r in runs if getattr(r, key) is not None]
-        if len(values) < 2:
-            continue
-        target = (max if larger else min)(v for v, _ in values)
-        best[key] = [run_id for value, run_id in values if value == target]
-    return best
+def _best_of(runs: Sequence[RunSummary], key: str) -> list[int]:
+    """The runs holding the best value of headline column `key` (ties share it); none unless two or more
+    runs have a value. Callers pass the runs of one data set."""
+    values = [(getattr(r, key), r.id) for r in runs if getattr(r, key) is not None]
+    if len(values) < 2:
+        return []
+    target = (max if BETTER[key] else min)(v for v, _ in values)
+    return [run_id for value, run_id in values if value == target]

@@ -29,5 +29,6 @@ SeqQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="events after t
 OptionalSeqQuery = Annotated[int | None, Query(ge=0, le=DB_INT_MAX, description="events after this seq")]
 EpochQuery = Annotated[int | None, Query(ge=0, le=DB_INT_MAX, description="an epoch (1-based)")]
 ClassQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="a class index")]
+PageQuery = Annotated[int, Query(ge=1, le=DB_INT_MAX, description="a page (1-based)")]
 ArchitectureIdQuery = Annotated[int | None, Query(ge=1, le=DB_INT_MAX, description="an architecture's id")]
 RunCursorQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="a run id (0: none)")]

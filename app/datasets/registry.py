@@ -193,15 +193,52 @@ def render_sample_png(name: str, data_dir: Path | str, index: int, split: str = 
     """A PNG of one sample: the image upscaled (nearest), a scatter for points, a line plot for sequences."""
     from app.datasets.render import render_sample
 
+    meta, x, y = _split_arrays(name, data_dir, split)
+    if not 0 <= index < len(x):
+        raise InvalidInput(f"sample index {index} is out of range: the {split} split has {len(x)} samples")
+    return render_sample(meta, x, y, index)
+
+
+def _split_arrays(name: str, data_dir: Path | str, split: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     if split not in ("train", "test"):
         raise InvalidInput(f"split must be 'train' or 'test', got {split!r}")
     ensure_cached(name, data_dir, download=False)
     meta = store.read_meta(data_dir, name)
     arrays = store.read_arrays(data_dir, name, mmap=True)
-    x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-    if not 0 <= index < len(x):
-        raise InvalidInput(f"sample index {index} is out of range: the {split} split has {len(x)} samples")
-    return render_sample(meta, x, y, index)
+    return meta, arrays[f"x_{split}"], arrays[f"y_{split}"]
+
+
+def render_points_png(name: str, data_dir: Path | str, split: str = "test") -> bytes:
+    """A PNG of a 2-D points data set's split: every point, coloured by class (render.class_colour)."""
+    from app.datasets.render import render_points
+
+    meta, x, y = _split_arrays(name, data_dir, split)
+    if meta["kind"] != "points" or x.ndim != 2 or x.shape[1] != 2:
+        raise InvalidInput(f"{name} holds {meta['kind']} data, not 2-D points: there is no scatter plot of it")
+    return render_points(x, y)
+
+
+@dataclass
+class SampleRows:
+    """The first rows of a tabular split, as the data sets page shows them."""
+
+    columns: list[str]  # "label", then the feature names (the first `max_columns`)
+    rows: list[list[str]]  # the label as its class name, then the values formatted for reading
+    hidden_columns: int  # feature columns left out to keep the table narrow
+
+
+def sample_rows(name: str, data_dir: Path | str, *, split: str = "test", limit: int = 5,
+                max_columns: int = 6) -> SampleRows:
+    """The first `limit` rows of a tabular data set (a CSV upload): a picture of a row would say nothing."""
+    meta, x, y = _split_arrays(name, data_dir, split)
+    if meta["kind"] != "tabular":
+        raise InvalidInput(f"{name} holds {meta['kind']} data, not table rows")
+    features = list(meta.get("feature_names") or [f"x{i}" for i in range(x.shape[1])])
+    shown = min(len(features), max_columns)
+    class_names = list(meta["class_names"])
+    rows = [[class_names[int(y[i])] if int(y[i]) < len(class_names) else str(int(y[i]))]
+            + [f"{float(v):.4g}" for v in x[i, :shown]] for i in range(min(limit, len(x)))]
+    return SampleRows(columns=["label", *features[:shown]], rows=rows, hidden_columns=len(features) - shown)
 
 
 def import_idx(name: str, src_dir: Path | str, data_dir: Path | str) -> DatasetInfo:

@@ -11,8 +11,15 @@ from PIL import Image, ImageDraw
 from app.core.errors import InvalidInput
 
 PREVIEW_MIN = 112  # pixels on the long side; tiny images are upscaled by a whole factor
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+# One colour per class in scatter plots (and line colours per feature); the data sets page draws its legend.
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+_PALETTE = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in CLASS_COLOURS]
+
+
+def class_colour(index: int) -> str:
+    """The colour of class `index` in the scatter plots (the palette repeats after ten classes)."""
+    return CLASS_COLOURS[index % len(CLASS_COLOURS)]
 
 
 def preview_scale(height: int, width: int) -> int:
@@ -42,8 +49,9 @@ def _image(sample: np.ndarray) -> Image.Image:
     return image.resize((width * scale, height * scale), Image.Resampling.NEAREST)
 
 
-def _scatter(x: np.ndarray, y: np.ndarray, index: int, size: int = 160) -> Image.Image:
-    # The whole split as context, the chosen point ringed in black.
+def _scatter(x: np.ndarray, y: np.ndarray, index: int | None, size: int = 160) -> Image.Image:
+    """The whole split (its first 2,000 points) as dots coloured by class; with `index`, that sample
+    ringed in black (the gallery's picture of one misclassified point)."""
     pts = np.asarray(x[:2000], dtype=np.float64)
     lo, hi = pts.min(axis=0), pts.max(axis=0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
@@ -54,11 +62,13 @@ def _scatter(x: np.ndarray, y: np.ndarray, index: int, size: int = 160) -> Image
 
     image = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(image)
+    dot = size / 160
     for p, label in zip(pts, np.asarray(y[:2000]), strict=True):
         cx, cy = to_px(p)
-        draw.point((cx, cy), fill=_PALETTE[int(label) % len(_PALETTE)])
-    cx, cy = to_px(x[index])
-    draw.ellipse((cx - 5, cy - 5, cx + 5, cy + 5), outline="black", width=2)
+        draw.ellipse((cx - dot, cy - dot, cx + dot, cy + dot), fill=_PALETTE[int(label) % len(_PALETTE)])
+    if index is not None:
+        cx, cy = to_px(x[index])
+        draw.ellipse((cx - 5, cy - 5, cx + 5, cy + 5), outline="black", width=2)
     return image
 
 
@@ -74,6 +84,11 @@ def _line_plot(seq: np.ndarray, width: int = 200, height: int = 100) -> Image.Im
                   for t, v in enumerate(values[:, f])]
         draw.line(points, fill=_PALETTE[f % len(_PALETTE)], width=2)
     return image
+
+
+def render_points(x: np.ndarray, y: np.ndarray) -> bytes:
+    """A 2-D points split as one scatter, coloured by class, nothing ringed (the data sets page)."""
+    return _png(_scatter(x, y, None, size=320))
 
 
 def render_sample(meta: dict[str, Any], x: np.ndarray, y: np.ndarray, index: int) -> bytes:

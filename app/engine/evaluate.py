@@ -25,7 +25,8 @@ def evaluate(model: nn.Module, data: DeviceData, split: str, loss_fn: LossFn, *,
     was_training = model.training
     model.eval()
     num_classes = len(data.class_names)
-    k = min(top_k, num_classes)
+    # Top-k with k >= the number of classes is 100% whatever the model does: not a metric, so none.
+    k = top_k if top_k < num_classes else None
     loss_sum = torch.zeros((), device=data.device)
     top_k_hits = torch.zeros((), dtype=torch.long, device=data.device)
     preds = []
@@ -35,7 +36,8 @@ def evaluate(model: nn.Module, data: DeviceData, split: str, loss_fn: LossFn, *,
         out = out.float()
         loss_sum += loss_fn(out, yb, reduction="sum")
         scores = class_scores(out)
-        top_k_hits += (scores.topk(k, dim=1).indices == yb[:, None]).any(dim=1).sum()
+        if k is not None:
+            top_k_hits += (scores.topk(k, dim=1).indices == yb[:, None]).any(dim=1).sum()
         preds.append(predictions(out))
     model.train(was_training)
     # One host sync for the whole split.
@@ -44,7 +46,7 @@ def evaluate(model: nn.Module, data: DeviceData, split: str, loss_fn: LossFn, *,
     loss, hits = loss_sum.item(), top_k_hits.item()
     cm = metrics.confusion_matrix(y_true, y_pred, num_classes)
     payload = {"split": split, "epoch": epoch, "loss": loss / n, **metrics.summarize(cm, data.class_names),
-               "top_k": k, "top_k_accuracy": hits / n}
+               "top_k": k, "top_k_accuracy": hits / n if k is not None else None}
     if with_misclassified:
         payload["misclassified"] = metrics.misclassified(y_true, y_pred)
     return payload

@@ -57,8 +57,16 @@ def summarize(cm: np.ndarray, class_names: list[str]) -> dict[str, Any]:
             "per_class": rows, "macro": macro, "weighted": weighted}
 
 
-def misclassified(y_true: np.ndarray, y_pred: np.ndarray, limit: int = 20) -> dict[str, list[int]]:
-    """Up to `limit` sample indices per wrong (true, pred) cell, keyed "t,p"."""
+# Misclassified test samples kept per wrong cell (the gallery pages through them), and in all: an
+# evaluation travels to the server in one request, so with many wrong cells each keeps an even share.
+KEEP_PER_CELL = 200
+KEEP_TOTAL = 10_000
+
+
+def misclassified(y_true: np.ndarray, y_pred: np.ndarray, limit: int = KEEP_PER_CELL,
+                  total: int = KEEP_TOTAL) -> dict[str, list[int]]:
+    """The first sample indices of each wrong (true, pred) cell, keyed "t,p": up to `limit` per cell and
+    about `total` in all (never fewer than one per cell)."""
     wrong = np.flatnonzero(y_true != y_pred)
     cells: dict[str, list[int]] = {}
     for index in wrong.tolist():
@@ -66,4 +74,7 @@ def misclassified(y_true: np.ndarray, y_pred: np.ndarray, limit: int = 20) -> di
         bucket = cells.setdefault(key, [])
         if len(bucket) < limit:
             bucket.append(index)
+    if sum(len(bucket) for bucket in cells.values()) > total:
+        share = max(1, total // len(cells))
+        cells = {key: bucket[:share] for key, bucket in cells.items()}
     return cells

@@ -188,8 +188,18 @@ def evaluation(*, db_session: Session, run_id: int, epoch: int | None = None) ->
         missing = f"run {run_id} has no validation evaluation for epoch {epoch}"
     if row is None:
         raise NotFound(missing)
-    return {**row.payload, "split": row.split, "epoch": row.epoch, "accuracy": row.accuracy,
-            "loss": row.loss, "epochs": validation_epochs(db_session=db_session, run_id=run_id)}
+    return {**row.payload, **top_k_metric(row.payload), "split": row.split, "epoch": row.epoch,
+            "accuracy": row.accuracy, "loss": row.loss, "epochs": validation_epochs(db_session=db_session, run_id=run_id)}
+
+
+def top_k_metric(payload: dict[str, Any]) -> dict[str, Any]:
+    """`top_k` and `top_k_accuracy` of an evaluation, both None unless k is below the number of classes:
+    with k >= classes every sample is in its top k (100% whatever the model), which is no metric. The
+    engine no longer records it; evaluations stored before it did are answered the same way."""
+    k, classes = payload.get("top_k"), len(payload.get("class_names") or payload.get("confusion_matrix") or [])
+    if isinstance(k, int) and (not classes or k < classes):
+        return {"top_k": k, "top_k_accuracy": payload.get("top_k_accuracy")}
+    return {"top_k": None, "top_k_accuracy": None}
 
 
 def request_cancel(*, db_session: Session, run_id: int) -> Run:

@@ -143,7 +143,7 @@ def _apply(db_session, run: Run, batch: list[tuple[str, dict[str, Any]]]) -> Non
 def _event_row(kind: str, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Full evaluations live in their own table; the event stream gets the headline."""
     if kind == "evaluation":
-        keep = ("split", "epoch", "accuracy", "loss", "top_k_accuracy", "ts")
+        keep = ("split", "epoch", "accuracy", "loss", "top_k", "top_k_accuracy", "ts")
         return kind, {k: payload[k] for k in keep if k in payload}
     return kind, payload
 

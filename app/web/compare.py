@@ -7,6 +7,7 @@ JSON block in the page, the scatter plots are server-side SVG.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -26,6 +27,34 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
            "#9c755f", "#17becf", "#8c564b", "#7f7f7f")
 PICKER_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Column:
+    """A headline column of the compare table (after Run and Model), by its key in RunSummary."""
+
+    key: str
+    label: str
+    title: str = ""
+    shown: bool = True  # by default; the others are a tick away in the table's column chooser
+
+
+# Few enough shown by default that the table fits a laptop screen; compare.js remembers a reader's choice.
+COLUMNS = (
+    Column("total_params", "Params"),
+    Column("flops", "FLOPs", shown=False),
+    Column("test_accuracy", "Test acc"),
+    Column("macro_f1", "Macro F1"),
+    Column("best_val_accuracy", "Best val acc", shown=False),
+    Column("test_loss", "Test loss", shown=False),
+    Column("train_loop_s", "Training time", "the sum of the epochs' training time"),
+    Column("time_per_epoch_s", "Time / epoch", "training time / epochs done", shown=False),
+    Column("samples_per_sec", "Samples / s", "training samples / training time", shown=False),
+    Column("training_memory_bytes", "Memory", "what training added to the trainer process"),
+    Column("epochs", "Epochs", "epochs done / epochs asked for", shown=False),
+)
+
+
 def seconds(value: float | None) -> str:
     """Axis ticks and tooltips for times: 1.25 → '1.2 s' (under 10 s one decimal), else as duration()."""
     if value is None or value >= 10:
@@ -37,7 +66,8 @@ X_FORMATS = {"total_params": lambda v: si(round(v)), "train_loop_s": seconds, "t
 
 
 def scatters(comparison: compare_service.Comparison) -> list[dict[str, Any]]:
-    """One SVG per cost: test accuracy against it, for the runs that have both numbers."""
+    """One SVG per cost: test accuracy against it, for the runs that have both numbers, with one Pareto
+    front per data set (`fronts`: [(data set, [ids])])."""
     charts = []
     for cost, label in compare_service.COSTS.items():
         runs = [(i, r) for i, r in enumerate(comparison.runs)
@@ -46,15 +76,19 @@ def scatters(comparison: compare_service.Comparison) -> list[dict[str, Any]]:
             continue
         points = [ScatterPoint(label=f"#{r.id}", color=PALETTE[i % len(PALETTE)], x=float(getattr(r, cost)),
                                y=r.test_accuracy,
-                               title=f"#{r.id} {r.name}: {r.test_accuracy:.2%} at {X_FORMATS[cost](getattr(r, cost))}")
+                               title=f"#{r.id} {r.name} ({r.dataset}): {r.test_accuracy:.2%} at "
+                                     f"{X_FORMATS[cost](getattr(r, cost))}")
                   for i, r in runs]
         ids = [r.id for _, r in runs]
-        front = [ids.index(run_id) for run_id in comparison.pareto[cost]]
+        on_front = set(comparison.pareto[cost])
+        fronts = [(group["dataset"], [i for i in group["runs"] if i in on_front]) for group in comparison.groups]
+        fronts = [(dataset, front) for dataset, front in fronts if front]
         values = [p.x for p in points]
         log_x = cost == "total_params" and min(values) > 0 and max(values) / min(values) > 20
-        charts.append({"cost": cost, "label": label, "front": comparison.pareto[cost],
+        charts.append({"cost": cost, "label": label, "fronts": fronts,
                        "svg": scatter(points, x_label=label, y_label="test accuracy", x_format=X_FORMATS[cost],
-                                      front=front, log_x=log_x, chart_id=f"scatter-{cost}")})
+                                      fronts=[[ids.index(run_id) for run_id in front] for _, front in fronts],
+                                      log_x=log_x, chart_id=f"scatter-{cost}")})
     return charts
 
 
@@ -72,9 +106,12 @@ def compare_page(request: Request, db_session: SessionDep,
     recent, _ = runs_service.list_(db_session=db_session, limit=PICKER_LIMIT)
     context: dict[str, Any] = {"comparison": comparison, "error": error, "selected": ids, "recent": recent,
                                "palette": PALETTE, "max_runs": compare_service.MAX_RUNS,
-                               "duration": duration, "seconds": seconds}
+                               "duration": duration, "seconds": seconds, "columns": COLUMNS}
     if comparison is not None:
         context["scatters"] = scatters(comparison)
+        context["colours"] = {r.id: PALETTE[i % len(PALETTE)] for i, r in enumerate(comparison.runs)}
+        context["grouped"] = [(group["dataset"], [r for r in comparison.runs if r.id in group["runs"]])
+                              for group in comparison.groups]
         context["chart_data"] = {"runs": [{"id": r.id, "name": r.name, "color": PALETTE[i % len(PALETTE)],
                                            "curves": r.curves} for i, r in enumerate(comparison.runs)]}
     return render(request, "compare/page.html", context, status_code=status_code)

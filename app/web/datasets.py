@@ -13,6 +13,7 @@ from app.core.config import get_settings
 from app.core.errors import DomainError
 from app.datasets import download
 from app.datasets import registry as datasets_registry
+from app.datasets.render import class_colour
 from app.web.architectures import FormDep
 from app.web.templating import PageNotFound, is_htmx, render
 
@@ -22,21 +23,28 @@ SAMPLES = 16
 
 
 def _cards() -> list[dict[str, Any]]:
+    """Per data set: its class counts and what to preview: sample images (image and sequence sets), the
+    whole test split as a scatter with a colour legend (2-D points), or the first rows (tables)."""
     data_dir = get_settings().data_dir
     cards = []
     for info in datasets_registry.list_datasets(data_dir):
         counts: dict[str, list[int]] | None = None
+        rows = None
         problem = None
         if info.available:
             try:
                 counts = datasets_registry.class_counts(info.name, data_dir)
+                if info.kind == "tabular":
+                    rows = datasets_registry.sample_rows(info.name, data_dir)
             except DomainError as exc:  # e.g. a built-in that cannot be generated here
                 problem = exc.message
         test_size = sum(counts["test"]) if counts else info.test_size
-        samples = 1 if info.kind == "points" else min(SAMPLES if info.kind == "image" else 4, test_size)
+        pictures = info.kind in ("image", "sequence")
+        samples = min(SAMPLES if info.kind == "image" else 4, test_size) if pictures else 0
         largest = max(counts["train"], default=0) if counts else 0
+        legend = [(name, class_colour(i)) for i, name in enumerate(info.class_names)] if info.kind == "points" else []
         cards.append({"info": info, "counts": counts, "largest": largest, "samples": list(range(samples)),
-                      "problem": problem,
+                      "rows": rows, "legend": legend, "problem": problem,
                       "download": None if info.available or info.name not in download.SOURCES
                       else download.view(info.name, data_dir)})
     return cards

@@ -129,6 +129,55 @@ def confusion_view(confusion_matrix: list[list[int]], class_names: list[str], *,
     return ConfusionView(class_names=names, rows=rows, normalized=normalized, max_count=max_count, legend=legend)
 
 
+GALLERY_PAGE = 20  # misclassified images per gallery page
+
+
+@dataclass(frozen=True)
+class GalleryView:
+    """One page of a confusion-matrix cell's test images (the sample indices the trainer kept)."""
+
+    true_class: int
+    pred_class: int
+    true_name: str
+    pred_name: str
+    count: int  # test samples in the cell
+    kept: int  # of which the evaluation kept the indices (the engine keeps up to 200 per cell)
+    page: int
+    pages: int
+    indices: list[int]  # this page's
+    first: int  # 1-based position of this page's first image among the kept ones
+    points: bool  # a 2-D points data set: each picture is the test split with the sample ringed
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.indices) - 1
+
+
+def gallery_view(evaluation: dict[str, Any], true: int, pred: int, page: int, *, kind: str = "image") -> GalleryView:
+    """Page `page` (clamped to the pages there are) of the images of cell (true, pred)."""
+    names = evaluation.get("class_names") or []
+    matrix = evaluation.get("confusion_matrix") or []
+    kept = list((evaluation.get("misclassified") or {}).get(f"{true},{pred}", []))
+    count = matrix[true][pred] if true < len(matrix) and pred < len(matrix[true]) else 0
+    pages = max(1, -(-len(kept) // GALLERY_PAGE))
+    page = min(max(page, 1), pages)
+    start = (page - 1) * GALLERY_PAGE
+    return GalleryView(
+        true_class=true, pred_class=pred, count=count, kept=len(kept), page=page, pages=pages,
+        true_name=names[true] if true < len(names) else str(true),
+        pred_name=names[pred] if pred < len(names) else str(pred),
+        indices=kept[start:start + GALLERY_PAGE], first=start + 1, points=kind == "points")
+
+
+def parse_cell(value: str, classes: int) -> tuple[int, int] | None:
+    """'3,4' → (3, 4) when both are class indices below `classes`; anything else → None."""
+    true, _, pred = value.partition(",")
+    if not (true.isdigit() and pred.isdigit()) or len(true) > 6 or len(pred) > 6:
+        return None
+    cell = int(true), int(pred)
+    return cell if max(cell) < classes else None
+
+
 @dataclass(frozen=True)
 class ArchitectureView:
     summary: Any | None

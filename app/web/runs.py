@@ -21,6 +21,7 @@ from app.core.deps import (
     ArchitectureIdQuery,
     ClassQuery,
     EpochQuery,
+    PageQuery,
     RunId,
     SessionDep,
 )
@@ -196,30 +197,33 @@ def results(request: Request, db_session: SessionDep, run: RunPageDep) -> HTMLRe
 
 @router.get("/runs/{run_id}/confusion", response_class=HTMLResponse)
 def confusion(request: Request, db_session: SessionDep, run: RunPageDep, split: str = "test",
-              epoch: EpochQuery = None, normalized: bool = False) -> HTMLResponse:
-    """The heatmap (and per-class table) of the test evaluation, or of the validation evaluation of `epoch`."""
+              epoch: EpochQuery = None, normalized: bool = False, gallery: str = "",
+              gallery_page: PageQuery = 1) -> HTMLResponse:
+    """The heatmap (and per-class table) of the test evaluation, or of the validation evaluation of `epoch`.
+
+    The gallery follows the matrix: the controls carry the open gallery's cell and page (`gallery=3,4`),
+    and the answer replaces it out of band: the same page again under the test matrix, closed under a
+    validation one (whose cells have no images)."""
     context = _confusion_context(db_session, run, split=split, epoch=epoch, normalized=normalized)
-    return render(request, "runs/_confusion.html", {"run": run, **context})
+    shown = context["shown"]
+    cell = None
+    if shown is not None and shown.get("split") == "test":
+        cell = run_views.parse_cell(gallery, len(shown.get("confusion_matrix") or []))
+    view = _gallery(run, shown, *cell, gallery_page) if cell else None
+    return render(request, "runs/_confusion.html", {"run": run, **context, "gallery": view, "gallery_oob": True})
 
 
 @router.get("/runs/{run_id}/gallery", response_class=HTMLResponse)
 def gallery(request: Request, db_session: SessionDep, run: RunPageDep, true: ClassQuery,
-            pred: ClassQuery) -> HTMLResponse:
-    """Test images of class `true` that the model called `pred`."""
-    try:
-        evaluation = runs_service.evaluation(db_session=db_session, run_id=run.id)
-    except NotFound:
-        evaluation = {}
-    names = evaluation.get("class_names") or []
-    matrix = evaluation.get("confusion_matrix") or []
-    indices = (evaluation.get("misclassified") or {}).get(f"{true},{pred}", [])
-    count = matrix[true][pred] if true < len(matrix) and pred < len(matrix[true]) else 0
-    return render(request, "runs/_gallery.html", {
-        "run": run, "true_class": true, "pred_class": pred, "indices": indices, "count": count,
-        "true_name": names[true] if true < len(names) else str(true),
-        "pred_name": names[pred] if pred < len(names) else str(pred),
-        "has_evaluation": bool(evaluation),
-    })
+            pred: ClassQuery, page: PageQuery = 1) -> HTMLResponse:
+    """Test images of class `true` that the model called `pred`, GALLERY_PAGE at a time."""
+    view = _gallery(run, _test_evaluation(db_session, run) or {}, true, pred, page)
+    return render(request, "runs/_gallery.html", {"run": run, "gallery": view})
+
+
+def _gallery(run: Run, evaluation: dict[str, Any], true: int, pred: int, page: int) -> run_views.GalleryView:
+    info = _dataset_info(run.dataset)
+    return run_views.gallery_view(evaluation, true, pred, page, kind=info.kind if info else "image")
 
 
 @router.post("/runs/{run_id}/cancel", response_class=HTMLResponse)

@@ -98,9 +98,10 @@ class ScatterPoint:
     title: str = ""
 
 
-def scatter(points: Sequence[ScatterPoint], *, x_label: str, y_label: str, x_format, front: Sequence[int] = (),
-            log_x: bool = False, chart_id: str = "scatter") -> Markup:
-    """Points with their labels; the runs on the front (indices into points) joined by a step line."""
+def scatter(points: Sequence[ScatterPoint], *, x_label: str, y_label: str, x_format,
+            fronts: Sequence[Sequence[int]] = (), log_x: bool = False, chart_id: str = "scatter") -> Markup:
+    """Points with their labels; the runs of each front (indices into points, cheapest first; one front
+    per data set) joined by a step line."""
     inner_w = PLOT_W - MARGIN["left"] - MARGIN["right"]
     inner_h = PLOT_H - MARGIN["top"] - MARGIN["bottom"]
     transform = (lambda v: math.log10(max(v, 1e-12))) if log_x else (lambda v: v)  # noqa: E731
@@ -137,12 +138,14 @@ def scatter(points: Sequence[ScatterPoint], *, x_label: str, y_label: str, x_for
                  f'text-anchor="middle">{escape(y_label)}</text>')
     parts.append(f'<text class="sc-axis" x="{MARGIN["left"] + inner_w / 2}" y="{PLOT_H - 6}" '
                  f'text-anchor="middle">{escape(x_label)}{" (log scale)" if log_x else ""}</text>')
-    on_front = [points[i] for i in front]
-    if len(on_front) > 1:
-        path = [f"M{px(on_front[0].x):.1f} {py(on_front[0].y):.1f}"]
-        for point in on_front[1:]:
-            path.append(f"H{px(point.x):.1f} V{py(point.y):.1f}")
-        parts.append(f'<path class="sc-front" d="{" ".join(path)}"/>')
+    for front in fronts:
+        on_front = [points[i] for i in front]
+        if len(on_front) > 1:
+            path = [f"M{px(on_front[0].x):.1f} {py(on_front[0].y):.1f}"]
+            for point in on_front[1:]:
+                path.append(f"H{px(point.x):.1f} V{py(point.y):.1f}")
+            parts.append(f'<path class="sc-front" d="{" ".join(path)}"/>')
+    front = {i for f in fronts for i in f}
     for index, point in enumerate(points):
         x, y = px(point.x), py(point.y)
         css = "sc-point sc-on-front" if index in front else "sc-point"

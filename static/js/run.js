@@ -50,7 +50,8 @@
   const charts = [];
   function makeChart(el, series, data, opts = {}) {
     if (!el || typeof uPlot === "undefined") return null;
-    const axis = { stroke: css("--muted"), grid: { stroke: css("--border"), width: 1 }, ticks: { stroke: css("--border") } };
+    // Axis colours are read at each draw: a theme change (static/js/theme.js) redraws them below.
+    const axis = { stroke: () => css("--muted"), grid: { stroke: () => css("--border"), width: 1 }, ticks: { stroke: () => css("--border") } };
     const chart = new uPlot({
       width: Math.max(el.clientWidth, 200),
       height: opts.height || 220,
@@ -92,6 +93,7 @@
       $("chart-loss")?.setAttribute("data-points", String(cols.x.length));
     });
   }
+  document.addEventListener("trainboard:theme", () => charts.forEach(({ chart }) => chart.redraw(false)));
   if (typeof ResizeObserver !== "undefined") {
     new ResizeObserver(() => charts.forEach(({ chart, el }) => {
       const width = Math.max(el.clientWidth, 200);
@@ -220,7 +222,7 @@
     evaluation(d, seq) {
       if (d.split === "test") {
         addLog(seq, `test: accuracy ${fmtPct(d.accuracy)}, loss ${fmtNum(d.loss)}` +
-          (d.top_k_accuracy != null ? `, top-k ${fmtPct(d.top_k_accuracy)}` : ""), "evaluation");
+          (d.top_k_accuracy != null ? `, top-${d.top_k || "k"} ${fmtPct(d.top_k_accuracy)}` : ""), "evaluation");
       }
     },
     log(d, seq) { addLog(seq, d.message, d.level || "info"); },

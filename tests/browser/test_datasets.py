@@ -1,6 +1,7 @@
 """Data sets in Chromium: the dashboard's MNIST button downloads MNIST (from a local mirror) and the data set
 becomes available; an upload over the size limit says so next to the file field; an uploaded CSV trains
-with the default model offered by its "Train on it" link."""
+with the default model offered by its "Train on it" link; every preview is a picture that loads or, for a
+CSV data set, a table of its rows."""
 
 from __future__ import annotations
 
@@ -65,6 +66,13 @@ def training_server(tmp_path):
     server.stop()
 
 
+@pytest.fixture
+def server(tmp_path):
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_WARM_WORKERS": "0"}, accounts=True).start()
+    yield server
+    server.stop()
+
+
 def test_an_uploaded_csv_trains_with_the_default_model_it_is_offered(page: Page, training_server, tmp_path):
     csv = tmp_path / "flowers.csv"  # 4 features, 3 classes
     csv.write_text("petal,sepal,width,height,label\n" + "".join(
@@ -93,3 +101,26 @@ def test_an_uploaded_csv_trains_with_the_default_model_it_is_offered(page: Page,
     assert run["name"] == "default model on flowers"
     assert run["spec"]["input_shape"] == [4]
     assert run["spec"]["layers"][-1] == {"type": "Dense", "units": 3, "activation": "softmax"}
+
+
+def test_every_preview_loads_and_a_csv_shows_rows(page: Page, server, tmp_path):
+    csv = tmp_path / "iris.csv"
+    csv.write_text("sepal,petal,species\n" + "".join(f"{5 + i / 10},{1 + i % 3},{'ab'[i % 2]}\n" for i in range(30)))
+    server.sign_in(page)
+    page.goto(f"{server.url}/datasets")
+    page.fill("#upload-name", "iris")
+    page.set_input_files("#upload-file", str(csv))
+    page.fill("#upload-label", "species")
+    page.click("#upload-form button[type=submit]")
+    expect(page.locator("#dataset-iris")).to_be_visible()
+
+    iris = page.locator("#dataset-iris")
+    expect(iris.locator("img")).to_have_count(0)
+    expect(iris.get_by_role("table", name="First test rows").locator("tbody tr")).to_have_count(5)
+    expect(iris.get_by_role("columnheader")).to_have_text(["label", "sepal", "petal"])
+    spirals = page.locator("#dataset-spirals")
+    expect(spirals.locator("img")).to_have_count(1)
+    expect(spirals.locator(".class-legend > span")).to_have_text(["0", "1", "2"])
+    for img in page.locator("img").all():  # no broken picture anywhere: each one decoded
+        img.scroll_into_view_if_needed()
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle())

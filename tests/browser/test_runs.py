@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import LiveServer
+from tests.runs.helpers import wait_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser")]
 
@@ -190,3 +191,120 @@ def test_tick_runs_on_the_dashboard_and_compare_them(live_server, page: Page):
     page.locator(f"#pick-{second}").uncheck()
     page.get_by_role("button", name="Compare", exact=True).click()
     expect(page.locator("#compare-table tbody tr")).to_have_count(1)
+
+
+def test_the_gallery_pages_through_a_cell_and_follows_the_matrix(live_server, page: Page):
+    """A barely trained run (seeded: tiny SGD steps) calls many digits by one name, so one wrong cell holds
+    more than a gallery page. Its images page by page; the gallery stays on its page when the test matrix is
+    redrawn (row-normalized) and closes for a validation epoch, whose cells have no images."""
+    live_server.sign_in(page)
+    page.set_default_timeout(WAIT_MS)
+    run_id = launch_api(live_server, epochs=2, batch_size=64, seed=0, optimizer={"name": "sgd", "lr": 0.0001})
+    page.goto(f"{live_server.url}/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("completed")
+    expect(page.locator("#cm-label")).to_contain_text("Test set")
+    counts = page.locator("#confusion-matrix td.cell:not(.diag)").evaluate_all(
+        "cells => cells.map(c => [Number(c.dataset.count), Number(c.dataset.true), Number(c.dataset.pred)])")
+    count, true, pred = max(counts)
+    assert count > 20, counts  # more than one page (the digits test split has 36 samples a class)
+    pages = -(-count // 20)
+
+    page.locator(f"#confusion-matrix td[data-true='{true}'][data-pred='{pred}'] button").click()
+    range_text, page_text = page.locator("#gallery-range"), page.locator("#gallery-page")
+    expect(range_text).to_have_text(f"Showing 1–20 of {count}")
+    expect(page_text).to_have_text(f"page 1 of {pages}")
+    expect(page.locator("#gallery-prev")).to_be_disabled()
+    seen: list[str] = []
+    for number in range(1, pages + 1):
+        if number > 1:
+            page.locator("#gallery-next").click()
+            expect(page_text).to_have_text(f"page {number} of {pages}")
+        shown = min(20, count - 20 * (number - 1))
+        expect(page.locator("#gallery-images img")).to_have_count(shown)
+        page.wait_for_function("[...document.querySelectorAll('#gallery-images img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)")
+        seen += page.locator("#gallery-images li span").all_inner_texts()
+    expect(page.locator("#gallery-next")).to_be_disabled()
+    assert len(seen) == count == len(set(seen))  # every image of the cell, each once
+    expect(range_text).to_have_text(f"Showing {20 * (pages - 1) + 1}–{count} of {count}")
+
+    # The test matrix redrawn: the gallery comes back on the same page.
+    page.get_by_label("Row-normalized (recall per class)").check()
+    expect(page.locator("#confusion-matrix")).to_have_attribute("data-normalized", "true")
+    expect(page_text).to_have_text(f"page {pages} of {pages}")
+    # A validation epoch: the gallery closes; back on the test matrix it stays closed until a cell is clicked.
+    page.locator("label", has_text="Validation by epoch").click()
+    expect(page.locator("#cm-label")).to_contain_text("Validation · epoch 2 of 2")
+    expect(page.locator("#gallery")).to_be_empty()
+    page.locator("label", has_text="Test set").click()
+    expect(page.locator("#cm-label")).to_contain_text("Test set")
+    expect(page.locator("#gallery")).to_be_empty()
+    page.locator(f"#confusion-matrix td[data-true='{true}'][data-pred='{pred}'] button").click()
+    expect(page_text).to_have_text(f"page 1 of {pages}")
+    page.locator("#cm-epoch").fill("1")  # the slider switches to validation too
+    expect(page.locator("#cm-label")).to_contain_text("Validation · epoch 1 of 2")
+    expect(page.locator("#gallery")).to_be_empty()
+
+    # On a phone the per-class table shows all its columns, F1 and support included.
+    page.set_viewport_size({"width": 390, "height": 844})
+    per_class = page.locator("#per-class")
+    per_class.scroll_into_view_if_needed()
+    assert per_class.locator("xpath=..").evaluate("w => w.scrollWidth <= w.clientWidth")
+    for header in ("F1", "Support"):
+        expect(per_class.get_by_role("columnheader", name=header)).to_be_in_viewport()
+
+
+SPIRALS_MLP = {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
+                          {"type": "Dense", "units": 3, "activation": "softmax"}]}
+
+
+def test_compare_runs_of_two_data_sets(live_server, page: Page):
+    """Two digits runs and a spirals run: grouped by data set under a warning, stars only within digits
+    (the spirals run has nothing of its own data set to beat); the table fits 1,280 px, keeps its run
+    column in view on a phone, and remembers the columns a reader adds."""
+    live_server.sign_in(page)
+    page.set_default_timeout(WAIT_MS)
+    digits = [launch_api(live_server, epochs=2), launch_api(live_server, epochs=2, batch_size=64)]
+    with live_server.api() as api:
+        answer = api.post("/api/runs", json={"spec": SPIRALS_MLP, "dataset": "spirals", "config": {"epochs": 3}})
+        assert answer.status_code == 201, answer.text
+        spirals = answer.json()["id"]
+    ids = [digits[0], spirals, digits[1]]
+    with live_server.api() as api:
+        for run_id in ids:
+            wait_status(api, run_id, "completed", timeout=120)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{live_server.url}/compare?runs={','.join(map(str, ids))}")
+
+    expect(page.locator("#mixed-datasets")).to_contain_text("trained on digits and spirals")
+    expect(page.locator("#compare-table tbody")).to_have_count(2)
+    expect(page.locator('#compare-table tbody[data-dataset="digits"] tr[data-run-id]')).to_have_count(2)
+    expect(page.locator('#compare-table tbody[data-dataset="spirals"] .group-row')).to_contain_text("spirals · 1 run")
+    expect(page.locator(f'#compare-table tr[data-run-id="{spirals}"] .best-mark')).to_have_count(0)
+    starred = page.locator("#compare-table .best-mark").evaluate_all(
+        "marks => marks.map(m => m.closest('tbody').dataset.dataset)")
+    assert starred and set(starred) == {"digits"}
+
+    # 1,280 px: nothing cut off.
+    wrap = page.locator("#compare-table").locator("xpath=..")
+    assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
+    # More columns on request, remembered.
+    flops = page.locator('#compare-table th[data-col="flops"]')
+    expect(flops).to_be_hidden()
+    page.locator("#column-chooser summary").click()
+    page.get_by_label("FLOPs").check()
+    expect(flops).to_be_visible()
+    page.reload()
+    expect(flops).to_be_visible()
+    expect(page.get_by_label("FLOPs")).to_be_checked()
+
+    # A phone: the table scrolls sideways under its run column.
+    page.set_viewport_size({"width": 390, "height": 844})
+    first = page.locator(f'#compare-table tr[data-run-id="{spirals}"] th')
+    first.scroll_into_view_if_needed()
+    before = first.bounding_box()
+    wrap.evaluate("w => { w.scrollLeft = w.scrollWidth; }")
+    assert wrap.evaluate("w => w.scrollLeft > 0")
+    expect(page.locator('#compare-table th[data-col="training_memory_bytes"]')).to_be_in_viewport()
+    assert first.bounding_box()["x"] == before["x"]  # still where it was, in view
+    expect(first).to_be_in_viewport()

@@ -16,6 +16,8 @@ WIDE_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 128, "act
                        {"type": "Dense", "units": 10, "activation": "softmax"}]}
 CNN = {"layers": [{"type": "Conv2D", "filters": 16, "kernel_size": 3, "activation": "relu"},
                   {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]}
+SPIRALS_MLP = {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
+                          {"type": "Dense", "units": 3, "activation": "softmax"}]}
 
 
 @pytest.fixture
@@ -29,8 +31,9 @@ def client(data_dir):
 
 
 def finished(spec: dict, *, name: str, accuracy: float, train_time: float, memory: int,
-             val_accuracies: list[float], lr: float = 0.001, resumed_at: int | None = None, macro_f1: float = 0.9) -> int:
-    """A completed digits run as its trainer leaves it: epoch rows, a test evaluation, timings."""
+             val_accuracies: list[float], lr: float = 0.001, resumed_at: int | None = None, macro_f1: float = 0.9,
+             dataset: str = "digits") -> int:
+    """A completed run (on digits unless told) as its trainer leaves it: epoch rows, a test evaluation, timings."""
     from app.core.db import session_scope
     from app.runs import service as runs_service
     from app.runs.events import append_events
@@ -39,7 +42,7 @@ def finished(spec: dict, *, name: str, accuracy: float, train_time: float, memor
 
     with session_scope() as db_session:
         run = runs_service.create(db_session=db_session, run_in=RunCreate(
-            name=name, spec=spec, dataset="digits",
+            name=name, spec=spec, dataset=dataset,
             config=TrainConfigIn(epochs=len(val_accuracies), optimizer={"name": "adam", "lr": lr})))
         epochs = list(enumerate(val_accuracies, start=1))
         if resumed_at is not None:  # a first attempt (abandoned after its checkpoint), then the resumed epochs
@@ -177,3 +180,66 @@ def test_dashboard_rows_can_be_ticked_for_comparison(client, three_runs):
     assert '<form id="compare-form" method="get" action="/compare">' in html
     assert 'form="compare-form" id="compare-button"' in html
     assert 'href="/compare"' in html  # in the navigation
+
+
+@pytest.fixture
+def two_data_sets(three_runs) -> dict[str, list[int]]:
+    """The three digits runs and two spirals runs: the spirals ones score higher and cost less."""
+    small, cnn, wide = three_runs
+    tiny = finished(SPIRALS_MLP, name="tiny", accuracy=0.99, train_time=2, memory=50 << 20, val_accuracies=[0.9, 0.97],
+                    dataset="spirals", macro_f1=0.99)
+    wider = finished(SPIRALS_MLP, name="wider", accuracy=0.97, train_time=3, memory=60 << 20,
+                     val_accuracies=[0.9, 0.96], dataset="spirals", macro_f1=0.97)
+    return {"digits": [small, cnn, wide], "spirals": [tiny, wider]}
+
+
+def test_best_and_pareto_fronts_are_taken_within_each_data_set(client, two_data_sets):
+    small, cnn, wide = two_data_sets["digits"]
+    tiny, wider = two_data_sets["spirals"]
+    body = client.get(f"/api/compare?runs={tiny},{small},{cnn},{wider},{wide}").json()
+    assert body["groups"] == [{"dataset": "spirals", "runs": [tiny, wider]}, {"dataset": "digits", "runs": [small, cnn, wide]}]
+    # Each data set has its own best: the spirals runs' 99% does not take digits' star away.
+    assert body["best"]["test_accuracy"] == [tiny, cnn]
+    assert body["best"]["train_loop_s"] == [tiny, cnn] and body["best"]["macro_f1"] == [tiny, wide]
+    assert body["pareto"]["train_loop_s"] == [tiny, cnn]
+    assert body["pareto"]["total_params"] == [tiny, small, cnn]  # spirals: same size, tiny more accurate
+    # One run of a data set has nothing to be best against.
+    alone = client.get(f"/api/compare?runs={tiny},{small},{cnn}").json()
+    assert alone["best"]["test_accuracy"] == [cnn] and tiny not in sum(alone["best"].values(), [])
+
+
+def test_compare_page_groups_runs_by_data_set_and_says_why(client, two_data_sets):
+    small, cnn, wide = two_data_sets["digits"]
+    tiny, wider = two_data_sets["spirals"]
+    html = client.get(f"/compare?runs={small},{tiny},{cnn},{wider},{wide}").text
+    warning = " ".join(re.search(r'<p class="warning" id="mixed-datasets".*?</p>', html, re.S).group(0).split())
+    assert "trained on digits and spirals" in warning and "best within each data set" in warning
+    bodies = re.findall(r'<tbody data-dataset="(\w+)">(.*?)</tbody>', html, re.S)
+    assert [name for name, _ in bodies] == ["digits", "spirals"]
+    assert [int(i) for i in re.findall(r'<tr data-run-id="(\d+)"', bodies[0][1])] == [small, cnn, wide]
+    assert [int(i) for i in re.findall(r'<tr data-run-id="(\d+)"', bodies[1][1])] == [tiny, wider]
+    assert "spirals · 2 runs" in bodies[1][1]
+    starred = {int(run_id): re.findall(r'data-col="(\w+)"[^>]*>[^<]*<span class="best-mark"', row)
+               for run_id, row in re.findall(r'<tr data-run-id="(\d+)">(.*?)</tr>', html, re.S)}
+    assert "test_accuracy" in starred[cnn] and "test_accuracy" in starred[tiny]
+    assert "test_accuracy" not in starred[small] and "test_accuracy" not in starred[wider]
+    front = re.search(r'data-cost="train_loop_s".*?</figure>', html, re.S).group(0)
+    assert front.count('class="sc-front"') == 0  # one run per data set on each front: no line to draw
+    assert f'spirals <a href="/runs/{tiny}">#{tiny}</a>' in front and f'digits <a href="/runs/{cnn}">#{cnn}</a>' in front
+    # One data set: no warning, no group rows.
+    one = client.get(f"/compare?runs={small},{cnn}").text
+    assert 'id="mixed-datasets"' not in one and 'class="group-row"' not in one
+
+
+def test_compare_table_shows_a_few_columns_and_offers_the_rest(client, three_runs):
+    html = client.get("/compare?runs=" + ",".join(map(str, three_runs))).text
+    head = re.search(r"<thead>(.*?)</thead>", html, re.S).group(1)
+    shown = re.findall(r'<th scope="col" class="num" data-col="(\w+)"(?![^>]*hidden)', head)
+    hidden = re.findall(r'<th scope="col" class="num" data-col="(\w+)"[^>]*hidden', head)
+    assert shown == ["total_params", "test_accuracy", "macro_f1", "train_loop_s", "training_memory_bytes"]
+    assert hidden == ["flops", "best_val_accuracy", "test_loss", "time_per_epoch_s", "samples_per_sec", "epochs"]
+    chooser = re.search(r'<details class="column-chooser" id="column-chooser">.*?</details>', html, re.S).group(0)
+    boxes = re.findall(r'value="(\w+)" id="show-\w+"( checked)?>', chooser)
+    assert sorted(boxes) == sorted([(key, " checked") for key in shown] + [(key, "") for key in hidden])
+    row = re.search(rf'<tr data-run-id="{three_runs[0]}">(.*?)</tr>', html, re.S).group(1)
+    assert re.search(r'data-col="flops" hidden>', row) and re.search(r'data-col="test_accuracy">', row)

@@ -57,11 +57,38 @@ def test_the_engines_top_k_matches_sklearn(k):
     assert payload["top_k_accuracy"] == pytest.approx(skm.top_k_accuracy_score(y, scores, k=k, labels=list(range(5))))
 
 
+@pytest.mark.parametrize("k", [5, 20])
+def test_top_k_of_as_many_classes_or_more_is_no_metric(k):
+    """Top-5 of 5 classes is 100% for any model: the evaluation records none rather than a false 100%."""
+    from torch import nn
+
+    from app.engine.evaluate import evaluate
+    from app.engine.losses import make_loss
+
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(50, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 50)
+    arrays = DatasetArrays("scores", scores, y, scores[:0], y[:0], scores, y, [str(c) for c in range(5)], [5])
+    data = DeviceData(arrays, torch.device("cpu"), normalize="scale")
+    payload = evaluate(nn.Identity(), data, "test", make_loss("cross_entropy", None, 5, 5), epoch=1, top_k=k,
+                       batch_size=64)
+    assert payload["top_k"] is None and payload["top_k_accuracy"] is None
+    assert payload["accuracy"] == pytest.approx(float((scores.argmax(1) == y).mean()))
+
+
 def test_misclassified_cells():
-    y_true = np.array([0] * 30 + [1, 1])
-    y_pred = np.array([1] * 30 + [1, 0])
+    y_true = np.array([0] * 230 + [1, 1])
+    y_pred = np.array([1] * 230 + [1, 0])
     cells = metrics.misclassified(y_true, y_pred)
-    assert cells == {"0,1": list(range(20)), "1,0": [31]}
+    assert cells == {"0,1": list(range(metrics.KEEP_PER_CELL)), "1,0": [231]}  # the first 200 of a cell's 230
+
+
+def test_misclassified_keeps_an_even_share_when_there_are_too_many():
+    y_true = np.repeat(np.arange(10), 100)
+    y_pred = (y_true + np.tile(np.arange(1, 11), 100) % 10) % 10  # 90 wrong cells of 10 samples
+    cells = metrics.misclassified(y_true, y_pred, limit=50, total=300)
+    assert len(cells) == 90 and all(len(bucket) == 300 // 90 for bucket in cells.values())
+    assert all(all(y_true[i] == int(key.split(",")[0]) for i in bucket) for key, bucket in cells.items())
 
 
 def _arrays(x: np.ndarray, mean, std) -> DatasetArrays:

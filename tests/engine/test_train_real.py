@@ -39,7 +39,7 @@ def test_digits_mlp_learns_and_metrics_match_sklearn(tmp_path):
     assert sum(len(v) for v in test["misclassified"].values()) == round((1 - test["accuracy"]) * len(data.y_test))
     for key, indices in test["misclassified"].items():
         t, p = map(int, key.split(","))
-        assert t != p and all(data.y_test[i] == t for i in indices) and len(indices) <= 20
+        assert t != p and all(data.y_test[i] == t for i in indices) and len(indices) <= 200
     epochs = sink.of("epoch")
     assert [e["epoch"] for e in epochs] == list(range(1, 9)) and epochs[-1]["epochs"] == 8
     assert epochs[-1]["train_accuracy"] > epochs[0]["train_accuracy"]
@@ -51,7 +51,8 @@ def test_moons_mlp_learns(tmp_path):
                        batch_size=32, optimizer={"name": "adam", "lr": 0.01})
     assert result.test_accuracy > 0.95
     val = [e for e in sink.of("evaluation") if e["split"] == "val"]
-    assert len(val) == 10 and val[-1]["top_k"] == 2 and val[-1]["top_k_accuracy"] == 1.0
+    # Top-5 (the default k) of 2 classes is 100% whatever the model does: not recorded as a metric.
+    assert len(val) == 10 and val[-1]["top_k"] is None and val[-1]["top_k_accuracy"] is None
 
 
 def test_sequence_lstm_learns_order(tmp_path):
