@@ -87,8 +87,25 @@ def prepare(*, db_session: Session, run_in: RunCreate) -> tuple[dict[str, Any], 
 
 def create(*, db_session: Session, run_in: RunCreate) -> Run:
     """Validate and queue a run (status 'queued'); nothing is queued when validation fails."""
+    run = lifecycle.enqueue(db_session, _new_run(db_session, run_in))
+    db_session.commit()
+    return run
+
+
+def create_claimed(*, db_session: Session, run_in: RunCreate, owner: str) -> Run:
+    """A run its creator trains itself (`trainboard run` in its own process): validated and recorded
+    like `create`, and claimed for `owner` in the same transaction, so no scheduler ever starts it.
+    Its trainer reports `running` and its end like any other; a server on the same database shows
+    it, can cancel it (the trainer reads the flag) and interrupts it when its heartbeats stop."""
+    run = lifecycle.enqueue(db_session, _new_run(db_session, run_in))
+    lifecycle.claim(db_session, run.id, owner)
+    db_session.commit()
+    return run
+
+
+def _new_run(db_session: Session, run_in: RunCreate) -> Run:
     spec, dataset, total_params = prepare(db_session=db_session, run_in=run_in)
-    run = Run(
+    return Run(
         name=run_in.name or _default_name(run_in, dataset),
         architecture_id=run_in.architecture_id,
         preset=run_in.preset,
@@ -98,9 +115,6 @@ def create(*, db_session: Session, run_in: RunCreate) -> Run:
         epochs_total=run_in.config.epochs,
         total_params=total_params,
     )
-    lifecycle.enqueue(db_session, run)
-    db_session.commit()
-    return run
 
 
 def _default_name(run_in: RunCreate, dataset: str) -> str:
