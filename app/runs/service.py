@@ -6,7 +6,10 @@ processes started by an executor (app/executors), never here.
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
+from app.core.db import session_scope
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import lifecycle
@@ -153,6 +157,52 @@ def list_(
 def metrics(*, db_session: Session, run_id: int, after: int = 0, limit: int = 1000) -> list[RunEvent]:
     get(db_session=db_session, run_id=run_id)
     return events_after(db_session, run_id, after, limit)
+
+
+# The chart data as CSV: one row per step and per epoch event, in the order they were written.
+CSV_COLUMNS = ("kind", "epoch", "step", "fractional_epoch", "time_s", "wall_time", "loss", "accuracy",
+               "val_loss", "val_accuracy", "lr")
+CSV_PAGE_ROWS = 2000
+MAX_CSV_ROWS = 1_000_000  # a day of step events at ~4 per second is ~350,000
+
+
+def metrics_csv(run_id: int) -> Iterator[str]:
+    """The run's curves as CSV text, a page of rows at a time (memory stays bounded however long the
+    run; each page is read with its own short session, so a slow download holds no database session).
+
+    Step rows carry the training loss and accuracy over the steps since the previous step row; epoch
+    rows the epoch's training means, its validation figures and learning rate. `fractional_epoch` is
+    the step's place in epochs (1.5: half-way through epoch 2), `time_s` the seconds since the run's
+    first step or epoch row, `wall_time` a Unix timestamp. Stops after MAX_CSV_ROWS rows."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    after, written, first_ts = 0, 0, None
+    while written < MAX_CSV_ROWS:
+        with session_scope(write=False) as db_session:
+            rows = db_session.execute(
+                select(RunEvent.seq, RunEvent.kind, RunEvent.payload, RunEvent.ts)
+                .where(RunEvent.run_id == run_id, RunEvent.seq > after, RunEvent.kind.in_(("step", "epoch")))
+                .order_by(RunEvent.seq).limit(min(CSV_PAGE_ROWS, MAX_CSV_ROWS - written))
+            ).all()
+        for seq, kind, payload, ts in rows:
+            first_ts = ts if first_ts is None else first_ts
+            epoch = payload.get("epoch")
+            if kind == "step":
+                progress = payload.get("epoch_progress")
+                fractional = epoch - 1 + progress if epoch is not None and progress is not None else None
+                values = (payload.get("loss"), payload.get("accuracy"), None, None, None)
+            else:
+                fractional = epoch
+                values = tuple(payload.get(k) for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"))
+            writer.writerow((kind, epoch, payload.get("step"), fractional, round(ts - first_ts, 3), ts, *values))
+            after = seq
+        written += len(rows)
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if len(rows) < CSV_PAGE_ROWS:
+            return
 
 
 def evaluation(*, db_session: Session, run_id: int, epoch: int | None = None) -> dict[str, Any]:
