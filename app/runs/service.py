@@ -24,9 +24,10 @@ from app.core.db import session_scope
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import lifecycle
-from app.runs.events import events_after
+from app.runs.events import events_after, step_row
 from app.runs.models import (
     ACTIVE_STATUSES,
+    RUNNING,
     Artifact,
     Evaluation,
     Run,
@@ -203,6 +204,15 @@ def metrics_csv(run_id: int) -> Iterator[str]:
         out.truncate()
         if len(rows) < CSV_PAGE_ROWS:
             return
+
+
+def latest_step(*, db_session: Session, run: Run) -> dict[str, Any] | None:
+    """What the latest step event of a running run says (steps done of the epoch under way, the
+    epoch's elapsed time...), or None: the progress bars and ETAs show it before the epoch ends."""
+    if run.status != RUNNING:
+        return None
+    row = step_row(db_session, run.id)
+    return dict(row.payload) if row is not None else None
 
 
 def evaluation(*, db_session: Session, run_id: int, epoch: int | None = None) -> dict[str, Any]:
