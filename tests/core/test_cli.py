@@ -6,12 +6,14 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer, database_url_for
+from tests.conftest import ROOT, LiveServer, database_url_for, run_sql
 from tests.runs.helpers import DIGITS_MLP
 
 pytestmark = pytest.mark.xdist_group("cli")
@@ -73,6 +75,38 @@ def test_run_in_process_prints_a_line_per_epoch_and_records_the_run_for_the_dash
             assert "weights" in {a["name"] for a in api.get(f"/api/runs/{run_id}/artifacts").json()}
     finally:
         server.stop()
+
+
+def test_ctrl_c_cancels_a_recorded_run_at_its_next_step(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(DIGITS_MLP))
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), "TRAINBOARD_DATABASE_URL": database_url_for(data_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--spec", str(spec), "--dataset", "digits",
+                                "--epochs", "500", "--batch-size", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _sql(data_dir, "select id from run_events where kind = 'step'"):
+            assert process.poll() is None and time.monotonic() < deadline, "the run did not start training"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, output
+    assert "cancelled: cancelled by the user" in output
+    assert _sql(data_dir, "select status, failure_reason from runs") == [("cancelled", "cancelled by the user")]
+
+
+def _sql(data_dir, statement: str) -> list[tuple]:
+    if database_url_for(data_dir).startswith("sqlite") and not (data_dir / "trainboard.db").exists():
+        return []
+    try:
+        return run_sql(database_url_for(data_dir), statement)
+    except Exception:  # noqa: BLE001  (the CLI has not created the tables yet)
+        return []
 
 
 def test_no_record_trains_without_the_database(tmp_path):
