@@ -52,10 +52,12 @@
     cols.step[cols.step.length - 1] = step;
     return cols.step.length - 1;
   }
+  // A row's place by epoch and by time: never before the row ahead of it (uPlot wants x in order), and
+  // the previous row's when an event does not say (a script's step without an epoch).
   function place(r, epochAt, ts) {
-    cols.epochAt[r] = epochAt;
-    const previous = r > 0 ? cols.time[r - 1] : null;
-    cols.time[r] = ts != null ? Math.max(ts, previous ?? ts) : (previous ?? 0); // never backwards
+    const later = (value, previous) => (value != null ? Math.max(value, previous ?? value) : (previous ?? 0));
+    cols.epochAt[r] = later(epochAt, r > 0 ? cols.epochAt[r - 1] : null);
+    cols.time[r] = later(ts, r > 0 ? cols.time[r - 1] : null);
   }
 
   // ---------- charts ----------

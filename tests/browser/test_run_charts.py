@@ -71,7 +71,7 @@ def ticks(page: Page, chart: str, axis: str) -> list[str]:
 def test_a_long_first_epoch_shows_its_steps_speed_eta_and_running_figures_before_it_ends(live_server, page: Page):
     live_server.sign_in(page)
     page.set_default_timeout(WAIT_MS)
-    run_id = launch(live_server, mlp(1024), epochs=2, batch_size=1)
+    run_id = launch(live_server, mlp(2048), epochs=2, batch_size=1)  # an epoch of seconds even on a fast machine
     page.goto(f"{live_server.url}/runs/{run_id}")
     # All at one moment, while no epoch has finished yet: the bar's steps, an ETA and the live stats.
     page.wait_for_function("""() => {
