@@ -321,14 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_list = data_sub.add_parser("list", help="list data sets")
     data_list.set_defaults(func=_data_list)
 
-    run = sub.add_parser("run", help="train a model: on a server (--server URL) or in this process")
+    run = sub.add_parser("run", help="train a model: on a server (--server URL) or in this process (recorded in "
+                                     "the data dir's database, so the dashboard of a server on it lists the run)")
     model = run.add_mutually_exclusive_group()
     model.add_argument("--preset", help="e.g. mnist-mlp (fitted to --dataset when it is another)")
-    model.add_argument("--architecture", type=int, help="a saved architecture id (needs --server)")
+    model.add_argument("--architecture", type=int, help="a saved architecture id (on the server, or in the data dir)")
     model.add_argument("--spec", help="a JSON file with an architecture spec")
     run.add_argument("--dataset", help="data set name (default: the preset's); with no model, its default model "
                      "trains")
+    run.add_argument("--name", help="the run's name (default: the model and the data set)")
     run.add_argument("--server", default=None, help="a running Trainboard, e.g. http://127.0.0.1:8000")
+    run.add_argument("--no-record", action="store_true",
+                     help="in this process: keep the run out of the data dir's database (files go to its cli-runs/)")
     settings = run.add_argument_group("run settings", "the same settings, limits and defaults as POST /api/runs")
     cli_run.add_setting_options(settings)
     run.set_defaults(func=_run)

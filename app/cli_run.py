@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any, get_args, get_origin
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn
 
 from app.runs.schemas import OPTIONAL_SECTIONS, nest, setting_choices, setting_fields, setting_kinds
 
@@ -61,28 +61,24 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class RunProgress:
-    """A rich progress bar for one run (epoch, step, loss, accuracy, samples/s, ETA) and one line
-    per finished epoch, so a log or a pipe keeps the history too."""
+    """What `trainboard run` prints while a run trains, the way Keras' `fit` does: one line per
+    finished epoch that stays (loss, accuracy, val_loss, val_accuracy, its time and speed), and on a
+    terminal a live bar for the current epoch only (steps done of the epoch, the epoch's running loss
+    and accuracy, samples/s, the epoch's ETA). Logs and pipes get the epoch lines alone."""
 
     def __init__(self, epochs: int, console: Console | None = None):
         self.epochs = max(epochs, 1)
         self.console = console or Console(highlight=False)
         self.bar = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("step {task.fields[step]}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("acc {task.fields[accuracy]}"),
-            TextColumn("{task.fields[speed]} samples/s"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[steps]}"),
+            TextColumn("{task.fields[figures]}"),
             console=self.console,
             transient=True,
         )
-        self.task = self.bar.add_task("train", total=self.epochs, epoch=0, epochs=self.epochs, step="–",
-                                      loss="–", accuracy="–", speed="–")
-        self._last_samples: tuple[float, int] | None = None  # (when, samples so far) of the last step row
+        self.task = self.bar.add_task("epoch", total=1, epoch=1, epochs=self.epochs, steps="", figures="")
+        self._last_samples: tuple[float, int] | None = None  # (when, samples so far): speed without the figure
         self._speed: float | None = None
 
     def __enter__(self) -> RunProgress:
@@ -95,38 +91,69 @@ class RunProgress:
     def show(self, kind: str, data: dict[str, Any]) -> str | None:
         """Show one event (SSE names: metric, epoch, status, ...); returns the status of a status event."""
         if kind == "metric":
-            epoch = int(data.get("epoch", 1))
-            fields: dict[str, Any] = {"epoch": epoch, "step": data.get("step", "–"),
-                                      "loss": _number(data.get("loss")), "accuracy": _number(data.get("accuracy"))}
-            samples, now = data.get("samples"), time.monotonic()
-            if samples is not None:
-                if self._last_samples and now > self._last_samples[0] and samples > self._last_samples[1]:
-                    rate = (samples - self._last_samples[1]) / (now - self._last_samples[0])
-                    self._speed = rate if self._speed is None else 0.7 * self._speed + 0.3 * rate  # smoothed
-                    fields["speed"] = f"{self._speed:,.0f}"
-                self._last_samples = (now, samples)
-            done = epoch - 1 + float(data.get("epoch_progress", 0.0))
-            self.bar.update(self.task, completed=min(done, self.epochs), **fields)
+            self._step(data)
         elif kind == "epoch":
             epoch = int(data["epoch"])
-            speed = data.get("samples_per_sec")
-            self.bar.update(self.task, completed=min(epoch, self.epochs), epoch=epoch, step=data.get("step", "–"),
-                            speed=f"{speed:,.0f}" if speed else "–")
-            text = (f"epoch {epoch}/{data.get('epochs', self.epochs)}: loss {_number(data.get('train_loss'))}, "
-                    f"acc {_number(data.get('train_accuracy'))}")
-            if data.get("val_loss") is not None:
-                text += f", val loss {_number(data.get('val_loss'))}, val acc {_number(data.get('val_accuracy'))}"
-            if speed:
-                text += f", {speed:,.0f} samples/s"
-            self.line(text + f" ({data.get('epoch_time') or 0:.1f}s)")
+            self.line(epoch_line(data, self.epochs))
+            if epoch < self.epochs:  # the bar starts over for the next epoch
+                self.bar.reset(self.task, total=1, epoch=epoch + 1, epochs=self.epochs, steps="", figures="")
+            else:
+                self.bar.update(self.task, visible=False)
         elif kind == "status":
             if data.get("status") not in ("queued", "running") or data.get("reason"):
                 self.line(f"status: {data.get('status')}" + (f" ({data['reason']})" if data.get("reason") else ""))
             return data.get("status")
         return None
 
+    def _step(self, data: dict[str, Any]) -> None:
+        done, total = data.get("epoch_step"), data.get("epoch_steps")
+        fraction = done / total if done is not None and total else float(data.get("epoch_progress") or 0.0)
+        speed = data.get("samples_per_sec")
+        if speed is None:  # a trainer that does not send it (a script's run): from the samples count
+            samples, now = data.get("samples"), time.monotonic()
+            if samples is not None:
+                if self._last_samples and now > self._last_samples[0] and samples > self._last_samples[1]:
+                    rate = (samples - self._last_samples[1]) / (now - self._last_samples[0])
+                    self._speed = rate if self._speed is None else 0.7 * self._speed + 0.3 * rate
+                self._last_samples = (now, samples)
+            speed = self._speed
+        figures = [f"loss: {_number(data.get('epoch_loss', data.get('loss')))}",
+                   f"accuracy: {_number(data.get('epoch_accuracy', data.get('accuracy')))}"]
+        if speed:
+            figures.append(f"{speed:,.0f} samples/s")
+        elapsed = data.get("epoch_elapsed")
+        if elapsed is not None and 0 < fraction < 1:
+            figures.append(f"ETA {duration(elapsed / fraction * (1 - fraction), whole=True)}")
+        steps = f"{done:,}/{total:,}" if done is not None and total else f"{fraction:.0%}"
+        self.bar.update(self.task, total=total or 1, completed=done if total else fraction,
+                        epoch=int(data.get("epoch", 1)), steps=steps, figures=" - ".join(figures))
+
     def line(self, text: str) -> None:
-        self.bar.console.print(text, markup=False, soft_wrap=True)  # whole lines in logs and pipes
+        # A terminal wraps long lines itself (rich knows how many rows they take, so the live bar below
+        # never overwrites them); logs and pipes get each line whole.
+        self.console.print(text, markup=False, highlight=False, soft_wrap=not self.console.is_terminal)
+
+
+def epoch_line(data: dict[str, Any], epochs: int) -> str:
+    """A finished epoch as Keras' `fit` prints it: `epoch 1/5 - 3.2s - loss: 0.4637 - accuracy: 0.8651
+    - val_loss: 0.1464 - val_accuracy: 0.9577 - 1,412 samples/s` (no val_* without a validation split)."""
+    parts = [f"epoch {data['epoch']}/{data.get('epochs') or epochs}"]
+    if data.get("epoch_time") is not None:
+        parts.append(duration(data["epoch_time"]))
+    parts += [f"loss: {_number(data.get('train_loss'))}", f"accuracy: {_number(data.get('train_accuracy'))}"]
+    if data.get("val_loss") is not None:
+        parts += [f"val_loss: {_number(data['val_loss'])}", f"val_accuracy: {_number(data.get('val_accuracy'))}"]
+    if data.get("samples_per_sec"):
+        parts.append(f"{data['samples_per_sec']:,.0f} samples/s")
+    return " - ".join(parts)
+
+
+def duration(seconds: float, whole: bool = False) -> str:
+    """3.24 → '3.2s' (whole: '3s'), 754 → '12m 34s', 7300 → '2h 01m'."""
+    if seconds < 60:
+        return f"{max(seconds, 0):.{0 if whole else 1}f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
 
 
 def _number(value: Any) -> str:
@@ -137,6 +164,8 @@ def run_remote(args: argparse.Namespace) -> int:
     import httpx
 
     body: dict[str, Any] = {"dataset": args.dataset, "config": _config(args)}
+    if args.name:
+        body["name"] = args.name
     if args.preset:
         body["preset"] = args.preset
     elif args.architecture:
@@ -195,43 +224,83 @@ def _summary(progress: RunProgress, run: dict[str, Any]) -> int:
     return 1
 
 
-def local_model(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    """(spec, data set) of a run in this process: a spec file as given, else what the server would train
-    (`presets.model_for`: the preset fitted to the data set, or the data set's default model)."""
-    from app.architectures import presets
-    from app.architectures import service as architectures_service
-    from app.core.config import get_settings
-    from app.core.errors import InvalidInput
-    from app.datasets import registry
+def _run_create(args: argparse.Namespace) -> Any:
+    """The run the options describe, as the one body POST /api/runs validates (RunCreate)."""
+    from app.runs.schemas import RunCreate, TrainConfigIn
 
-    dataset = args.dataset or (presets.get_preset(args.preset).dataset if args.preset else None)
-    if args.architecture or not dataset:
-        raise InvalidInput("--architecture needs --server" if args.architecture else "choose a data set: --dataset NAME")
-    info = registry.get_dataset_info(dataset, get_settings().data_dir)
-    if args.spec:
-        spec = json.loads(open(args.spec).read())
-        spec.setdefault("input_shape", list(info.input_shape))
-    else:
-        spec = presets.model_for(args.preset, info)
-    architectures_service.validate(spec=spec)
-    return spec, dataset
+    config = TrainConfigIn.model_validate(_config(args))  # first: its messages name config.* fields
+    spec = json.loads(open(args.spec).read()) if args.spec else None
+    return RunCreate(name=args.name or "", preset=args.preset, architecture_id=args.architecture, spec=spec,
+                     dataset=args.dataset, config=config)
 
 
 def run_local(args: argparse.Namespace) -> int:
-    """Train in this process with the engine (no server, no database)."""
-    from pathlib import Path
+    """Train in this process. The run is validated as the server validates it and recorded in the
+    data dir's database, so a server on the same data dir lists it (live), and its page, compare,
+    cancel and resume work as for the server's own runs; `--no-record` keeps it off the record."""
+    run_in = _run_create(args)  # before torch: bad settings answer at once
+    return _run_unrecorded(run_in) if args.no_record else _run_recorded(run_in)
 
-    from app.engine.types import EngineError, TrainConfig, TrainJob
-    from app.runs.schemas import TrainConfigIn
 
-    config = TrainConfig.from_dict(TrainConfigIn.model_validate(_config(args)).to_engine_dict())  # before torch
+def _run_recorded(run_in: Any) -> int:
+    import signal
+    import socket
 
     from app.core.config import get_settings
-    from app.datasets import registry
-    from app.engine.loop import train
+    from app.core.db import session_scope, upgrade_database
+    from app.runs import service as runs_service
+    from app.runs.sink import DbSink
+    from app.worker import StopFlag, train_run
 
     settings = get_settings()
-    spec, dataset = local_model(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database()
+    with session_scope() as db_session:
+        run = runs_service.create_claimed(db_session=db_session, run_in=run_in, owner=f"cli:{socket.gethostname()}")
+        run_id, epochs = run.id, run.epochs_total
+    print(f"run {run_id} recorded in {settings.data_dir} (trainboard serve shows it at /runs/{run_id})", flush=True)
+    stop = StopFlag()
+
+    def interrupted(*_: object) -> None:
+        stop.set()  # the run stops at its next step and is recorded as cancelled
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    progress = RunProgress(epochs)
+    try:
+        with progress:
+            train_run(run_id, DbSink(run_id), stop,
+                      watch=lambda kind, payload: progress.show({"step": "metric"}.get(kind, kind), payload))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with session_scope(write=False) as db_session:
+        run = runs_service.get(db_session=db_session, run_id=run_id)
+        final = {"status": run.status, "failure_reason": run.failure_reason, "test_accuracy": run.test_accuracy,
+                 "test_loss": run.test_loss, "train_time_s": run.train_time_s}
+    code = _summary(progress, final)
+    progress.line(f"run {run_id}: checkpoints and exports in {runs_service.run_dir(run_id)}")
+    return code
+
+
+def _run_unrecorded(run_in: Any) -> int:
+    """Train in this process with the engine alone: no database, files under the data dir's cli-runs/."""
+    from pathlib import Path
+
+    from app.core.config import get_settings
+    from app.core.errors import InvalidInput
+    from app.runs import service as runs_service
+
+    if run_in.architecture_id is not None:
+        raise InvalidInput("--architecture reads the saved architectures of the data dir's database: "
+                           "leave out --no-record, or give the model with --spec FILE")
+    spec, dataset, _, config_in = runs_service.prepare(db_session=None, run_in=run_in)  # the server's checks
+
+    from app.datasets import registry
+    from app.engine.loop import train
+    from app.engine.types import EngineError, TrainConfig, TrainJob
+
+    settings = get_settings()
+    config = TrainConfig.from_dict(config_in.to_engine_dict())
     data = registry.load_dataset(dataset, settings.data_dir, val_split=config.val_split, seed=config.seed)
     progress = RunProgress(config.epochs)
 

@@ -23,7 +23,9 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -50,8 +52,21 @@ class StopFlag:
         return self._event.is_set()
 
 
-def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None = None) -> int:
+class TeeSink:
+    """The engine's events to the run store's sink and to a watcher (the CLI's progress display)."""
+
+    def __init__(self, sink: StoreSink, watch: Callable[[str, dict[str, Any]], None]):
+        self.sink, self.watch = sink, watch
+
+    def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        self.sink.emit(kind, payload)
+        self.watch(kind, payload)
+
+
+def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None = None,
+              watch: Callable[[str, dict[str, Any]], None] | None = None) -> int:
     """Train one claimed run to a final status through its run store. Returns the exit code.
+    `watch` also sees every engine event (`trainboard run` shows its progress with it).
 
     With the database store the trainer works in the run's folder on the server's disk. With a
     remote store (HttpRunStore) it shares no disk with the server: it fetches the data set into
@@ -72,7 +87,8 @@ def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None 
         print(f"run {run_id} is no longer waiting for a trainer: nothing to do", flush=True)
         return 0
     order = store.load()
-    sink = StoreSink(store, on_cancel=stop.set).start()
+    store_sink = StoreSink(store, on_cancel=stop.set).start()
+    sink = store_sink if watch is None else TeeSink(store_sink, watch)
     settings = get_settings()
     result = None
     scratch = None
@@ -111,7 +127,7 @@ def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None 
         traceback.print_exc()
         status, reason = FAILED, f"{type(exc).__name__}: {exc}"
     try:
-        sink.close()  # sends what is left, checkpoints and exports included
+        store_sink.close()  # sends what is left, checkpoints and exports included
         store.report(status, reason, result)
     finally:
         if scratch is not None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
 from app.api.errors import ERROR_RESPONSES
 from app.architectures import codegen
@@ -65,6 +65,17 @@ def run_metrics(db_session: SessionDep, run_id: RunId, after: SeqQuery = 0,
                 limit: int = Query(1000, ge=1, le=10000)) -> Any:
     """Events with seq > after (metrics, epochs, status changes, evaluations, logs)."""
     return runs_service.metrics(db_session=db_session, run_id=run_id, after=after, limit=limit)
+
+
+@router.get("/api/runs/{run_id}/metrics.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}, "description": "the chart data as CSV"}})
+def run_metrics_csv(db_session: SessionDep, run_id: RunId) -> StreamingResponse:
+    """The run's curves as CSV (what its charts plot): a row per step event (training loss and accuracy
+    since the previous one) and per epoch (training means, validation, learning rate), with the step,
+    the fractional epoch, seconds since the first row and a Unix timestamp. At most 1,000,000 rows."""
+    runs_service.get(db_session=db_session, run_id=run_id)
+    return StreamingResponse(runs_service.metrics_csv(run_id), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'})
 
 
 @router.get("/api/runs/{run_id}/evaluation")

@@ -134,6 +134,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     params_for_clip = trainable if cfg.grad_clip else []
     stopped_early, epoch = False, start_epoch - 1
     train_size = max(dd.size("train"), 1)
+    epoch_steps = math.ceil(train_size / cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         epoch_start = time.monotonic()
@@ -141,6 +142,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen, flushed_loss, flushed_correct, flushed_seen = 0, 0.0, 0, 0
+        epoch_first_step = step
         # The run's very first step is reported at once: people watch for it to come alive.
         next_flush = epoch_start if epoch == start_epoch else epoch_start + FLUSH_INTERVAL_S
         for xb, yb, n in dd.train_batches(cfg.batch_size, generator):
@@ -177,11 +179,14 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
                 total_loss, total_correct = loss_sum.item(), correct.item()
                 if not math.isfinite(total_loss):
                     raise DivergedError(f"diverged at epoch {epoch}, step {step}")
-                window = seen - flushed_seen
+                window, elapsed = seen - flushed_seen, now - epoch_start
                 sink.emit("step", {"epoch": epoch, "step": step, "loss": (total_loss - flushed_loss) / window,
                                    "accuracy": (total_correct - flushed_correct) / window,
                                    "samples": samples_total + seen, "epochs": cfg.epochs,
-                                   "epoch_progress": seen / train_size})
+                                   "epoch_progress": seen / train_size, "epoch_step": step - epoch_first_step,
+                                   "epoch_steps": epoch_steps, "epoch_loss": total_loss / seen,
+                                   "epoch_accuracy": total_correct / seen, "epoch_elapsed": elapsed,
+                                   "samples_per_sec": seen / max(elapsed, 1e-9)})
                 flushed_loss, flushed_correct, flushed_seen = total_loss, total_correct, seen
         epoch_time = time.monotonic() - epoch_start
         samples_total += seen

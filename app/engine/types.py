@@ -13,7 +13,10 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 EventKind = Literal[
-    "step",  # {"epoch", "step", "loss", "accuracy", "samples"}  (throttled, <= ~4/s)
+    "step",  # {"epoch", "step", "loss", "accuracy" (over the steps since the last step event), "samples",
+    #           "epochs", "epoch_progress" (0..1), "epoch_step", "epoch_steps" (steps done / in the epoch),
+    #           "epoch_loss", "epoch_accuracy" (means over the epoch so far), "epoch_elapsed" (s),
+    #           "samples_per_sec" (this epoch so far)}  (throttled, <= ~4/s)
     "epoch",  # {"epoch", "epochs", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
     #            "lr", "epoch_time", "samples_per_sec"}
     "evaluation",  # {"split": "val"|"test", "epoch", "accuracy", "loss", "confusion_matrix",

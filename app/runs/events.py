@@ -86,3 +86,11 @@ def events_after(db_session: Session, run_id: int, after: int, limit: int = 1000
             .order_by(RunEvent.seq).limit(limit)
         )
     )
+
+
+def step_row(db_session: Session, run_id: int) -> RunEvent | None:
+    """A run's latest step event (its progress inside the epoch under way), or None. Reads the
+    (run_id, seq) index backwards: the newest rows of a training run are its step events."""
+    return db_session.scalars(
+        select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.kind == "step").order_by(RunEvent.seq.desc()).limit(1)
+    ).first()

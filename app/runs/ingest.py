@@ -39,9 +39,10 @@ INT64_MAX = 2**63 - 1
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 # Payload keys the server reads (progress fields, charts): they must be what the readers expect.
 _WHOLE = {"epoch": INT32_MAX, "step": INT32_MAX, "epochs": INT32_MAX, "peak_bytes": INT64_MAX,
-          "training_bytes": INT64_MAX}
+          "training_bytes": INT64_MAX, "epoch_step": INT32_MAX, "epoch_steps": INT32_MAX}
 _NUMBERS = ("ts", "loss", "accuracy", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-            "top_k_accuracy", "lr", "epoch_time", "samples_per_sec")
+            "top_k_accuracy", "lr", "epoch_time", "samples_per_sec", "epoch_progress", "epoch_elapsed",
+            "epoch_loss", "epoch_accuracy")
 
 
 class Unauthenticated(DomainError):

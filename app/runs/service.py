@@ -6,7 +6,10 @@ processes started by an executor (app/executors), never here.
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,14 @@ from sqlalchemy.orm import Session
 from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
+from app.core.db import session_scope
 from app.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import lifecycle
-from app.runs.events import events_after
+from app.runs.events import events_after, step_row
 from app.runs.models import (
     ACTIVE_STATUSES,
+    RUNNING,
     Artifact,
     Evaluation,
     Run,
@@ -121,8 +126,25 @@ def _config(run_in: RunCreate, saved: dict[str, Any]) -> TrainConfigIn:
 
 def create(*, db_session: Session, run_in: RunCreate) -> Run:
     """Validate and queue a run (status 'queued'); nothing is queued when validation fails."""
+    run = lifecycle.enqueue(db_session, _new_run(db_session, run_in))
+    db_session.commit()
+    return run
+
+
+def create_claimed(*, db_session: Session, run_in: RunCreate, owner: str) -> Run:
+    """A run its creator trains itself (`trainboard run` in its own process): validated and recorded
+    like `create`, and claimed for `owner` in the same transaction, so no scheduler ever starts it.
+    Its trainer reports `running` and its end like any other; a server on the same database shows
+    it, can cancel it (the trainer reads the flag) and interrupts it when its heartbeats stop."""
+    run = lifecycle.enqueue(db_session, _new_run(db_session, run_in))
+    lifecycle.claim(db_session, run.id, owner)
+    db_session.commit()
+    return run
+
+
+def _new_run(db_session: Session, run_in: RunCreate) -> Run:
     spec, dataset, total_params, config = prepare(db_session=db_session, run_in=run_in)
-    run = Run(
+    return Run(
         name=run_in.name or _default_name(run_in, dataset),
         architecture_id=run_in.architecture_id,
         preset=run_in.preset,
@@ -132,9 +154,6 @@ def create(*, db_session: Session, run_in: RunCreate) -> Run:
         epochs_total=config.epochs,
         total_params=total_params,
     )
-    lifecycle.enqueue(db_session, run)
-    db_session.commit()
-    return run
 
 
 def _default_name(run_in: RunCreate, dataset: str) -> str:
@@ -174,6 +193,61 @@ def list_(
 def metrics(*, db_session: Session, run_id: int, after: int = 0, limit: int = 1000) -> list[RunEvent]:
     get(db_session=db_session, run_id=run_id)
     return events_after(db_session, run_id, after, limit)
+
+
+# The chart data as CSV: one row per step and per epoch event, in the order they were written.
+CSV_COLUMNS = ("kind", "epoch", "step", "fractional_epoch", "time_s", "wall_time", "loss", "accuracy",
+               "val_loss", "val_accuracy", "lr")
+CSV_PAGE_ROWS = 2000
+MAX_CSV_ROWS = 1_000_000  # a day of step events at ~4 per second is ~350,000
+
+
+def metrics_csv(run_id: int) -> Iterator[str]:
+    """The run's curves as CSV text, a page of rows at a time (memory stays bounded however long the
+    run; each page is read with its own short session, so a slow download holds no database session).
+
+    Step rows carry the training loss and accuracy over the steps since the previous step row; epoch
+    rows the epoch's training means, its validation figures and learning rate. `fractional_epoch` is
+    the step's place in epochs (1.5: half-way through epoch 2), `time_s` the seconds since the run's
+    first step or epoch row, `wall_time` a Unix timestamp. Stops after MAX_CSV_ROWS rows."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    after, written, first_ts = 0, 0, None
+    while written < MAX_CSV_ROWS:
+        with session_scope(write=False) as db_session:
+            rows = db_session.execute(
+                select(RunEvent.seq, RunEvent.kind, RunEvent.payload, RunEvent.ts)
+                .where(RunEvent.run_id == run_id, RunEvent.seq > after, RunEvent.kind.in_(("step", "epoch")))
+                .order_by(RunEvent.seq).limit(min(CSV_PAGE_ROWS, MAX_CSV_ROWS - written))
+            ).all()
+        for seq, kind, payload, ts in rows:
+            first_ts = ts if first_ts is None else first_ts
+            epoch = payload.get("epoch")
+            if kind == "step":
+                progress = payload.get("epoch_progress")
+                fractional = epoch - 1 + progress if epoch is not None and progress is not None else None
+                values = (payload.get("loss"), payload.get("accuracy"), None, None, None)
+            else:
+                fractional = epoch
+                values = tuple(payload.get(k) for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"))
+            writer.writerow((kind, epoch, payload.get("step"), fractional, round(ts - first_ts, 3), ts, *values))
+            after = seq
+        written += len(rows)
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if len(rows) < CSV_PAGE_ROWS:
+            return
+
+
+def latest_step(*, db_session: Session, run: Run) -> dict[str, Any] | None:
+    """What the latest step event of a running run says (steps done of the epoch under way, the
+    epoch's elapsed time...), or None: the progress bars and ETAs show it before the epoch ends."""
+    if run.status != RUNNING:
+        return None
+    row = step_row(db_session, run.id)
+    return dict(row.payload) if row is not None else None
 
 
 def evaluation(*, db_session: Session, run_id: int, epoch: int | None = None) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from app.core.db import session_scope
 from app.core.deps import DB_INT_MAX
 from app.core.errors import InvalidInput
-from app.runs.models import TERMINAL_STATUSES, Run, RunEvent
+from app.runs.events import step_row
+from app.runs.models import RUNNING, TERMINAL_STATUSES, Run, RunEvent
 
 BUFFER_SIZE = 5000
 HISTORY_BATCH = 2000
@@ -175,7 +176,8 @@ class RowChanges:
     """The fetch of the dashboard's shared row poller: runs whose row would look different now.
 
     Every poll it reads the status feed past its own cursor (so a run that just reached a terminal
-    status is seen) and the state of every unfinished run (progress, accuracies); a run whose state
+    status is seen) and the state of every unfinished run (progress, accuracies, and for a running run
+    the second of its latest step event, so a long epoch's bar and ETA move); a run whose state
     differs from what was last sent is rendered once for all subscribers. Events are full rows, so
     the latest one of a run is all a subscriber needs.
     """
@@ -223,6 +225,10 @@ def _row_states(after_feed: int, unfinished: bool) -> tuple[int, set[int], set[i
         if unfinished:
             where = or_(where, Run.status.not_in(TERMINAL_STATUSES))
         states = {row[0]: tuple(row[1:]) for row in db_session.execute(select(*_ROW_COLUMNS).where(where))}
+        for run_id, state in states.items():
+            if state[0] == RUNNING:  # its place in the epoch under way: a new row at most once a second
+                step = step_row(db_session, run_id)
+                states[run_id] = (*state, (step.epoch, int(step.ts)) if step is not None else None)
     return (feed[-1][0] if feed else after_feed), changed, new, states
 
 

@@ -26,7 +26,7 @@ def dashboard(request: Request, db_session: SessionDep, status: str = "", datase
     """Runs newest first, filtered by status and data set; htmx asks for the table only."""
     runs, total = runs_service.list_(db_session=db_session, status=status or None, dataset=dataset or None,
                                      limit=200)
-    rows = [{"run": run, "progress": run_views.progress(run)} for run in runs]
+    rows = [{"run": run, "progress": _progress(db_session, run)} for run in runs]
     return render(request, "runs/dashboard.html", {
         "rows": rows, "total": total, "status": status, "dataset": dataset, "statuses": STATUSES,
         "datasets": [info.name for info in datasets_registry.list_datasets(get_settings().data_dir)],
@@ -35,9 +35,13 @@ def dashboard(request: Request, db_session: SessionDep, status: str = "", datase
 
 
 @router.get("/runs/{run_id}/row", response_class=HTMLResponse)
-def dashboard_row(request: Request, run: RunPageDep) -> HTMLResponse:
+def dashboard_row(request: Request, db_session: SessionDep, run: RunPageDep) -> HTMLResponse:
     """One row of the runs table."""
-    return render(request, "runs/_row.html", {"run": run, "progress": run_views.progress(run)})
+    return render(request, "runs/_row.html", {"run": run, "progress": _progress(db_session, run)})
+
+
+def _progress(db_session, run) -> run_views.Progress:
+    return run_views.progress(run, runs_service.latest_step(db_session=db_session, run=run))
 
 
 @router.get("/stream/runs")
@@ -60,5 +64,5 @@ def render_rows(run_ids: list[int]) -> dict[int, str]:
                 run = runs_service.get(db_session=db_session, run_id=run_id)
             except NotFound:
                 continue
-            rows[run_id] = template.render(run=run, progress=run_views.progress(run)).strip()
+            rows[run_id] = template.render(run=run, progress=_progress(db_session, run)).strip()
     return rows

@@ -19,14 +19,23 @@ HEAT_STEPS = 5  # ticks on the colour-scale legend
 
 @dataclass(frozen=True)
 class Progress:
-    epoch: int
+    epoch: int  # epochs finished
     epochs: int
     percent: float
     eta_s: float | None
+    step: int | None = None  # steps done of the epoch under way (epoch + 1), as its trainer last said
+    steps: int | None = None
 
     @property
     def eta(self) -> str:
         return duration(self.eta_s)
+
+    @property
+    def label(self) -> str:
+        """'epoch 2 of 5' (finished), or 'epoch 3 of 5 · step 120/1,617' while an epoch is under way."""
+        if self.step is not None and self.steps:
+            return f"epoch {self.epoch + 1} of {self.epochs} · step {self.step:,}/{self.steps:,}"
+        return f"epoch {self.epoch} of {self.epochs}"
 
 
 def duration(seconds: float | None) -> str:
@@ -74,11 +83,20 @@ def figure_rows(figures: Figures) -> list[FigureRow]:
     ]
 
 
-def progress(run: Run, now: datetime | None = None) -> Progress:
-    """Epoch x of y and an ETA from the mean time per finished epoch so far."""
+def progress(run: Run, step: dict[str, Any] | None = None, now: datetime | None = None) -> Progress:
+    """Epochs done of all, and an ETA. `step` is the run's latest step event (runs_service.latest_step):
+    while it belongs to the epoch under way, the bar moves within the epoch and the ETA comes from that
+    epoch's pace, so both move from the first seconds of a long first epoch. Otherwise the ETA is the
+    mean time per finished epoch so far."""
     epochs = max(run.epochs_total or 0, 1)
     epoch = min(run.epoch or 0, epochs)
     percent = 100.0 if run.status == COMPLETED else 100.0 * epoch / epochs
+    fraction = _epoch_fraction(step) if run.status == RUNNING and epoch < epochs and step else None
+    if fraction is not None and step.get("epoch") == epoch + 1:
+        elapsed = step.get("epoch_elapsed")
+        eta = elapsed / fraction * (epochs - epoch - fraction) if elapsed and fraction > 0 else None
+        return Progress(epoch=epoch, epochs=epochs, percent=100.0 * (epoch + fraction) / epochs, eta_s=eta,
+                        step=step.get("epoch_step"), steps=step.get("epoch_steps"))
     eta = None
     if run.status == RUNNING and run.started_at is not None and epoch > 0:
         now = now or datetime.now(timezone.utc).replace(tzinfo=None)
@@ -86,6 +104,13 @@ def progress(run: Run, now: datetime | None = None) -> Progress:
         elapsed = (now - started).total_seconds()
         eta = elapsed / epoch * (epochs - epoch)
     return Progress(epoch=epoch, epochs=epochs, percent=percent, eta_s=eta)
+
+
+def _epoch_fraction(step: dict[str, Any]) -> float | None:
+    """How far into its epoch a step event is (0..1), or None when it does not say."""
+    done, total = step.get("epoch_step"), step.get("epoch_steps")
+    fraction = step.get("epoch_progress", done / total if done is not None and total else None)
+    return None if fraction is None else min(max(float(fraction), 0.0), 1.0)
 
 
 @dataclass(frozen=True)

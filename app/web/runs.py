@@ -174,8 +174,9 @@ def detail_page(request: Request, db_session: SessionDep, run: RunPageDep) -> HT
     """The live page: charts and log fed by SSE; results, downloads and predict once it ends."""
     info = _dataset_info(run.dataset)
     shape = list(run.spec.get("input_shape") or (info.input_shape if info else []))
+    step = runs_service.latest_step(db_session=db_session, run=run)
     return render(request, "runs/detail.html", {
-        "run": run, "progress": run_views.progress(run), "architecture": run_views.architecture_view(run.spec),
+        "run": run, "progress": run_views.progress(run, step), "architecture": run_views.architecture_view(run.spec),
         "dataset_info": info, "terminal": run.status in TERMINAL_STATUSES,
         "can_draw": len(shape) == 3 and shape[0] == 1 and shape[1] == shape[2] and shape[1] in (8, 28),
         "input_shape": shape, "latest_checkpoint": runs_service.latest_checkpoint_epoch(run.id),

@@ -35,6 +35,7 @@
   // ---------- curves ----------
   const block = document.getElementById("compare-data");
   if (!block || typeof uPlot === "undefined") return;
+  const C = window.trainboardCharts;
   const data = JSON.parse(block.textContent);
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   const epochs = [...new Set(data.runs.flatMap((run) => run.curves.epoch || []))].sort((a, b) => a - b);
@@ -61,8 +62,11 @@
       const accuracy = key.endsWith("accuracy");
       const chart = new uPlot({
         width: Math.max(el.clientWidth, 200), height: 220,
-        scales: { x: { time: false }, ...(accuracy ? { y: { range: (u, min, max) => [Math.max(0, (min ?? 0) - 0.02), Math.min(1, (max ?? 1) + 0.02)] } } : {}) },
-        axes: [{ ...axis, label: "epoch", labelSize: 18 }, { ...axis, size: 56 }],
+        scales: { x: { time: false, range: C.xRange },
+          ...(accuracy ? { y: { range: (u, min, max) => [Math.max(0, (min ?? 0) - 0.02), Math.min(1, (max ?? 1) + 0.02)] } } : {}) },
+        // Whole epochs only: a 2-epoch comparison has ticks 1 and 2, never 1.2.
+        axes: [{ ...axis, label: "epoch", labelSize: 18, incrs: C.X.epoch.incrs, values: C.ticks(el, "data-x-ticks", C.X.epoch.tick) },
+          { ...axis, size: 56 }],
         legend: { show: false }, cursor: { drag: { x: true, y: false } },
         series: [{ label: "epoch" }, ...series],
       }, columns, el);

@@ -3,7 +3,10 @@
 // everything from seq 1 and then continues from the last seq (the SSE id). The server never sends a
 // seq twice; if one ever arrives again it is skipped but reported (console.error and
 // window.trainboardDuplicates, which the browser tests read), never hidden.
-// Charts redraw at most once per animation frame, however many events arrive in it.
+// Charts redraw at most once per animation frame, however many events arrive in it. The chart tools
+// smooth the step curves (EMA, the raw curve kept faint), put loss on a log scale and plot against
+// step, epoch or wall time (static/js/charts.js has the shared ticks and smoothing). Step events move
+// the progress bar, the ETA and the training stats inside an epoch, from its first seconds.
 (() => {
   "use strict";
   const root = document.getElementById("run-page");
@@ -27,90 +30,157 @@
     lastEpoch: 0,
     lastEpochStep: 0,
     stepsPerEpoch: null,
+    current: null, // the epoch under way, from its latest step event
+    eta: null,
   };
-  // One row per global step; per-epoch series are null between epochs (spanGaps joins them).
-  const cols = { x: [], stepLoss: [], trainLoss: [], valLoss: [], stepAcc: [], trainAcc: [], valAcc: [] };
+  // One row per global step; per-epoch series are null between epochs (spanGaps joins them). Each row
+  // also knows its place in epochs (1.5: half-way through epoch 2) and its time, for the other x axes.
+  const cols = { step: [], epochAt: [], time: [], stepLoss: [], trainLoss: [], valLoss: [], stepAcc: [], trainAcc: [],
+    valAcc: [] };
   const lr = { x: [], y: [] };
 
-  function rowAt(x) {
-    const n = cols.x.length;
-    if (n && x === cols.x[n - 1]) return n - 1;
-    if (n && x < cols.x[n - 1]) {
+  function rowAt(step) {
+    const n = cols.step.length;
+    if (n && step === cols.step[n - 1]) return n - 1;
+    if (n && step < cols.step[n - 1]) {
       // A resumed run repeats the steps after its checkpoint: drop the abandoned tail.
       let keep = n;
-      while (keep > 0 && cols.x[keep - 1] >= x) keep--;
+      while (keep > 0 && cols.step[keep - 1] >= step) keep--;
       for (const key in cols) cols[key].length = keep;
     }
     for (const key in cols) cols[key].push(null);
-    cols.x[cols.x.length - 1] = x;
-    return cols.x.length - 1;
+    cols.step[cols.step.length - 1] = step;
+    return cols.step.length - 1;
+  }
+  // A row's place by epoch and by time: never before the row ahead of it (uPlot wants x in order), and
+  // the previous row's when an event does not say (a script's step without an epoch).
+  function place(r, epochAt, ts) {
+    const later = (value, previous) => (value != null ? Math.max(value, previous ?? value) : (previous ?? 0));
+    cols.epochAt[r] = later(epochAt, r > 0 ? cols.epochAt[r - 1] : null);
+    cols.time[r] = later(ts, r > 0 ? cols.time[r - 1] : null);
   }
 
   // ---------- charts ----------
-  const charts = [];
-  function makeChart(el, series, data, opts = {}) {
-    if (!el || typeof uPlot === "undefined") return null;
+  // The view: smoothing of the step curves, the x axis (step | epoch | time), log-scale loss; kept
+  // for the next run page too.
+  const VIEW_KEY = "trainboard.charts";
+  const C = window.trainboardCharts;
+  const view = { smoothing: 0.6, x: "step", log: false };
+  try { Object.assign(view, JSON.parse(localStorage.getItem(VIEW_KEY) || "{}")); } catch (_) { /* private mode */ }
+  if (!(view.x in C.X)) view.x = "step";
+
+  const charts = {};
+  const value = (u, v) => (v == null ? "–" : Number(v).toPrecision(4));
+  const line = (label, color, width, points, alpha = 1) => ({
+    label, stroke: color, width, alpha, spanGaps: true, points: { show: points, size: 5, fill: color }, value,
+  });
+  const curves = (what) => [
+    line(`${what} (step, raw)`, css("--chart-step"), 1, false, 0.3),
+    line(`${what} (step, smoothed)`, css("--chart-step"), 1.5, false),
+    line("train (epoch)", css("--chart-1"), 2, true),
+    line("validation", css("--chart-2"), 2, true),
+  ];
+  function axes(el, x, yOpts = {}) {
     // Axis colours are read at each draw: a theme change (static/js/theme.js) redraws them below.
     const axis = { stroke: () => css("--muted"), grid: { stroke: () => css("--border"), width: 1 }, ticks: { stroke: () => css("--border") } };
+    return [
+      { ...axis, label: x.label, labelSize: 18, incrs: x.incrs, values: C.ticks(el, "data-x-ticks", x.tick) },
+      { ...axis, size: 56, values: C.ticks(el, "data-y-ticks", C.number), ...yOpts },
+    ];
+  }
+  function makeChart(name, el, series, opts) {
+    if (!el || typeof uPlot === "undefined") return;
+    charts[name]?.chart.destroy();
+    const x = opts.x;
     const chart = new uPlot({
       width: Math.max(el.clientWidth, 200),
       height: opts.height || 220,
-      scales: { x: { time: false }, ...(opts.scales || {}) },
-      axes: [{ ...axis, label: opts.xLabel || "step", labelSize: 18 }, { ...axis, size: 56, ...(opts.yAxis || {}) }],
+      scales: { x: { time: false, range: x.range }, ...(opts.scales || {}) },
+      axes: axes(el, x, opts.yAxis),
       legend: { live: true },
-      cursor: { drag: { x: true, y: false } },
-      series: [{ label: opts.xLabel || "step" }, ...series],
-    }, data, el);
-    charts.push({ chart, el });
-    return chart;
+      cursor: { drag: { x: true, y: false }, dataIdx: C.nearestIdx },
+      series: [{ label: x.label, value: (u, v) => (v == null ? "–" : x.hover(v)) }, ...series],
+    }, opts.data(), el);
+    el.dataset.xAxis = opts.xName;
+    el.dataset.smoothing = String(view.smoothing);
+    el.dataset.yScale = opts.scales?.y?.distr === 3 ? "log" : "linear";
+    charts[name] = { chart, el, data: opts.data };
   }
-  const line = (label, color, width, points) => ({
-    label, stroke: color, width, spanGaps: true, points: { show: points, size: 5, fill: color },
-    value: (u, v) => (v == null ? "–" : Number(v).toPrecision(4)),
-  });
-  const lossChart = makeChart($("chart-loss"), [
-    line("train (step)", css("--chart-step"), 1, false),
-    line("train (epoch)", css("--chart-1"), 2, true),
-    line("validation", css("--chart-2"), 2, true),
-  ], [cols.x, cols.stepLoss, cols.trainLoss, cols.valLoss]);
-  const accuracyChart = makeChart($("chart-accuracy"), [
-    line("train (step)", css("--chart-step"), 1, false),
-    line("train (epoch)", css("--chart-1"), 2, true),
-    line("validation", css("--chart-2"), 2, true),
-  ], [cols.x, cols.stepAcc, cols.trainAcc, cols.valAcc], { scales: { y: { range: [0, 1] } } });
-  const lrChart = makeChart($("chart-lr"), [line("learning rate", css("--chart-3"), 2, true)], [lr.x, lr.y],
-    { height: 150, xLabel: "epoch", scales: { y: { range: (u, min, max) => [0, (max || 1) * 1.15] } },
-      yAxis: { values: (u, ticks) => ticks.map((t) => (t === 0 ? "0" : t.toExponential(1))) } });
+
+  function xColumn() {
+    if (view.x === "epoch") return cols.epochAt;
+    if (view.x === "time") {
+      const start = cols.time.find((t) => t != null) ?? 0;
+      return cols.time.map((t) => (t == null ? null : t - start));
+    }
+    return cols.step;
+  }
+  // What the loss and accuracy charts plot now: raw step curve, its smoothed copy, epoch means, validation.
+  function curveData(stepCol, trainCol, valCol, logScale) {
+    const positive = (col) => (logScale ? col.map((v) => (v > 0 ? v : null)) : col); // log: no 0 or below
+    const raw = positive(cols[stepCol]);
+    return [xColumn(), raw, C.ema(raw, view.smoothing), positive(cols[trainCol]), positive(cols[valCol])];
+  }
+  const lossData = () => curveData("stepLoss", "trainLoss", "valLoss", view.log);
+  const accuracyData = () => curveData("stepAcc", "trainAcc", "valAcc", false);
+
+  function buildCharts() {
+    const x = C.X[view.x];
+    makeChart("loss", $("chart-loss"), curves("train"), { x, xName: view.x, data: lossData,
+      scales: view.log ? { y: { distr: 3, log: 10 } } : {} });
+    makeChart("accuracy", $("chart-accuracy"), curves("train"), { x, xName: view.x, data: accuracyData,
+      scales: { y: { range: [0, 1] } } });
+    makeChart("lr", $("chart-lr"), [line("learning rate", css("--chart-3"), 2, true)], {
+      x: C.X.epoch, xName: "epoch", data: () => [lr.x, lr.y], height: 150,
+      scales: { y: { range: (u, min, max) => [0, (max || 1) * 1.15] } },
+      yAxis: { values: C.ticks($("chart-lr"), "data-y-ticks", (t) => (t === 0 ? "0" : t.toExponential(1))) } });
+  }
+  buildCharts();
 
   let frame = 0;
   function redraw() {
     if (frame) return;
     frame = requestAnimationFrame(() => {
       frame = 0;
-      lossChart?.setData([cols.x, cols.stepLoss, cols.trainLoss, cols.valLoss]);
-      accuracyChart?.setData([cols.x, cols.stepAcc, cols.trainAcc, cols.valAcc]);
-      lrChart?.setData([lr.x, lr.y]);
-      $("chart-loss")?.setAttribute("data-points", String(cols.x.length));
+      for (const { chart, data, el } of Object.values(charts)) {
+        chart.setData(data());
+        el.dataset.smoothing = String(view.smoothing); // what the curves drawn now are smoothed with
+      }
+      $("chart-loss")?.setAttribute("data-points", String(cols.step.length));
     });
   }
-  document.addEventListener("trainboard:theme", () => charts.forEach(({ chart }) => chart.redraw(false)));
+  document.addEventListener("trainboard:theme", () => Object.values(charts).forEach(({ chart }) => chart.redraw(false)));
   if (typeof ResizeObserver !== "undefined") {
-    new ResizeObserver(() => charts.forEach(({ chart, el }) => {
+    new ResizeObserver(() => Object.values(charts).forEach(({ chart, el }) => {
       const width = Math.max(el.clientWidth, 200);
       if (Math.abs(width - chart.width) > 2) chart.setSize({ width, height: chart.height });
     })).observe(document.querySelector(".charts") || root);
   }
 
+  // The chart tools: smoothing redraws, the x axis and the log scale rebuild the charts.
+  const smoothing = $("chart-smoothing"), xSelect = $("chart-x"), logBox = $("chart-log");
+  function showView() {
+    if (smoothing) smoothing.value = String(view.smoothing);
+    if ($("chart-smoothing-value")) $("chart-smoothing-value").textContent = Number(view.smoothing).toFixed(2);
+    if (xSelect) xSelect.value = view.x;
+    if (logBox) logBox.checked = view.log;
+  }
+  function changeView(changes, rebuild) {
+    Object.assign(view, changes);
+    try { localStorage.setItem(VIEW_KEY, JSON.stringify(view)); } catch (_) { /* private mode */ }
+    showView();
+    if (rebuild) buildCharts(); else redraw();
+  }
+  smoothing?.addEventListener("input", () => changeView({ smoothing: Number(smoothing.value) }, false));
+  xSelect?.addEventListener("change", () => changeView({ x: xSelect.value }, true));
+  logBox?.addEventListener("change", () => changeView({ log: logBox.checked }, true));
+  showView();
+
   // ---------- progress, stats, log ----------
   const fmtPct = (v) => (v == null ? "–" : `${(v * 100).toFixed(1)}%`);
   const fmtNum = (v, digits = 4) => (v == null ? "–" : Number(v).toFixed(digits));
-  function duration(seconds) {
-    if (seconds == null || !isFinite(seconds)) return "";
-    const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return `${s} s`;
-    if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
-    return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
-  }
+  const fmtInt = (v) => Number(v).toLocaleString("en-US");
+  const duration = (seconds) => (seconds == null || !isFinite(seconds) ? "" : C.duration(seconds));
   function bytes(n) {
     const units = ["B", "KiB", "MiB", "GiB"];
     let i = 0;
@@ -118,17 +188,49 @@
     return i ? `${n.toFixed(1)} ${units[i]}` : `${n} B`;
   }
 
-  function showProgress(fraction) {
-    const done = state.status === "completed";
-    const percent = done ? 100 : Math.min(100, Math.max(0, fraction * 100));
+  // The epoch under way, when its latest step event belongs to it (running, and not yet finished).
+  function underWay() {
+    const c = state.current;
+    return state.status === "running" && c && c.epoch === state.lastEpoch + 1 && state.lastEpoch < state.epochs ? c : null;
+  }
+
+  function showProgress() {
+    const live = underWay();
+    const fraction = live ? live.fraction : 0;
+    const percent = state.status === "completed" ? 100 : Math.min(100, Math.max(0, (state.lastEpoch + fraction) / state.epochs * 100));
     $("run-progress-fill").style.width = `${percent.toFixed(1)}%`;
     $("run-progress").setAttribute("aria-valuenow", String(state.lastEpoch));
-    $("run-progress-text").textContent = `epoch ${state.lastEpoch} of ${state.epochs}`;
-    const times = [...state.epochTimes.values()];
-    const live = state.status === "running" && times.length;
-    const mean = live ? times.reduce((a, b) => a + b, 0) / times.length : null;
-    const remaining = mean == null ? null : mean * (state.epochs - state.lastEpoch);
-    $("run-eta").textContent = remaining != null && state.lastEpoch < state.epochs ? `ETA ${duration(remaining)}` : "";
+    $("run-progress-text").textContent = live && live.steps
+      ? `epoch ${live.epoch} of ${state.epochs} · step ${fmtInt(live.step)}/${fmtInt(live.steps)}`
+      : `epoch ${state.lastEpoch} of ${state.epochs}`;
+    // ETA: the pace of the epoch under way (from its first seconds), else the mean finished epoch.
+    let remaining = null;
+    if (live && live.elapsed > 0 && fraction > 0) {
+      remaining = live.elapsed / fraction * (state.epochs - state.lastEpoch - fraction);
+    } else if (state.status === "running" && state.epochTimes.size && state.lastEpoch < state.epochs) {
+      const times = [...state.epochTimes.values()];
+      remaining = times.reduce((a, b) => a + b, 0) / times.length * (state.epochs - state.lastEpoch);
+    }
+    state.eta = remaining;
+    $("run-eta").textContent = remaining != null ? `ETA ${duration(remaining)}` : "";
+  }
+
+  // The figures of app/runs/figures.py: over the kept epochs (the last row of each epoch) and the epoch
+  // under way, samples/s = training samples / training time; time per epoch = training time / epochs.
+  function showSpeed() {
+    let time = 0, samples = 0, epochs = 0, counted = true;
+    for (const [e, t] of state.epochTimes) {
+      if (!(t > 0)) continue;
+      time += t;
+      epochs += 1;
+      const n = state.epochSamples.get(e);
+      if (n == null) counted = false; else samples += n;
+    }
+    const live = underWay();
+    const liveTime = live && live.elapsed > 0 && live.speed != null ? live.elapsed : 0;
+    const speed = counted && time + liveTime > 0 ? (samples + (liveTime ? live.speed * liveTime : 0)) / (time + liveTime) : null;
+    $("stat-speed").textContent = speed != null ? Math.round(speed).toLocaleString("en-US") : "–";
+    $("stat-epoch-time").textContent = epochs ? `${(time / epochs).toFixed(2)} s` : "–";
   }
 
   const log = $("run-log");
@@ -171,10 +273,24 @@
       const r = rowAt(d.step);
       cols.stepLoss[r] = d.loss;
       cols.stepAcc[r] = d.accuracy;
-      if (state.stepsPerEpoch) {
-        const within = Math.min(1, (d.step - state.lastEpochStep) / state.stepsPerEpoch);
-        showProgress((state.lastEpoch + within) / state.epochs);
+      // Where in its epoch this step is: the trainer says so; older ones only counted steps.
+      let fraction = d.epoch_progress;
+      if (fraction == null && d.epoch_steps) fraction = d.epoch_step / d.epoch_steps;
+      if (fraction == null && state.stepsPerEpoch) fraction = Math.min(1, (d.step - state.lastEpochStep) / state.stepsPerEpoch);
+      place(r, d.epoch != null ? d.epoch - 1 + (fraction ?? 0) : null, d.ts);
+      if (d.epoch != null && fraction != null) {
+        state.current = { epoch: d.epoch, fraction, step: d.epoch_step, steps: d.epoch_steps, elapsed: d.epoch_elapsed,
+          speed: d.samples_per_sec };
       }
+      if (underWay()) {
+        const so = `epoch ${d.epoch} so far`;
+        $("stat-train-loss").textContent = fmtNum(d.epoch_loss ?? d.loss);
+        $("stat-train-loss").title = so;
+        $("stat-train-acc").textContent = fmtPct(d.epoch_accuracy ?? d.accuracy);
+        $("stat-train-acc").title = so;
+        showSpeed();
+      }
+      showProgress();
       redraw();
     },
     epoch(d, seq) {
@@ -183,6 +299,7 @@
       cols.valLoss[r] = d.val_loss;
       cols.trainAcc[r] = d.train_accuracy;
       cols.valAcc[r] = d.val_accuracy;
+      place(r, d.epoch, d.ts);
       while (lr.x.length && lr.x[lr.x.length - 1] >= d.epoch) { lr.x.pop(); lr.y.pop(); }
       lr.x.push(d.epoch);
       lr.y.push(d.lr);
@@ -193,22 +310,15 @@
       state.lastEpochStep = d.step;
       state.epochTimes.set(d.epoch, d.epoch_time);
       state.epochSamples.set(d.epoch, d.samples_per_sec != null && d.epoch_time != null ? Math.round(d.samples_per_sec * d.epoch_time) : null);
+      const mean = `the mean over epoch ${d.epoch}`;
       $("stat-train-loss").textContent = fmtNum(d.train_loss);
+      $("stat-train-loss").title = mean;
+      $("stat-train-acc").textContent = fmtPct(d.train_accuracy);
+      $("stat-train-acc").title = mean;
       $("stat-val-loss").textContent = fmtNum(d.val_loss);
       $("stat-val-acc").textContent = fmtPct(d.val_accuracy);
-      // The figures of app/runs/figures.py: over the kept epochs (the last row of each epoch),
-      // samples/s = training samples / training time, time per epoch = training time / epochs.
-      let time = 0, samples = 0, epochs = 0, counted = true;
-      for (const [e, t] of state.epochTimes) {
-        if (!(t > 0)) continue;
-        time += t;
-        epochs += 1;
-        const n = state.epochSamples.get(e);
-        if (n == null) counted = false; else samples += n;
-      }
-      $("stat-speed").textContent = epochs && counted ? Math.round(samples / time).toLocaleString("en-US") : "–";
-      $("stat-epoch-time").textContent = epochs ? `${(time / epochs).toFixed(2)} s` : "–";
-      showProgress(d.epoch / state.epochs);
+      showSpeed();
+      showProgress();
       addLog(seq, `epoch ${d.epoch}/${d.epochs}: loss ${fmtNum(d.train_loss)}, acc ${fmtPct(d.train_accuracy)}` +
         (d.val_loss != null ? `, val loss ${fmtNum(d.val_loss)}, val acc ${fmtPct(d.val_accuracy)}` : "") +
         `, lr ${Number(d.lr).toPrecision(3)}`, "epoch");
@@ -216,7 +326,7 @@
     },
     status(d, seq) {
       setStatus(d.status, d.reason);
-      showProgress(state.lastEpoch / state.epochs);
+      showProgress();
       addLog(seq, `status → ${d.status}${d.reason ? ` (${d.reason})` : ""}`, "status");
     },
     evaluation(d, seq) {
@@ -274,7 +384,7 @@
         return;
       }
     } catch (_) { /* show what we have */ }
-    showProgress(state.lastEpoch / state.epochs);
+    showProgress();
     const results = $("results");
     if (results && results.dataset.loaded !== "true" && window.htmx) {
       htmx.ajax("GET", `/runs/${runId}/results`, { target: "#results", swap: "outerHTML" });
@@ -292,11 +402,20 @@
 
   window.trainboardDuplicates = 0;
   window.trainboardRun = {
-    points: () => cols.x.length,
+    points: () => cols.step.length,
     epochPoints: () => lr.x.length,
     seqs: () => state.seqs.slice(),
     lastSeq: () => state.lastSeq,
     status: () => state.status,
+    // Where the run is: epochs finished, the epoch under way (null between epochs) and the ETA (s).
+    progress: () => ({ epochsDone: state.lastEpoch, epochs: state.epochs, current: underWay(), eta: state.eta }),
+    // A chart as drawn: its view, scales and the columns it plots (x first), series labels and alphas.
+    chart: (name) => {
+      const { chart } = charts[name];
+      return { view: { ...view }, xLabel: chart.series[0].label, yDistr: chart.scales.y.distr,
+        labels: chart.series.slice(1).map((s) => s.label), alphas: chart.series.slice(1).map((s) => s.alpha),
+        data: chart.data.map((col) => Array.from(col)) };
+    },
   };
   connect();
 })();

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.conftest import ROOT, LiveServer, free_port
+from tests.conftest import ROOT, LiveServer, database_url_for, free_port, run_sql
 from tests.runs.helpers import DIGITS_MLP
 
 pytestmark = pytest.mark.xdist_group("cli")
 
 
 def _cli(*args: str, data_dir, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), **(env or {})}
+    # The database a server on the same data dir uses (SQLite in it, or its PostgreSQL database).
+    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), "TRAINBOARD_DATABASE_URL": database_url_for(data_dir),
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -52,15 +58,89 @@ def test_data_download_offline_says_how_to_import_by_hand(tmp_path):
     assert wrong.returncode != 0 and "only mnist, fashion-mnist and cifar10" in wrong.stderr
 
 
-def test_run_in_process_prints_progress_and_the_result(tmp_path):
+EPOCH_LINE = re.compile(r"^epoch (\d+)/2 - \d+\.\ds - loss: (\d\.\d{4}) - accuracy: (\d\.\d{4}) - "
+                        r"val_loss: (\d\.\d{4}) - val_accuracy: (\d\.\d{4}) - [\d,]+ samples/s$", re.M)
+
+
+def test_run_in_process_prints_a_line_per_epoch_and_records_the_run_for_the_dashboard(tmp_path):
+    """`trainboard run` without --server trains here, prints one line per epoch as Keras' fit does, and
+    records the run in the data dir's database: a server started on that data dir lists it, with its
+    metrics, evaluations and exports."""
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(DIGITS_MLP))
+    data_dir = tmp_path / "data"
     result = _cli("run", "--spec", str(spec), "--dataset", "digits", "--epochs", "2", "--lr", "0.01",
-                  data_dir=tmp_path / "data")
+                  "--name", "from the command line", data_dir=data_dir)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "epoch 2/2" in result.stdout
+    lines = EPOCH_LINE.findall(result.stdout)
+    assert [int(epoch) for epoch, *_ in lines] == [1, 2], result.stdout
     accuracy = float(result.stdout.split("completed: test accuracy ")[1].split(",")[0])
     assert accuracy > 0.8
+    run_id = int(re.search(r"^run (\d+) recorded in ", result.stdout, re.M).group(1))
+
+    server = LiveServer(data_dir).start()
+    try:
+        with server.api() as api:
+            listed = api.get("/api/runs").json()["items"]
+            assert [(r["id"], r["name"], r["status"]) for r in listed] == [(run_id, "from the command line", "completed")]
+            run = listed[0]
+            assert run["epoch"] == 2 and f"{run['test_accuracy']:.4f}" == f"{accuracy:.4f}"
+            rows = api.get(f"/api/runs/{run_id}/metrics").json()
+            assert [r["payload"]["status"] for r in rows if r["kind"] == "status"] == [
+                "queued", "starting", "running", "completed"]
+            epochs = [r["payload"] for r in rows if r["kind"] == "epoch"]
+            printed = [tuple(float(v) for v in values) for _, *values in lines]
+            assert printed == [tuple(round(e[k], 4) for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
+                               for e in epochs]  # the lines show what the dashboard shows
+            assert any(r["kind"] == "step" for r in rows)
+            assert api.get(f"/api/runs/{run_id}/evaluation").json()["accuracy"] == run["test_accuracy"]
+            assert "weights" in {a["name"] for a in api.get(f"/api/runs/{run_id}/artifacts").json()}
+    finally:
+        server.stop()
+
+
+def test_ctrl_c_cancels_a_recorded_run_at_its_next_step(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(DIGITS_MLP))
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "TRAINBOARD_DATA_DIR": str(data_dir), "TRAINBOARD_DATABASE_URL": database_url_for(data_dir)}
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--spec", str(spec), "--dataset", "digits",
+                                "--epochs", "500", "--batch-size", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _sql(data_dir, "select id from run_events where kind = 'step'"):
+            assert process.poll() is None and time.monotonic() < deadline, "the run did not start training"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1, output
+    assert "cancelled: cancelled by the user" in output
+    assert _sql(data_dir, "select status, failure_reason from runs") == [("cancelled", "cancelled by the user")]
+
+
+def _sql(data_dir, statement: str) -> list[tuple]:
+    if database_url_for(data_dir).startswith("sqlite") and not (data_dir / "trainboard.db").exists():
+        return []
+    try:
+        return run_sql(database_url_for(data_dir), statement)
+    except Exception:  # noqa: BLE001  (the CLI has not created the tables yet)
+        return []
+
+
+def test_no_record_trains_without_the_database(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(DIGITS_MLP))
+    data_dir = tmp_path / "data"
+    result = _cli("run", "--spec", str(spec), "--dataset", "digits", "--epochs", "1", "--no-record", data_dir=data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^epoch 1/1 - .* - val_accuracy: \d\.\d{4} - ", result.stdout, re.M)
+    assert "completed: test accuracy" in result.stdout and "recorded" not in result.stdout
+    assert list((data_dir / "cli-runs").glob("*/export/model.safetensors"))
+    assert not (data_dir / "trainboard.db").exists()  # nothing recorded (on SQLite: no database at all)
 
 
 def test_run_on_a_server_follows_the_run_to_completion(tmp_path):
@@ -72,7 +152,7 @@ def test_run_on_a_server_follows_the_run_to_completion(tmp_path):
                       "--server", server.url, data_dir=tmp_path / "client")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "queued" in result.stdout and "completed: test accuracy" in result.stdout
-        assert "epoch 2/2: loss" in result.stdout and "samples/s" in result.stdout  # one line per epoch
+        assert [int(epoch) for epoch, *_ in EPOCH_LINE.findall(result.stdout)] == [1, 2]  # one line per epoch
         with server.api() as api:
             assert api.get("/api/runs").json()["items"][0]["status"] == "completed"
         bad = _cli("run", "--spec", str(spec), "--dataset", "nope", "--server", server.url, data_dir=tmp_path)
@@ -165,4 +245,40 @@ def test_following_a_run_resumes_after_the_last_event_id_when_the_connection_dro
             RunProgress(1, console=Console(file=out, width=200)) as progress:
         follow(client, 7, progress, retries=1)
     assert asked == [None, "2"]
-    assert "epoch 1/1: loss 0.5000, acc 0.8000, val loss 0.6000, val acc 0.7500, 213 samples/s (1.5s)" in out.getvalue()
+    assert ("epoch 1/1 - 1.5s - loss: 0.5000 - accuracy: 0.8000 - val_loss: 0.6000 - val_accuracy: 0.7500 - "
+            "213 samples/s") in out.getvalue()
+
+
+def test_the_live_bar_shows_the_current_epoch_and_the_epoch_lines_stay():
+    """On a terminal: the bar follows the current epoch only (steps of the epoch, running loss and
+    accuracy, samples/s, ETA) and starts over for the next; each finished epoch leaves its line."""
+    from rich.console import Console
+
+    from app.cli_run import RunProgress
+
+    out = io.StringIO()
+    progress = RunProgress(2, console=Console(file=out, width=120, force_terminal=True))
+    task = progress.bar.tasks[0]
+
+    def step(epoch: int, done: int, elapsed: float) -> None:
+        progress.show("metric", {"epoch": epoch, "step": (epoch - 1) * 40 + done, "loss": 9.0, "accuracy": 0.0,
+                                 "epoch_step": done, "epoch_steps": 40, "epoch_progress": done / 40,
+                                 "epoch_loss": 0.75, "epoch_accuracy": 0.625, "epoch_elapsed": elapsed,
+                                 "samples_per_sec": 123.4})
+
+    step(1, 10, 2.0)
+    assert (task.completed, task.total, task.fields["epoch"], task.fields["steps"]) == (10, 40, 1, "10/40")
+    assert task.fields["figures"] == "loss: 0.7500 - accuracy: 0.6250 - 123 samples/s - ETA 6s"
+    progress.show("epoch", {"epoch": 1, "epochs": 2, "step": 40, "train_loss": 0.5, "train_accuracy": 0.8,
+                            "val_loss": None, "val_accuracy": None, "epoch_time": 8.04, "samples_per_sec": 159.0})
+    assert (task.completed, task.fields["epoch"], task.fields["steps"]) == (0, 2, "")  # the next epoch's bar
+    step(2, 30, 3.0)
+    assert (task.completed, task.fields["epoch"], task.fields["steps"]) == (30, 2, "30/40")
+    assert task.fields["figures"].endswith("ETA 1s")
+    progress.show("epoch", {"epoch": 2, "epochs": 2, "step": 80, "train_loss": 0.25, "train_accuracy": 0.9,
+                            "val_loss": 0.3, "val_accuracy": 0.85, "epoch_time": 4.0, "samples_per_sec": 320.0})
+    assert not task.visible  # nothing left to train: no bar
+    printed = out.getvalue()
+    # Without a validation split there is nothing to say about it: no bare "val".
+    assert "epoch 1/2 - 8.0s - loss: 0.5000 - accuracy: 0.8000 - 159 samples/s\n" in printed
+    assert "epoch 2/2 - 4.0s - loss: 0.2500 - accuracy: 0.9000 - val_loss: 0.3000 - val_accuracy: 0.8500 - 320 samples/s" in printed

@@ -167,3 +167,21 @@ def test_the_http_store_drops_rows_the_server_refuses_and_keeps_the_rest_in_orde
     with server.api() as api:
         steps = [r["step"] for r in api.get(f"/api/runs/{created['id']}/metrics").json() if r["kind"] == "step"]
     assert steps == [1, 3, 4]
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"epoch_step": "12"}, "payload.epoch_step must be a whole number"),
+    ({"epoch_steps": -1}, "payload.epoch_steps must be a whole number"),
+    ({"epoch_progress": "half"}, "payload.epoch_progress must be a finite number"),
+    ({"epoch_elapsed": float("inf")}, "payload.epoch_elapsed must be a finite number"),
+])
+def test_the_progress_fields_of_a_step_are_checked(payload, message):
+    """The dashboard and the run page compute bars and ETAs from them: a script cannot send text."""
+    from pydantic import ValidationError
+
+    from app.runs.ingest import IngestEvent
+
+    with pytest.raises(ValidationError, match=message):
+        IngestEvent(seq=1, kind="step", payload={"epoch": 1, "step": 3, **payload})
+    assert IngestEvent(seq=1, kind="step", payload={"epoch": 1, "step": 3, "epoch_step": 3, "epoch_steps": 10,
+                                                    "epoch_progress": 0.3, "epoch_elapsed": 1.5})

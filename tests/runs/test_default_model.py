@@ -35,9 +35,11 @@ def iris_like_csv(rows: int = 60) -> bytes:
 def cli_model(*argv: str) -> tuple[dict, str]:
     """What `trainboard run ARGV` trains in this process (without training it)."""
     from app.cli import build_parser
-    from app.cli_run import local_model
+    from app.cli_run import _run_create
+    from app.runs import service as runs_service
 
-    return local_model(build_parser().parse_args(["run", *argv]))
+    spec, dataset, _, _ = runs_service.prepare(db_session=None, run_in=_run_create(build_parser().parse_args(["run", *argv])))
+    return spec, dataset
 
 
 @pytest.mark.parametrize("preset, dataset, layers", [

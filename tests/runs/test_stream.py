@@ -380,3 +380,34 @@ def test_dashboard_stream_sends_changed_rows_and_new_runs(app):
         reader.join(30)
         again.join(30)
     assert not any(e[0] in (f"row-{running}", f"row-{old}") for e in again.events)
+
+
+def test_a_dashboard_row_moves_inside_a_long_epoch(app):
+    """Before its first epoch ends a running run's row shows the step of the epoch and an ETA from that
+    epoch's pace, and moves on with the next step event: no epoch needs to finish first."""
+    from app.core.db import session_scope
+    from app.runs.models import Run
+
+    running = _make_run(events=1)
+    with session_scope() as db_session:
+        db_session.get(Run, running).epochs_total = 2
+
+    def step(done: int, elapsed: float, ts: float) -> tuple[str, dict]:
+        return ("step", {"epoch": 1, "step": done, "loss": 0.5, "accuracy": 0.5, "epochs": 2, "epoch_step": done,
+                         "epoch_steps": 400, "epoch_progress": done / 400, "epoch_elapsed": elapsed, "ts": ts})
+
+    with ThreadServer(app) as server:
+        reader = DashboardReader(f"{server.url}/stream/runs")
+        reader.start()
+        _, _, html = reader.wait_for(lambda e: e[0] == f"row-{running}", "the running run's row")
+        assert "epoch 0 of 2" in html and "ETA" not in html
+        now = time.time()
+        _append(running, [step(100, 5.0, now)])  # a quarter of the epoch in 5 s: 35 s to go
+        _, _, html = reader.wait_for(lambda e: e[0] == f"row-{running}" and "step 100/400" in e[2], "the step")
+        assert "epoch 1 of 2 · step 100/400 · ETA 35 s" in html and 'style="width: 12.5%"' in html
+        _append(running, [step(200, 10.0, now + 1)])
+        _, _, html = reader.wait_for(lambda e: e[0] == f"row-{running}" and "step 200/400" in e[2], "the next step")
+        assert "ETA 30 s" in html and 'style="width: 25.0%"' in html
+        reader.stop.set()
+        _make_run(events=1)  # something to read, so the reader notices it should stop
+        reader.join(30)
