@@ -271,6 +271,12 @@ def _run_recorded(run_in: Any) -> int:
         with progress:
             train_run(run_id, DbSink(run_id), stop,
                       watch=lambda kind, payload: progress.show({"step": "metric"}.get(kind, kind), payload))
+    except KeyboardInterrupt:  # the second Ctrl-C: no time to finish the epoch, but the record says so
+        from app.runs import lifecycle
+
+        with session_scope() as db_session:
+            lifecycle.interrupt(db_session, run_id, "stopped at once by a second Ctrl-C: resume it to go on")
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
     with session_scope(write=False) as db_session:

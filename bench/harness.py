@@ -389,11 +389,17 @@ class Server:
 
 
 def import_mnist(data_dir: Path, mnist: Path = MNIST_DIR) -> None:
-    """Import the real MNIST idx files into a data dir (as `trainboard data import` does)."""
-    from app.datasets import registry
+    """Import the real MNIST idx files into a data dir (as `trainboard data import` does). Not at `mnist`:
+    the tests' download cache, filled once by `trainboard data download`'s code when empty."""
+    from app.datasets import download, registry
 
     if not mnist.is_dir():
-        raise SystemExit(f"the real MNIST files are not at {mnist}: pass --mnist or set TRAINBOARD_SHARED_DATA")
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "trainboard" / "mnist"
+        try:
+            mnist = download.fetch_files("mnist", cache)
+        except download.DownloadFailed as exc:
+            raise SystemExit(f"the real MNIST files are not at {mnist} and could not be downloaded: {exc.message} "
+                             "(pass --mnist or set TRAINBOARD_SHARED_DATA)") from exc
     registry.import_idx("mnist", mnist, data_dir)
 
 

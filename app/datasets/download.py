@@ -195,6 +195,19 @@ def _log_path(name: str, data_dir: Path | str) -> Path:
     return downloads_dir(data_dir) / f"{name}.log"
 
 
+def _started(pid: int | None = None) -> float:
+    """When process `pid` (this one) started: with the pid, it names the process even after the pid is reused."""
+    import psutil
+
+    return psutil.Process(pid).create_time()
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    part = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    part.write_text(json.dumps({**state, "updated": time.time()}))
+    os.replace(part, path)
+
+
 class _Recorder:
     """Writes the state file (atomically, at most every 0.25 s while bytes arrive)."""
 
@@ -202,9 +215,7 @@ class _Recorder:
         self.path, self.files, self.seen, self.last = _state_path(name, data_dir), files, [], 0.0
 
     def write(self, **state: Any) -> None:
-        part = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        part.write_text(json.dumps({**state, "files": self.files, "pid": os.getpid(), "updated": time.time()}))
-        os.replace(part, self.path)
+        _write_state(self.path, {**state, "files": self.files, "pid": os.getpid(), "started": _started()})
         self.last = time.monotonic()
 
     def __call__(self, file: str, done: int, total: int | None) -> None:
@@ -265,13 +276,26 @@ _exiting: list[subprocess.Popen] = []  # earlier ones, still to be reaped
 _children_lock = threading.RLock()  # start() reads state(), which reaps under it too
 
 
-def _alive(pid: Any) -> bool:
+def _alive(current: dict[str, Any]) -> bool:
+    """Whether the process that wrote this state still runs (the same process: pid and start time)."""
     import psutil
 
     try:
-        return isinstance(pid, int) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+        process = psutil.Process(current["pid"])
+        same = abs(process.create_time() - float(current.get("started", process.create_time()))) < 1
+        return same and process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, KeyError, TypeError, ValueError):
         return False
+
+
+def _stopped(name: str, data_dir: Path | str, current: dict[str, Any]) -> dict[str, Any]:
+    """A download whose process is gone without saying so failed: with the last line of its log."""
+    try:
+        lines = _log_path(name, data_dir).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    last = lines[-1] if lines else ""
+    return {**current, "state": FAILED, "message": "the download stopped before it finished" + (f": {last}" if last else "")}
 
 
 def start(name: str, data_dir: Path | str) -> None:
@@ -299,23 +323,23 @@ def state(name: str, data_dir: Path | str) -> dict[str, Any] | None:
     with _children_lock:  # reap the children that have exited
         _exiting[:] = [process for process in _exiting if process.poll() is None]
         child = _children.get(key)
+        exited = None
         if child is not None and child.poll() is not None:
-            del _children[key]
-            child = None
+            exited, child = _children.pop(key), None
     try:
         current = json.loads(_state_path(name, data_dir).read_text())
     except (OSError, ValueError):
         current = None
     if child is not None and (current is None or current.get("pid") != child.pid):
         return {"state": "starting", "pid": child.pid}  # it has not written its state yet
-    if current is None or current.get("state") in (DONE, FAILED) or _alive(current.get("pid")):
+    if exited is not None and exited.returncode != 0 and (current is None or current.get("pid") != exited.pid):
+        # It ended before writing any state (an import error, an unwritable data dir): keep why.
+        failed = _stopped(name, data_dir, {"pid": exited.pid})
+        _write_state(_state_path(name, data_dir), failed)
+        return failed
+    if current is None or current.get("state") in (DONE, FAILED) or _alive(current):
         return current
-    try:
-        lines = _log_path(name, data_dir).read_text(errors="replace").strip().splitlines()
-    except OSError:
-        lines = []
-    last = lines[-1] if lines else ""
-    return {**current, "state": FAILED, "message": "the download stopped before it finished" + (f": {last}" if last else "")}
+    return _stopped(name, data_dir, current)
 
 
 def view(name: str, data_dir: Path | str) -> dict[str, Any]:

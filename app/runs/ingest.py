@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.core.errors import Conflict, DomainError, EngineUnavailable, InvalidInput, NotFound
 from app.datasets import registry, store
 from app.runs import lifecycle
 from app.runs.models import ACTIVE_STATUSES, Run
@@ -281,7 +281,18 @@ def dataset_manifest(run: Run) -> DatasetManifest:
     """The run's data set as files and their sha256 (materialized on the server first if need be)."""
     name = _served_dataset(run)
     data_dir = get_settings().data_dir
-    registry.ensure_cached(name, data_dir)
+    try:
+        registry.ensure_cached(name, data_dir, download=False)  # local copies and generated sets: at once
+    except registry.DatasetUnavailable:
+        from app.datasets import download
+
+        if name not in download.SOURCES:
+            raise
+        # Never downloaded in the web process: a process of its own fetches it, and the trainer,
+        # which retries a 503 with backoff, asks again.
+        download.start(name, data_dir)
+        raise EngineUnavailable(f"data set {name} is being downloaded on the server (see /datasets): "
+                                "ask again shortly") from None
     return DatasetManifest(name=name, files=[DatasetFile(**f) for f in store.file_digests(data_dir, name)])
 
 

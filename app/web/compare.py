@@ -80,8 +80,9 @@ def scatters(comparison: compare_service.Comparison) -> list[dict[str, Any]]:
                                      f"{X_FORMATS[cost](getattr(r, cost))}")
                   for i, r in runs]
         ids = [r.id for _, r in runs]
-        on_front = set(comparison.pareto[cost])
-        fronts = [(group["dataset"], [i for i in group["runs"] if i in on_front]) for group in comparison.groups]
+        # Each data set's front in the service's order (cheapest first): the staircase is drawn along it.
+        fronts = [(group["dataset"], [i for i in comparison.pareto[cost] if i in set(group["runs"])])
+                  for group in comparison.groups]
         fronts = [(dataset, front) for dataset, front in fronts if front]
         values = [p.x for p in points]
         log_x = cost == "total_params" and min(values) > 0 and max(values) / min(values) > 20

@@ -149,7 +149,8 @@
       $("chart-loss")?.setAttribute("data-points", String(cols.step.length));
     });
   }
-  document.addEventListener("trainboard:theme", () => Object.values(charts).forEach(({ chart }) => chart.redraw(false)));
+  // The series colours differ between the themes: build the charts again in the new ones.
+  document.addEventListener("trainboard:theme", () => buildCharts());
   if (typeof ResizeObserver !== "undefined") {
     new ResizeObserver(() => Object.values(charts).forEach(({ chart, el }) => {
       const width = Math.max(el.clientWidth, 200);

@@ -243,3 +243,12 @@ def test_compare_table_shows_a_few_columns_and_offers_the_rest(client, three_run
     assert sorted(boxes) == sorted([(key, " checked") for key in shown] + [(key, "") for key in hidden])
     row = re.search(rf'<tr data-run-id="{three_runs[0]}">(.*?)</tr>', html, re.S).group(1)
     assert re.search(r'data-col="flops" hidden>', row) and re.search(r'data-col="test_accuracy">', row)
+
+
+def test_the_pareto_front_on_the_page_runs_cheapest_first_whatever_order_runs_were_picked(client, three_runs):
+    """The staircase is drawn along the front: in the order the runs were ticked it would run backwards."""
+    small, cnn, wide = three_runs
+    page = client.get(f"/compare?runs={cnn},{wide},{small}").text
+    figure = page[page.index('data-cost="training_memory_bytes"'):]
+    caption = figure[figure.index("<figcaption"):figure.index("</figcaption>")]
+    assert re.findall(r'href="/runs/(\d+)"', caption) == [str(small), str(wide), str(cnn)]  # 300, 400, 500 MiB

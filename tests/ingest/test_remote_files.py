@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -480,3 +481,30 @@ def test_http_run_store_fetches_and_uploads_files_against_a_real_server(tmp_path
             store.close()
     finally:
         server.stop()
+
+
+def test_a_built_in_not_on_the_server_is_downloaded_by_a_process_of_its_own_while_the_trainer_waits(
+        client, monkeypatch, dataset_mirror):
+    """The manifest never downloads in the web process: it starts `trainboard data download` and answers
+    503 (which a remote trainer retries) until the data set is there."""
+    import time
+
+    from app.core.db import session_scope
+    from app.runs import ingest, lifecycle
+
+    monkeypatch.setenv("TRAINBOARD_DATASET_MIRROR", dataset_mirror)  # the download process inherits it
+    created = client.post("/api/runs", json={"preset": "mnist-mlp", "dataset": "mnist", "config": {"epochs": 1}})
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    with session_scope() as db_session:
+        assert lifecycle.claim(db_session, run_id, "remote:test") is True
+        auth = {"Authorization": f"Bearer {ingest.issue_token(db_session, run_id)}"}
+    first = client.get(f"{_prefix(run_id)}/dataset", headers=auth)
+    assert first.status_code == 503 and "being downloaded on the server" in first.json()["detail"]
+    assert "torch" not in sys.modules and "torchvision" not in sys.modules
+    deadline = time.monotonic() + 120
+    while (answer := client.get(f"{_prefix(run_id)}/dataset", headers=auth)).status_code == 503:
+        assert time.monotonic() < deadline, "the download never finished"
+        time.sleep(0.2)  # polling the server, as the trainer's backoff does
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["name"] == "mnist" and "meta.json" in {f["name"] for f in answer.json()["files"]}

@@ -82,7 +82,7 @@ def test_a_real_run_shows_the_same_figures_on_the_run_page_compare_page_and_comp
     for key in ("train_loop_s", "time_per_epoch_s", "samples_per_sec"):
         on_run_page = _cell(run_page, rf'id="figure-{key}"[^>]*>(.*?)</dd>')
         assert on_run_page == _cell(fragment, rf'id="figure-{key}"[^>]*>(.*?)</dd>')
-        assert on_run_page == _cell(compare_page, rf'data-col="{key}">(.*?)<')
+        assert on_run_page == _cell(compare_page, rf'<td[^>]*data-col="{key}"[^>]*>(.*?)<')
         assert on_run_page not in ("", "–")
     assert _cell(run_page, r'id="figure-samples_per_sec"[^>]*>(.*?)</dd>') == f"{3 * train_size / training_time:,.0f}"
     assert _cell(run_page, r'id="figure-time_per_epoch_s"[^>]*>(.*?)</dd>') == f"{training_time / 3:.2f} s"
