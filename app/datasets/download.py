@@ -38,6 +38,9 @@ Progress = Callable[[str, int, "int | None"], None]
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_FILE_BYTES = 512 * 1024 * 1024  # the largest file (CIFAR-10's tarball) is 163 MB
+# An idx file once gunzipped: the largest (Fashion-/MNIST's training images) is 47 MB. A file that
+# decompresses past this is refused while it is read (a small gzip can expand a thousandfold).
+MAX_IDX_BYTES = 64 * 1024 * 1024
 CHUNK = 1 << 16
 _IDX_FILES = tuple(f"{stem}.gz" for stem in idx.IDX_MD5["mnist"])
 
@@ -118,9 +121,30 @@ def _verify(name: str, path: Path, file: str) -> None:
         expected, got = idx.CIFAR10_TAR_MD5, digest.hexdigest()
     else:
         expected = idx.IDX_MD5[name][file.removesuffix(".gz")]
-        got = hashlib.md5(idx.read_maybe_gzip(path)).hexdigest()
+        got = _idx_md5(name, path)
     if got != expected:
         raise InvalidInput(f"checksum mismatch (md5 {got}, expected {expected}): not the published {file}")
+
+
+def _idx_md5(name: str, path: Path) -> str:
+    """md5 of an idx file's bytes (gunzipped when gzipped), read in chunks and never past MAX_IDX_BYTES."""
+    import gzip
+    import zlib
+
+    digest, size = hashlib.md5(), 0
+    try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_IDX_BYTES:
+                    raise InvalidInput(f"more than {MAX_IDX_BYTES >> 20} MiB once decompressed: not a {name} file")
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InvalidInput(f"not a readable gzip file ({exc})") from exc
+    return digest.hexdigest()
 
 
 def _reason(exc: Exception) -> str:

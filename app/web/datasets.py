@@ -101,20 +101,21 @@ def _downloadable(name: str) -> str:
 
 
 @router.post("/datasets/{name}/download", response_class=HTMLResponse)
-def start_download(request: Request, name: str) -> Response:
+def start_download(request: Request, name: str, buttons: bool = True) -> Response:
     """Download a built-in in a process of its own (`trainboard data download NAME`), never in this one."""
     download.start(_downloadable(name), get_settings().data_dir)
     if not is_htmx(request):
         return RedirectResponse(f"/datasets#dataset-{name}", status_code=303)
-    return download_state(request, name)
+    return download_state(request, name, buttons)
 
 
 @router.get("/datasets/{name}/download", response_class=HTMLResponse)
-def download_state(request: Request, name: str) -> HTMLResponse:
-    """A download's progress (polled while it runs); once it is done the page reloads with the data set."""
+def download_state(request: Request, name: str, buttons: bool = True) -> HTMLResponse:
+    """A download's progress (polled while it runs); once it is done the page reloads with the data set.
+    `buttons=0`: the panel has no Download button of its own (the dashboard's preset buttons are that)."""
     state = download.view(_downloadable(name), get_settings().data_dir)
     done = state["state"] == download.DONE and state["info"].available
-    return render(request, "datasets/_download.html", {"d": state, "button": True},
+    return render(request, "datasets/_download.html", {"d": state, "button": buttons},
                   headers={"HX-Refresh": "true"} if done and is_htmx(request) else None)
 
 

@@ -109,3 +109,19 @@ def test_state_of_a_download_whose_process_died_is_failed(tmp_path):
     (data_dir / "downloads" / "mnist.log").write_text("downloading train-images-idx3-ubyte.gz\nKilled\n")
     state = download.state("mnist", data_dir)
     assert state["state"] == "failed" and state["message"] == "the download stopped before it finished: Killed"
+
+
+def test_a_file_that_decompresses_past_the_cap_is_refused_while_it_is_read(tmp_path, monkeypatch):
+    """A small gzip can expand a thousandfold: the check stops reading at the cap, not after."""
+    monkeypatch.setattr(download, "MAX_IDX_BYTES", 4 << 20)
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as out:
+        for _ in range(8):
+            out.write(bytes(1 << 20))  # 8 MiB of zeros: a few KiB compressed
+    assert bomb.stat().st_size < 64 << 10
+    with pytest.raises(InvalidInput, match="more than 4 MiB once decompressed: not a mnist file"):
+        download._verify("mnist", bomb, "train-images-idx3-ubyte.gz")
+    broken = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00 not gzip after all")
+    with pytest.raises(InvalidInput, match="not a readable gzip file"):
+        download._verify("mnist", broken, "t10k-labels-idx1-ubyte.gz")

@@ -49,6 +49,9 @@ def test_a_download_runs_in_its_own_process_and_its_error_is_shown(client, data_
     assert "trainboard data import mnist FOLDER" in error
     assert 'hx-trigger' not in answer.text and 'data-download="mnist"' in answer.text  # stopped polling; retry
     assert 'id="download-mnist" data-state="failed"' in client.get("/").text  # the dashboard shows it too
+    # The dashboard's panel polls without a Download button of its own: its preset buttons are that.
+    assert 'hx-post="/datasets/mnist/download?buttons=0"' in client.get("/").text
+    assert 'data-download="mnist"' not in client.get("/datasets/mnist/download?buttons=0", headers=HTMX).text
     assert (data_dir / "downloads" / "mnist.log").read_text().startswith("error: could not download mnist")
     again = client.post("/datasets/mnist/download", headers=HTMX)  # the button tries again
     assert again.status_code == 200 and 'data-state="starting"' in again.text
