@@ -202,7 +202,7 @@ def test_quick_start_launches_digits_and_presets_without_their_data_offer_the_do
     quick = re.search(r'<button[^>]*data-launch="quick:digits-mlp"[^>]*>', html, re.S)
     assert quick and "disabled" not in quick.group(0)  # digits is built in: always launchable
     mnist = re.search(r'<form[^>]*>\s*<button[^>]*data-launch="preset:mnist-mlp"[^>]*>', html, re.S).group(0)
-    assert 'hx-post="/datasets/mnist/download"' in mnist and 'data-download="mnist"' in mnist
+    assert 'hx-post="/datasets/mnist/download?buttons=0"' in mnist and 'data-download="mnist"' in mnist
     assert "disabled" not in mnist
     assert "trainboard data import mnist" in html
     response = client.post("/runs/quick", data={"launch": "quick:digits-mlp"}, follow_redirects=False)
