@@ -17,6 +17,7 @@ from app.api import datasets as datasets_api
 from app.api import health as health_api
 from app.api import ingest as ingest_api
 from app.api import runs as runs_api
+from app.api import sweeps as sweeps_api
 from app.api.errors import install_error_handlers
 from app.auth import hooks as _auth_hooks  # noqa: F401  (runs and architectures record their creator)
 from app.auth import routes as auth_routes
@@ -81,6 +82,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(runs_api.router)
     app.include_router(datasets_api.router)
     app.include_router(compare_api.router)
+    app.include_router(sweeps_api.router)
     app.include_router(ingest_api.router)
     app.include_router(auth_routes.router)
 

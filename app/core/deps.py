@@ -21,6 +21,7 @@ DB_INT_MAX = 2**31 - 1
 
 RunId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the run's id")]
 ArchitectureId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the architecture's id")]
+SweepId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the sweep's id")]
 SampleIndex = Annotated[int, Path(ge=0, le=DB_INT_MAX, description="0-based index of the sample in its split")]
 
 # Queries. Each alias is a type: give the default in the signature (`offset: OffsetQuery = 0`).

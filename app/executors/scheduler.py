@@ -5,6 +5,7 @@ Every tick (0.1 s, or at once when woken):
   run with the launcher's exit reason (or cancels it, when a cancel was asked for);
 - enforces cancellation: "cancel" to the trainer at once, "kill" after `cancel_grace_s`;
 - fails `starting` runs whose trainer has not reported within `start_timeout_s` (and kills it);
+- lets active sweeps queue their next trials (app/sweeps/service.py `advance`);
 - claims queued runs in id order while slots are free (adopted trainers count) and launches them;
 - once a second, fails and kills its trainers that are alive but silent past `hung_timeout_s`,
   interrupts runs of other owners whose heartbeat stopped (their trainer vanished), and fails
@@ -39,6 +40,7 @@ from app.runs.service import latest_checkpoint_epoch
 
 TICK_S = 0.1
 REAP_EVERY_S = 1.0
+SWEEPS_EVERY_S = 0.3
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._last_reap = 0.0
+        self._last_sweeps = 0.0
         self._read_resources()
 
     def _read_resources(self) -> None:
@@ -98,6 +101,7 @@ class Scheduler:
         self._watch()
         self._enforce_cancels()
         self._check_starts()
+        self._advance_sweeps()
         self._start_queued()
         self.launcher.prepare()
         now = time.monotonic()
@@ -105,6 +109,20 @@ class Scheduler:
             self._last_reap = now
             self._read_resources()
             self._reap()
+
+    def _advance_sweeps(self) -> None:
+        """Active sweeps queue their next trials (bounded by this scheduler's slots) and end when done."""
+        from app.sweeps import service as sweeps_service
+
+        now = time.monotonic()
+        if now - self._last_sweeps < SWEEPS_EVERY_S:
+            return
+        self._last_sweeps = now
+        with session_scope(write=False) as db_session:  # the common case, no active sweep, stays read-only
+            if not sweeps_service.any_active(db_session):
+                return
+        with session_scope() as db_session:
+            sweeps_service.advance(db_session, self.slots)
 
     # -- slots -------------------------------------------------------------------------------
     def _free_gpu(self) -> str | None:

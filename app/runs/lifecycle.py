@@ -19,6 +19,9 @@ when its heartbeats stop, and it is never resumed).
 - `interrupted`: its trainer vanished (server down, node lost); it can be resumed like a failed run.
 - Cancelling a `starting` or `running` run only sets `cancel_requested`; the trainer (or the
   scheduler, after the grace period) makes the `cancelled` transition.
+- `pruned`: a sweep's pruner judged the trial behind the others after an epoch (`request_prune`
+  sets `cancel_requested` and `pruned_epoch`); the stop that follows ends it `pruned`, not
+  `cancelled`, with the pruner's reason. Final: a pruned trial is not resumed.
 
 Functions take the caller's session and never commit: the caller's transaction holds the
 change and its event together.
@@ -42,6 +45,7 @@ from app.runs.models import (
     COMPLETED,
     FAILED,
     INTERRUPTED,
+    PRUNED,
     QUEUED,
     RUNNING,
     STARTING,
@@ -53,16 +57,17 @@ from app.runs.models import (
 TRANSITIONS: dict[str, frozenset[str]] = {
     QUEUED: frozenset({STARTING, CANCELLED}),
     STARTING: frozenset({RUNNING, FAILED, CANCELLED, INTERRUPTED}),
-    RUNNING: frozenset({COMPLETED, FAILED, CANCELLED, INTERRUPTED}),
+    RUNNING: frozenset({COMPLETED, FAILED, CANCELLED, INTERRUPTED, PRUNED}),
     COMPLETED: frozenset(),
     FAILED: frozenset({QUEUED}),
     CANCELLED: frozenset({QUEUED}),
     INTERRUPTED: frozenset({QUEUED}),
+    PRUNED: frozenset(),
 }
 
 # The fields this module owns; nothing else in app/ assigns them (tests/core/test_import_rules.py).
 LIFECYCLE_FIELDS = ("status", "started_at", "finished_at", "failure_reason", "pid", "worker",
-                    "cancel_requested", "heartbeat_at")
+                    "cancel_requested", "heartbeat_at", "pruned_epoch")
 
 
 # Where a new run enters the table: queued (enqueue), or running for an external run (start_external).
@@ -208,8 +213,19 @@ def finish(db_session: Session, run_id: int, status: str, reason: str | None = N
     when the run is no longer running (e.g. the hang check failed it first): nothing changes."""
     if status not in (COMPLETED, FAILED, CANCELLED):
         raise IllegalTransition(f"a trainer cannot finish a run as {status}")
+    if status == CANCELLED:
+        status, reason = _cancelled_or_pruned(db_session, run_id, reason)
     return try_transition(db_session, run_id, status, reason=reason, only_from=[RUNNING],
                           values={"heartbeat_at": utcnow(), **(values or {})})
+
+
+def _cancelled_or_pruned(db_session: Session, run_id: int, reason: str | None) -> tuple[str, str | None]:
+    """A stop its sweep's pruner asked for ends `pruned` with the pruner's reason (kept in
+    failure_reason by `request_prune`); any other stop ends `cancelled`."""
+    row = db_session.execute(select(Run.pruned_epoch, Run.failure_reason, Run.status).where(Run.id == run_id)).first()
+    if row is not None and row.pruned_epoch is not None and row.status == RUNNING:
+        return PRUNED, row.failure_reason or f"pruned after epoch {row.pruned_epoch}"
+    return CANCELLED, reason
 
 
 def fail(db_session: Session, run_id: int, reason: str) -> bool:
@@ -218,8 +234,23 @@ def fail(db_session: Session, run_id: int, reason: str) -> bool:
 
 
 def cancelled(db_session: Session, run_id: int, reason: str) -> bool:
-    """starting | running → cancelled: the scheduler saw a cancelled run's trainer end."""
-    return try_transition(db_session, run_id, CANCELLED, reason=reason, only_from=ACTIVE_STATUSES)
+    """starting | running → cancelled (pruned, when its pruner asked): the scheduler saw a cancelled
+    run's trainer end."""
+    status, reason = _cancelled_or_pruned(db_session, run_id, reason)
+    return try_transition(db_session, run_id, status, reason=reason, only_from=ACTIVE_STATUSES)
+
+
+def request_prune(db_session: Session, run_id: int, epoch: int, reason: str) -> bool:
+    """A running trial's pruner stopped it after `epoch`: like a cancel request (the trainer stops at
+    its next step), remembered so that the run ends `pruned` with `reason`. False when the run is not
+    running or already asked to stop."""
+    changed = db_session.execute(
+        update(Run).where(Run.id == run_id, Run.status == RUNNING, Run.cancel_requested.is_(False))
+        .values(cancel_requested=True, pruned_epoch=epoch, failure_reason=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    _expire(db_session, run_id)
+    return bool(changed)
 
 
 def interrupt(db_session: Session, run_id: int, reason: str) -> bool:

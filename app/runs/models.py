@@ -25,14 +25,16 @@ from app.core.db import Base
 from app.core.models_base import utcnow
 
 # The lifecycle (app/runs/lifecycle.py owns every change): queued → starting → running →
-# completed | failed | cancelled | interrupted; failed, cancelled and interrupted runs can be resumed.
+# completed | failed | cancelled | interrupted | pruned; failed, cancelled and interrupted runs can be
+# resumed. `pruned`: a sweep's pruner stopped the trial early (final, like completed).
 QUEUED, STARTING, RUNNING = "queued", "starting", "running"
 COMPLETED, FAILED, CANCELLED, INTERRUPTED = "completed", "failed", "cancelled", "interrupted"
-STATUSES = (QUEUED, STARTING, RUNNING, COMPLETED, FAILED, CANCELLED, INTERRUPTED)
+PRUNED = "pruned"
+STATUSES = (QUEUED, STARTING, RUNNING, COMPLETED, FAILED, CANCELLED, INTERRUPTED, PRUNED)
 # A trainer is (or should be) working on these.
 ACTIVE_STATUSES = (STARTING, RUNNING)
 # No trainer works on these; only resume (failed, cancelled, interrupted) leaves them.
-TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED, INTERRUPTED)
+TERMINAL_STATUSES = (COMPLETED, FAILED, CANCELLED, INTERRUPTED, PRUNED)
 
 
 class Run(Base):
@@ -86,6 +88,42 @@ class Run(Base):
     ingest_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Who created it (a user id; None when the server has no accounts).
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A sweep's trial (app/sweeps): its sweep, trial number (0, 1, 2… per sweep), the parameters the
+    # sampler chose (by their path in the sweep's space) and what its pruner keeps between epochs.
+    sweep_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    sweep_trial: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sweep_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    sweep_attrs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Set (with cancel_requested) when the sweep's pruner stops the run: the epoch it was judged at.
+    # A run asked to stop this way ends `pruned` instead of `cancelled`.
+    pruned_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (Index("uq_runs_sweep_trial", "sweep_id", "sweep_trial", unique=True),)
+
+
+class Sweep(Base):
+    """A search over run settings and architecture variants (app/sweeps): its request as validated,
+    and its own status (queued → running → completed | cancelled). Its trials are runs (Run.sweep_id)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    # "search" (a sampler over a space) or "tutorial" (the tutorial's models, one run each).
+    kind: Mapped[str] = mapped_column(String(20), default="search")
+    dataset: Mapped[str] = mapped_column(String(100))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sampler: Mapped[str] = mapped_column(String(20))
+    pruner: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    metric: Mapped[str] = mapped_column(String(40))
+    direction: Mapped[str] = mapped_column(String(10))
+    trials_total: Mapped[int] = mapped_column(Integer)
+    parallelism: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 

@@ -339,6 +339,10 @@ class RunPublic(BaseModel):
     last_seq: int
     pid: int | None
     worker: str | None
+    sweep_id: int | None = None
+    sweep_trial: int | None = None
+    sweep_params: dict[str, Any] | None = None
+    pruned_epoch: int | None = None
 
 
 class RunsPublic(BaseModel):

@@ -131,6 +131,15 @@ def create(*, db_session: Session, run_in: RunCreate) -> Run:
     return run
 
 
+def queue(*, db_session: Session, run_in: RunCreate, fields: dict[str, Any] | None = None) -> Run:
+    """Validate and queue a run in the caller's transaction (no commit), with extra row fields (a
+    sweep's trial tags, the preset it was fitted from): the caller queues several runs at once."""
+    run = _new_run(db_session, run_in)
+    for name, value in (fields or {}).items():
+        setattr(run, name, value)
+    return lifecycle.enqueue(db_session, run)
+
+
 def create_claimed(*, db_session: Session, run_in: RunCreate, owner: str) -> Run:
     """A run its creator trains itself (`trainboard run` in its own process): validated and recorded
     like `create`, and claimed for `owner` in the same transaction, so no scheduler ever starts it.

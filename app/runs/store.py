@@ -96,8 +96,9 @@ class StoreSink:
         payload.setdefault("ts", time.time())
         with self._lock:
             self._pending.append((kind, payload))
-        # The first metric goes out at once: people watch for the run to come alive.
-        if not self._flushed_once and kind in ("step", "epoch"):
+        # The first metric goes out at once: people watch for the run to come alive. An epoch's row
+        # too: a sweep's pruner judges it, and a pruned trial should stop before the next epoch runs far.
+        if kind == "epoch" or (not self._flushed_once and kind == "step"):
             self._wake.set()
 
     def close(self) -> None:
