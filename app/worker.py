@@ -87,7 +87,7 @@ def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None 
         print(f"run {run_id} is no longer waiting for a trainer: nothing to do", flush=True)
         return 0
     order = store.load()
-    store_sink = StoreSink(store, on_cancel=stop.set).start()
+    store_sink = StoreSink(store, on_cancel=stop.set, sync_epochs=order.judged_each_epoch).start()
     sink = store_sink if watch is None else TeeSink(store_sink, watch)
     settings = get_settings()
     result = None

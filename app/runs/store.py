@@ -35,13 +35,17 @@ class RunOrder:
     # The last event seq the server holds from this run's trainers: a new trainer (a resume, a
     # retry) numbers its events from the next one, so the ingest API stores them, gap-free.
     trainer_seq: int = 0
+    # A sweep's trial: each epoch's row is sent before the next epoch starts, and the answer (its
+    # pruner may have stopped it) is read then, as Optuna's report/should_prune would.
+    judged_each_epoch: bool = False
 
     @classmethod
     def of(cls, run: Any) -> RunOrder:
         """The order of a run row (anything with the Run model's attributes)."""
         return cls(run_id=run.id, spec=dict(run.spec), dataset=run.dataset, config=dict(run.config),
                    resume_epoch=run.resume_epoch, parent_run_id=run.parent_run_id, fork_epoch=run.fork_epoch,
-                   trainer_seq=run.last_trainer_seq or 0)
+                   trainer_seq=run.last_trainer_seq or 0,
+                   judged_each_epoch=getattr(run, "sweep_id", None) is not None)
 
 
 class RunStore(Protocol):
@@ -77,11 +81,13 @@ class RunStore(Protocol):
 class StoreSink:
     """The engine's sink over a RunStore: batched, with heartbeats; tells the trainer when to stop."""
 
-    def __init__(self, store: RunStore, on_cancel: Callable[[], None]):
+    def __init__(self, store: RunStore, on_cancel: Callable[[], None], *, sync_epochs: bool = False):
         self.store = store
         self._on_cancel = on_cancel
+        self._sync_epochs = sync_epochs
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time: batches go out in emission order
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._flushed_once = False
@@ -98,7 +104,12 @@ class StoreSink:
             self._pending.append((kind, payload))
         # The first metric goes out at once: people watch for the run to come alive. An epoch's row
         # too: a sweep's pruner judges it, and a pruned trial should stop before the next epoch runs far.
-        if kind == "epoch" or (not self._flushed_once and kind == "step"):
+        if kind == "epoch" and self._sync_epochs:
+            try:
+                self.flush()  # from the training thread: the next epoch starts after the verdict
+            except Exception as exc:  # the sink's thread retries the batch
+                print(f"trainboard: epoch flush failed, will retry: {exc}", flush=True)
+        elif kind == "epoch" or (not self._flushed_once and kind == "step"):
             self._wake.set()
 
     def close(self) -> None:
@@ -128,6 +139,10 @@ class StoreSink:
 
     def flush(self) -> None:
         """Send pending events (or a heartbeat when due), then look at the cancel flag."""
+        with self._flush_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
         now = time.monotonic()
