@@ -1,5 +1,6 @@
-"""Compare runs side by side: headline numbers, per-epoch curves, the settings that differ, and
-which runs are on the accuracy-versus-cost Pareto front (parameters, training time, memory).
+"""Compare runs side by side: headline numbers, curves by epoch and by training time, per-class F1
+and recall, the settings that differ, and which runs are on the accuracy-versus-cost Pareto front
+(parameters, training time, memory); the headline table also as CSV.
 
 Accuracy and loss on one data set say nothing about another: runs are grouped by data set, and the
 best of a column and the Pareto fronts are taken within each group, never across groups.
@@ -10,6 +11,9 @@ call: `compare(db_session=..., run_ids=[cnn_run, rnn_run])`.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,7 +67,8 @@ class RunSummary:
     training_memory_bytes: int | None  # what training added (see engine.runtime.MemoryMeter)
     peak_memory_bytes: int | None  # the trainer process's peak (CPU: includes torch itself)
     config: dict[str, Any]
-    curves: dict[str, list[float | None]] = field(default_factory=dict)  # "epoch" + CURVES
+    # "epoch", "time_s" (training time at the end of each epoch, figures.training_time_so_far) + CURVES
+    curves: dict[str, list[float | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,6 +79,10 @@ class Comparison:
     same: list[dict[str, Any]]  # [{"setting": "batch_size", "value": 32}]
     best: dict[str, list[int]]  # column → ids of the runs with the best value within their data set
     pareto: dict[str, list[int]]  # cost → ids on their data set's front: group by group, each cheapest first
+    # Per data set, the test set's per-class F1 and recall (= per-class accuracy) of its runs that have them:
+    # [{"dataset", "classes": [names], "runs": [ids], "f1": [[per run] per class], "recall": [[...]],
+    #   "best_f1": [[ids] per class], "best_recall": [[ids] per class]}]
+    per_class: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,8 +125,9 @@ def compare(*, db_session: Session, run_ids: Sequence[int]) -> Comparison:
     ordered = [runs[run_id] for run_id in run_ids]
     names = _architecture_names(db_session, ordered)
     curves = _curves(db_session, run_ids)
-    f1 = _macro_f1(db_session, run_ids)
-    summaries = [_summary(run, names, curves.get(run.id, []), f1.get(run.id)) for run in ordered]
+    evaluations = _test_evaluations(db_session, run_ids)
+    summaries = [_summary(run, names, curves.get(run.id, []), _macro_f1(evaluations.get(run.id)))
+                 for run in ordered]
     differences, same = _settings(summaries)
     groups = by_dataset(summaries)
     best: dict[str, list[int]] = {}
@@ -127,7 +137,47 @@ def compare(*, db_session: Session, run_ids: Sequence[int]) -> Comparison:
     pareto = {cost: [run_id for runs in groups.values() for run_id in pareto_front(runs, cost)] for cost in COSTS}
     return Comparison(runs=summaries, groups=[{"dataset": name, "runs": [r.id for r in runs]}
                                               for name, runs in groups.items()],
-                      differences=differences, same=same, best=best, pareto=pareto)
+                      differences=differences, same=same, best=best, pareto=pareto,
+                      per_class=[table for name, runs in groups.items()
+                                 if (table := _per_class_table(name, runs, evaluations))])
+
+
+# The CSV's columns before the settings that differ: who the run is, then the headline numbers.
+CSV_RUN_COLUMNS = ("id", "name", "dataset", "model", "kind", "status")
+CSV_TAIL_COLUMNS = ("epochs", "epochs_total")
+# A spreadsheet runs a text cell that starts with one of these as a formula: such text (a run name, a
+# setting) is written with a leading apostrophe, which shows it as the text it is.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def table_csv(comparison: Comparison) -> str:
+    """The headline table as CSV: a row per run with its id, name, data set, model, kind and status, the
+    headline columns (BETTER, raw numbers: seconds, bytes, fractions), epochs done and asked for, then a
+    column per setting that differs between the runs (data set and model are columns already)."""
+    fixed = (*CSV_RUN_COLUMNS, *BETTER, *CSV_TAIL_COLUMNS)
+    settings = [row for row in comparison.differences if row["setting"] not in ("dataset", "model")]
+    # A setting named like a fixed column (the config's "epochs" asked for) gets a prefix to stay apart.
+    header = [*fixed, *(f"setting.{row['setting']}" if row["setting"] in fixed else row["setting"]
+                        for row in settings)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for index, run in enumerate(comparison.runs):
+        writer.writerow([_csv_cell(getattr(run, key)) for key in fixed]
+                        + [_csv_cell(row["values"][index]) for row in settings])
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        value = json.dumps(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def by_dataset(runs: Sequence[RunSummary]) -> dict[str, list[RunSummary]]:
@@ -172,14 +222,59 @@ def _curves(db_session: Session, run_ids: Sequence[int]) -> dict[int, list[dict[
     return run_figures.epoch_payloads(db_session, run_ids)
 
 
-def _macro_f1(db_session: Session, run_ids: Sequence[int]) -> dict[int, float]:
+def _test_evaluations(db_session: Session, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Per run, the payload of its latest test evaluation (the one its run page shows)."""
     rows = db_session.execute(
         select(Evaluation.run_id, Evaluation.payload).where(Evaluation.run_id.in_(list(run_ids)),
                                                             Evaluation.split == "test")
         .order_by(Evaluation.id)
     )
-    return {run_id: float(payload["macro"]["f1"]) for run_id, payload in rows
-            if isinstance(payload.get("macro"), dict) and payload["macro"].get("f1") is not None}
+    return {run_id: payload for run_id, payload in rows if isinstance(payload, dict)}
+
+
+def _macro_f1(payload: dict[str, Any] | None) -> float | None:
+    macro = (payload or {}).get("macro")
+    return _number(macro.get("f1")) if isinstance(macro, dict) else None
+
+
+def _class_metrics(payload: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Class name → its row of a test evaluation's per-class metrics (app/engine/metrics.summarize):
+    precision, recall, f1, support. Rows without a name take it from class_names, as the run page does."""
+    rows = (payload or {}).get("per_class")
+    if not isinstance(rows, list):
+        return {}
+    names = (payload or {}).get("class_names") or []
+    metrics = {}
+    for index, row in enumerate(rows):
+        if isinstance(row, dict):
+            name = row.get("class", names[index] if index < len(names) else index)
+            metrics[str(name)] = row
+    return metrics
+
+
+def _per_class_table(dataset: str, runs: Sequence[RunSummary],
+                     evaluations: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """One data set's per-class F1 and recall, a row per class and a column per run that has them; None
+    when none has. Classes in the order the runs' evaluations name them (runs of one data set agree)."""
+    metrics = {run.id: rows for run in runs if (rows := _class_metrics(evaluations.get(run.id)))}
+    if not metrics:
+        return None
+    ids = list(metrics)
+    classes = list(dict.fromkeys(name for rows in metrics.values() for name in rows))
+    table: dict[str, Any] = {"dataset": dataset, "classes": classes, "runs": ids}
+    for key in ("f1", "recall"):
+        values = [[_number(metrics[run_id].get(name, {}).get(key)) for run_id in ids] for name in classes]
+        table[key] = values
+        table[f"best_{key}"] = [_best_in_row(ids, row) for row in values]
+    return table
+
+
+def _best_in_row(ids: Sequence[int], values: Sequence[float | None]) -> list[int]:
+    """The ids holding the row's highest value (ties share it); none unless two or more runs have one."""
+    present = [value for value in values if value is not None]
+    if len(present) < 2:
+        return []
+    return [run_id for run_id, value in zip(ids, values, strict=True) if value == max(present)]
 
 
 def _summary(run: Run, names: dict[int, str], epochs: list[dict[str, Any]], macro_f1: float | None) -> RunSummary:
@@ -191,7 +286,8 @@ def _summary(run: Run, names: dict[int, str], epochs: list[dict[str, Any]], macr
         layers, flops = " → ".join(str(layer.get("type")) for layer in run.spec.get("layers", [])), None
     ordered = run_figures.kept_epochs(epochs)
     figures = run_figures.from_epochs(epochs, run.train_time_s)
-    curves: dict[str, list[float | None]] = {"epoch": [float(p["epoch"]) for p in ordered]}
+    curves: dict[str, list[float | None]] = {"epoch": [float(p["epoch"]) for p in ordered],
+                                             "time_s": run_figures.training_time_so_far(epochs)}
     for key in CURVES:
         curves[key] = [_number(p.get(key)) for p in ordered]
     return RunSummary(
@@ -208,7 +304,8 @@ def _summary(run: Run, names: dict[int, str], epochs: list[dict[str, Any]], macr
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
+        else None
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -14,6 +14,8 @@ and the run's `train_time_s` column:
   is that epoch's samples / its `epoch_time`, so the epoch's samples are their product.
 - **samples/s** = training samples / training time (not a mean of per-epoch speeds).
 - **time per epoch** = training time / epochs done.
+- **training time so far** (the compare page's time axis): at each kept epoch, the sum of the
+  `epoch_time` of the kept epochs up to and including it; None at an epoch without a time.
 - **whole run**: the run's `train_time_s`, the trainer's whole `train()` call (setup, epochs with
   validation and checkpoints, test evaluation, exports) of its last start. Shown beside training
   time, never instead of it.
@@ -60,12 +62,30 @@ def kept_epochs(payloads: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
+def _epoch_seconds(payload: dict[str, Any]) -> float | None:
+    """An epoch's training seconds, or None where the event has no usable `epoch_time`."""
+    seconds = _number(payload.get("epoch_time"))
+    return seconds if seconds is not None and seconds > 0 else None
+
+
+def training_time_so_far(payloads: Iterable[dict[str, Any]]) -> list[float | None]:
+    """For each kept epoch (as `kept_epochs` orders them), the training time up to its end: the running sum
+    of the kept epochs' `epoch_time`. An epoch without a time gets None and adds nothing, so the last value
+    is the run's training time whenever its last epoch has one."""
+    total, times = 0.0, []
+    for payload in kept_epochs(payloads):
+        seconds = _epoch_seconds(payload)
+        if seconds is not None:
+            total += seconds
+        times.append(total if seconds is not None else None)
+    return times
+
+
 def from_epochs(payloads: Iterable[dict[str, Any]], whole_run_s: float | None = None) -> Figures:
     """The figures from a run's `epoch` payloads (in seq order) and its `train_time_s`."""
     timed = []
     for payload in kept_epochs(payloads):
-        seconds = _number(payload.get("epoch_time"))
-        if seconds is not None and seconds > 0:
+        if (seconds := _epoch_seconds(payload)) is not None:
             timed.append((seconds, _number(payload.get("samples_per_sec"))))
     whole = _number(whole_run_s)
     if not timed:

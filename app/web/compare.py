@@ -1,7 +1,8 @@
-"""The compare page: runs side by side (headline table, overlaid curves, accuracy against
-parameters, time and memory with the Pareto front, the settings that differ) and a picker.
+"""The compare page: runs side by side (headline table with its CSV, overlaid curves by epoch or
+training time, per-class F1 and recall, accuracy against parameters, time and memory with the Pareto
+front, the settings that differ) and a picker.
 
-Everything comes from `app.runs.compare`; the curves are drawn by static/js/compare.js from a
+Everything comes from `app.compare.service`; the curves are drawn by static/js/compare.js from a
 JSON block in the page, the scatter plots are server-side SVG.
 """
 

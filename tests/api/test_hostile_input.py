@@ -185,7 +185,7 @@ def test_fork_epoch_out_of_range_is_422(api):
     assert response.status_code == 422 and _fields(response) == ["epoch"]
 
 
-@pytest.mark.parametrize("url", ["/api/compare", "/compare"])
+@pytest.mark.parametrize("url", ["/api/compare", "/api/compare.csv", "/compare"])
 def test_compare_with_an_id_the_database_cannot_hold_is_404(api, url):
     response = api.get(url, params={"runs": HUGE})
     assert response.status_code == 404

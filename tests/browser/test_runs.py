@@ -184,6 +184,14 @@ def test_tick_runs_on_the_dashboard_and_compare_them(live_server, page: Page):
     expect(page.locator("#cmp-val_accuracy")).to_have_attribute("data-series", "2")
     expect(page.locator("#cmp-val_accuracy")).to_have_attribute("data-points", "6")
     expect(page.locator("#cmp-val_accuracy canvas")).to_have_count(1)
+    # Against training time: the same points redrawn on an axis of seconds, and back to whole epochs.
+    chart = page.locator("#cmp-val_accuracy")
+    page.locator("#compare-x").select_option("time")
+    expect(chart).to_have_attribute("data-x-axis", "time")
+    expect(chart).to_have_attribute("data-x-ticks", re.compile(r"^\d+ (s|min)"))
+    expect(chart).to_have_attribute("data-points", "6")
+    page.locator("#compare-x").select_option("epoch")
+    expect(chart).to_have_attribute("data-x-ticks", "1 | 2 | 3")
     expect(page.locator("#scatter-total_params circle")).to_have_count(2)
     expect(page.locator("#differences")).to_contain_text("layers")
     # Change the selection from the picker: one run is a comparison of one.

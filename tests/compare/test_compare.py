@@ -3,12 +3,15 @@ the compare page, and the dashboard's selection column."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from typing import Any
 
 import pytest
 
 from app.compare.service import RunSummary, model_kind, pareto_front
+from app.runs.figures import from_epochs, training_time_so_far
 from tests.conftest import LOCAL
 from tests.runs.helpers import DIGITS_MLP
 
@@ -32,9 +35,14 @@ def client(data_dir):
 
 def finished(spec: dict, *, name: str, accuracy: float, train_time: float, memory: int,
              val_accuracies: list[float], lr: float = 0.001, resumed_at: int | None = None, macro_f1: float = 0.9,
-             dataset: str = "digits") -> int:
-    """A completed run (on digits unless told) as its trainer leaves it: epoch rows, a test evaluation, timings."""
+             dataset: str = "digits", confusion: list[list[int]] | None = None, classes: list[str] | None = None) -> int:
+    """A completed run (on digits unless told) as its trainer leaves it: epoch rows, a test evaluation, timings.
+    With a `confusion` matrix the evaluation is the engine's own (app/engine/metrics.summarize: per-class rows,
+    macro and weighted averages); without, it holds macro averages only, as evaluations of older runs may."""
+    import numpy as np
+
     from app.core.db import session_scope
+    from app.engine import metrics
     from app.runs import service as runs_service
     from app.runs.events import append_events
     from app.runs.models import Evaluation
@@ -55,8 +63,12 @@ def finished(spec: dict, *, name: str, accuracy: float, train_time: float, memor
                                      "samples_per_sec": 1000.0}))
         events.append(("status", {"status": "completed"}))
         append_events(db_session, run.id, events)
+        payload: dict[str, Any] = {"macro": {"precision": 0.9, "recall": 0.9, "f1": macro_f1}}
+        if confusion is not None:
+            names = classes or [str(i) for i in range(len(confusion))]
+            payload = metrics.summarize(np.array(confusion), names)
         db_session.add(Evaluation(run_id=run.id, split="test", epoch=len(val_accuracies), accuracy=accuracy, loss=0.3,
-                                  payload={"macro": {"precision": 0.9, "recall": 0.9, "f1": macro_f1}}))
+                                  payload=payload))
         run.status, run.epoch = "completed", len(val_accuracies)
         run.test_accuracy, run.test_loss, run.best_val_accuracy = accuracy, 0.3, max(val_accuracies)
         run.train_time_s, run.training_memory_bytes = train_time + 1.5, memory  # + setup, test, exports
@@ -252,3 +264,122 @@ def test_the_pareto_front_on_the_page_runs_cheapest_first_whatever_order_runs_we
     figure = page[page.index('data-cost="training_memory_bytes"'):]
     caption = figure[figure.index("<figcaption"):figure.index("</figcaption>")]
     assert re.findall(r'href="/runs/(\d+)"', caption) == [str(small), str(wide), str(cnn)]  # 300, 400, 500 MiB
+
+
+def test_curves_have_the_training_time_at_each_epoch_end(client, three_runs):
+    """The time axis is the running sum of the kept epochs' epoch_time: it ends at the table's training time."""
+    small, cnn, wide = three_runs
+    body = client.get(f"/api/compare?runs={small},{cnn},{wide}").json()
+    by_id = {r["id"]: r for r in body["runs"]}
+    assert by_id[small]["curves"]["time_s"] == pytest.approx([5.0, 10.0])
+    assert by_id[wide]["curves"]["time_s"] == pytest.approx([10.0, 20.0])
+    # The resumed run: the abandoned attempt's epochs 2 and 3 count for nothing, as in its training time.
+    assert by_id[cnn]["curves"]["time_s"] == pytest.approx([5 / 3, 10 / 3, 5.0])
+    for run in body["runs"]:
+        assert len(run["curves"]["time_s"]) == len(run["curves"]["epoch"])
+        assert run["curves"]["time_s"][-1] == pytest.approx(run["train_loop_s"])
+
+
+def test_training_time_so_far_skips_epochs_without_a_time_and_keeps_the_last_row_of_each():
+    payloads = [{"epoch": 1, "epoch_time": 2.0}, {"epoch": 2, "epoch_time": 9.0},  # epoch 2 is run again
+                {"epoch": 2, "epoch_time": 1.5}, {"epoch": 3}, {"epoch": 4, "epoch_time": 0.5},
+                {"epoch": 5, "epoch_time": float("nan")}]
+    assert training_time_so_far(payloads) == [2.0, 3.5, None, 4.0, None]
+    assert from_epochs(payloads).training_time_s == 4.0  # the same definition as the table's training time
+
+
+# Two spirals runs' test confusion matrices (rows: true class): 'a' is best recalled by `sharp`, 'b' by `blunt`.
+SHARP = [[10, 0, 0], [3, 7, 0], [0, 0, 10]]
+BLUNT = [[9, 1, 0], [0, 10, 0], [2, 0, 8]]
+
+
+@pytest.fixture
+def per_class_runs(three_runs) -> dict[str, int]:
+    """Two spirals runs with per-class test metrics, beside the digits runs (whose evaluations have none)."""
+    sharp = finished(SPIRALS_MLP, name="sharp", accuracy=0.9, train_time=2, memory=50 << 20, val_accuracies=[0.9],
+                     dataset="spirals", confusion=SHARP, classes=["a", "b", "c"])
+    blunt = finished(SPIRALS_MLP, name="blunt", accuracy=0.9, train_time=3, memory=60 << 20, val_accuracies=[0.9],
+                     dataset="spirals", confusion=BLUNT, classes=["a", "b", "c"])
+    return {"sharp": sharp, "blunt": blunt, "small": three_runs[0]}
+
+
+def test_api_compares_per_class_f1_and_recall_within_a_data_set(client, per_class_runs):
+    sharp, blunt, small = per_class_runs["sharp"], per_class_runs["blunt"], per_class_runs["small"]
+    body = client.get(f"/api/compare?runs={small},{sharp},{blunt}").json()
+    assert len(body["per_class"]) == 1  # the digits run's evaluation has no per-class rows: no digits table
+    table = body["per_class"][0]
+    assert (table["dataset"], table["classes"], table["runs"]) == ("spirals", ["a", "b", "c"], [sharp, blunt])
+    # Recall (per-class accuracy) = right / samples of the class; F1 = 2·right / (predicted + samples).
+    assert [pytest.approx(row) for row in [[1.0, 0.9], [0.7, 1.0], [1.0, 0.8]]] == table["recall"]
+    assert [pytest.approx(row) for row in [[20 / 23, 18 / 21], [14 / 17, 20 / 21], [1.0, 16 / 18]]] == table["f1"]
+    assert table["best_f1"] == [[sharp], [blunt], [sharp]]
+    assert table["best_recall"] == [[sharp], [blunt], [sharp]]
+    # The macro F1 in the headline comes from the same evaluation.
+    by_id = {r["id"]: r for r in body["runs"]}
+    assert by_id[sharp]["macro_f1"] == pytest.approx((20 / 23 + 14 / 17 + 1.0) / 3)
+    # One run of a data set: its rows, nothing to be best against.
+    alone = client.get(f"/api/compare?runs={sharp}").json()["per_class"]
+    assert alone[0]["runs"] == [sharp] and alone[0]["best_f1"] == [[], [], []]
+    assert client.get(f"/api/compare?runs={small}").json()["per_class"] == []
+
+
+def test_compare_page_shows_per_class_table_with_best_per_row(client, per_class_runs):
+    sharp, blunt, small = per_class_runs["sharp"], per_class_runs["blunt"], per_class_runs["small"]
+    html = client.get(f"/compare?runs={small},{sharp},{blunt}").text
+    table = re.search(r'<table class="table compact per-class-compare" id="per-class-spirals".*?</table>', html, re.S)
+    assert table and 'id="per-class-digits"' not in html
+    head = re.findall(r'<th scope="col" class="num" data-run-id="(\d+)"', table.group(0))
+    assert [int(i) for i in head] == [sharp, blunt, sharp, blunt]  # F1 of each run, then recall of each
+    rows = dict(re.findall(r'<tr data-class="(\w)">(.*?)</tr>', table.group(0), re.S))
+    assert list(rows) == ["a", "b", "c"]
+    cells = re.findall(r'<td class="num( best)?">([^<]*)', rows["b"])
+    assert cells == [("", "82.4%"), (" best", "95.2%"), ("", "70.0%"), (" best", "100.0%")]
+
+
+def test_api_compare_csv_has_a_row_per_run_with_headlines_and_differing_settings(client, three_runs):
+    small, cnn, wide = three_runs
+    odd = finished(DIGITS_MLP, name="=SUM(1,2)", accuracy=0.5, train_time=4, memory=1 << 20, val_accuracies=[0.5])
+    response = client.get(f"/api/compare.csv?runs={cnn},{small}&runs={odd}")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-disposition"] == f'attachment; filename="compare-{cnn}-{small}-{odd}.csv"'
+    reader = csv.DictReader(io.StringIO(response.text))
+    assert reader.fieldnames[:8] == ["id", "name", "dataset", "model", "kind", "status", "test_accuracy", "macro_f1"]
+    assert {"total_params", "train_loop_s", "training_memory_bytes", "epochs", "epochs_total"} <= set(reader.fieldnames)
+    # The settings that differ follow; the config's epochs (asked for) stays apart from the epochs done.
+    assert {"layers", "optimizer.lr", "setting.epochs"} <= set(reader.fieldnames)
+    assert "batch_size" not in reader.fieldnames  # the same for all
+    rows = {int(row["id"]): row for row in reader}
+    assert list(rows) == [cnn, small, odd]
+    assert (rows[cnn]["name"], rows[cnn]["dataset"], rows[cnn]["kind"], rows[cnn]["status"]) == \
+        ("cnn", "digits", "CNN", "completed")
+    assert float(rows[cnn]["test_accuracy"]) == 0.95 and float(rows[cnn]["train_loop_s"]) == pytest.approx(5.0)
+    assert int(rows[small]["total_params"]) == 2410 and int(rows[small]["training_memory_bytes"]) == 300 << 20
+    assert (rows[cnn]["epochs"], rows[cnn]["setting.epochs"], rows[cnn]["optimizer.lr"]) == ("3", "3", "0.01")
+    assert rows[small]["optimizer.lr"] == "0.001" and rows[small]["flops"] != ""
+    # A name a spreadsheet would run as a formula is written as text.
+    assert rows[odd]["name"] == "'=SUM(1,2)"
+
+
+@pytest.mark.parametrize("query, status, needle", [
+    ("", 422, "choose at least one run"),
+    ("runs=999", 404, "run 999 does not exist"),
+    ("runs=abc", 422, "'abc' is not a run id"),
+    ("runs=99999999999999999999", 404, "there is no run"),
+])
+def test_api_compare_csv_rejects_bad_selections_as_the_json_does(client, three_runs, query, status, needle):
+    response = client.get(f"/api/compare.csv?{query}")
+    assert response.status_code == status
+    assert needle in response.json()["detail"]
+
+
+def test_compare_page_links_the_csvs_and_offers_the_time_axis(client, three_runs):
+    small, cnn, wide = three_runs
+    html = client.get(f"/compare?runs={small},{cnn}").text
+    assert f'href="/api/compare.csv?runs={small},{cnn}" download' in html
+    for run_id in (small, cnn):
+        assert f'href="/api/runs/{run_id}/metrics.csv" download' in html
+    select = re.search(r'<select id="compare-x".*?</select>', html, re.S).group(0)
+    assert re.findall(r'<option value="(\w+)">', select) == ["epoch", "time"]
+    data = re.search(r'<script type="application/json" id="compare-data">(.*?)</script>', html, re.S).group(1)
+    assert '"time_s": [5.0, 10.0]' in data
