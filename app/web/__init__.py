@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.web import architectures, compare, datasets, home, pages, runs
+from app.web import architectures, compare, datasets, home, pages, runs, sweeps
 from app.web.templating import PageNotFound, not_found_page
 
 
@@ -13,6 +13,7 @@ def install(app: FastAPI) -> None:
     app.include_router(home.router)
     app.include_router(runs.router)
     app.include_router(compare.router)
+    app.include_router(sweeps.router)
     app.include_router(architectures.router)
     app.include_router(datasets.router)
     app.include_router(pages.router)

@@ -94,9 +94,24 @@ def scatters(comparison: compare_service.Comparison) -> list[dict[str, Any]]:
     return charts
 
 
+def tutorial_tables(db_session: Any, sweep_id: str, comparison: compare_service.Comparison) -> dict[str, Any] | None:
+    """With ?tutorial=ID (a "Reproduce the tutorial" sweep): the tutorial's accuracy and "CNN vs RNN" tables
+    filled from the compared runs, its note (a substitute data set) and the sweep's link."""
+    from app.runs.models import Sweep
+    from app.sweeps import tutorial
+
+    if not sweep_id.isdigit() or len(sweep_id) > 10:
+        return None
+    sweep = db_session.get(Sweep, int(sweep_id))
+    if sweep is None or sweep.kind != "tutorial":
+        return None
+    tables = tutorial.table(comparison)
+    return {**tables, "sweep": sweep} if tables else None
+
+
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, db_session: SessionDep,
-                 runs: list[str] = Query(default=[])) -> HTMLResponse:
+                 runs: list[str] = Query(default=[]), tutorial: str = "") -> HTMLResponse:
     """With ?runs=3,5 the comparison; without, the picker. A bad selection shows the picker and says why."""
     comparison, error, status_code, ids = None, None, 200, []
     try:
@@ -110,6 +125,7 @@ def compare_page(request: Request, db_session: SessionDep,
                                "palette": PALETTE, "max_runs": compare_service.MAX_RUNS,
                                "duration": duration, "seconds": seconds, "columns": COLUMNS}
     if comparison is not None:
+        context["tutorial"] = tutorial_tables(db_session, tutorial, comparison)
         context["scatters"] = scatters(comparison)
         context["colours"] = {r.id: PALETTE[i % len(PALETTE)] for i, r in enumerate(comparison.runs)}
         context["grouped"] = [(group["dataset"], [r for r in comparison.runs if r.id in group["runs"]])

@@ -13,7 +13,7 @@
   if (!root) return;
 
   const runId = root.dataset.runId;
-  const TERMINAL = ["completed", "failed", "cancelled", "interrupted"];
+  const TERMINAL = ["completed", "failed", "cancelled", "interrupted", "pruned"];
   const LIVE = ["queued", "starting", "running"];
   const LOG_LIMIT = 400;
   const KINDS = ["metric", "epoch", "status", "evaluation", "log", "memory", "checkpoint", "artifact"];

@@ -67,3 +67,46 @@ def test_tpe_sweep_with_median_pruning_prunes_and_ranks_importances(tmp_path):
         assert run["config"]["optimizer"] == best_run["config"]["optimizer"] and run["sweep_id"] is None
     finally:
         server.stop()
+
+
+def test_the_tutorial_reproduced_fills_its_tables_from_measured_runs(tmp_path, mnist_files):
+    from app.datasets import registry
+
+    data = tmp_path / "data"
+    data.mkdir()
+    registry.import_idx("mnist", mnist_files, data)
+    server = LiveServer(data, env={"TRAINBOARD_SLOTS": "2"}).start()
+    try:
+        api = server.api()
+        answer = api.post("/api/tutorial", json={"epochs": 1, "max_train_samples": 256})
+        assert answer.status_code == 201, answer.text
+        sweep = answer.json()
+        assert sweep["kind"] == "tutorial" and len(sweep["trials"]) == 4
+        assert [t["params"]["model"] for t in sweep["trials"]] == ["mnist-mlp", "mnist-mlp-dropout", "cifar10-cnn",
+                                                                  "mnist-lstm"]
+        # CIFAR-10 is not here: the CNN trains on a stated substitute
+        assert "CIFAR-10 is not on this server" in sweep["note"]
+        assert sweep["trials"][2]["params"]["dataset"] == "mnist"
+        sweep = wait_sweep(api, sweep["id"], lambda s: s["status"] == "completed", 240, "completed")
+        assert {t["status"] for t in sweep["trials"]} == {"completed"}, sweep["trials"]
+        runs = {t["params"]["model"]: api.get(f"/api/runs/{t['run_id']}").json() for t in sweep["trials"]}
+        ids = ",".join(str(t["run_id"]) for t in sweep["trials"])
+        page = api.get(f"/compare?runs={ids}&tutorial={sweep['id']}")
+        assert page.status_code == 200
+        html = page.text
+        assert 'id="tutorial-tables"' in html and 'id="cnn-vs-rnn"' in html
+        assert "CIFAR-10 is not on this server" in html
+        for preset, run in runs.items():
+            row = html[html.index(f'data-preset="{preset}"'):]
+            row = row[:row.index("</tr>")]
+            assert f"{run['test_accuracy'] * 100:.1f}%" in row, (preset, row)
+            assert "1 / 1" in row
+        table = html[html.index('id="cnn-vs-rnn"'):html.index("</table>", html.index('id="cnn-vs-rnn"'))]
+        assert f"{runs['cifar10-cnn']['total_params']:,} parameters" in table
+        assert f"{runs['mnist-lstm']['total_params']:,} parameters" in table
+        assert "≈70.0%" in html and "≈97.4%" in html  # the tutorial's figures beside ours
+        # the sweep page points at this comparison
+        sweep_page = api.get(f"/sweeps/{sweep['id']}").text
+        assert f'href="/compare?runs={ids}&amp;tutorial={sweep["id"]}"' in sweep_page
+    finally:
+        server.stop()
