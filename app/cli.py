@@ -336,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     settings = run.add_argument_group("run settings", "the same settings, limits and defaults as POST /api/runs")
     cli_run.add_setting_options(settings)
     run.set_defaults(func=_run)
+
+    from app import cli_sweep
+
+    cli_sweep.add_parser(sub)
     return parser
 
 
