@@ -9,7 +9,7 @@ PORT ?= 8000
 
 # The tests that store something: `make test` runs them on SQLite and again on PostgreSQL
 # (tests/auth runs on both by itself). Any one pass: TRAINBOARD_TEST_DB=postgres pytest tests/runs
-POSTGRES_TESTS := tests/runs tests/core tests/ingest tests/api tests/web tests/compare tests/datasets
+POSTGRES_TESTS := tests/runs tests/core tests/ingest tests/api tests/web tests/compare tests/datasets tests/sweeps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -94,10 +94,6 @@ def persist_batch(db_session, run_id: int, events: list[tuple[str, dict[str, Any
     if run is None:
         return None
     _apply(db_session, run, events)
-    if run.sweep_id is not None and any(kind == "epoch" for kind, _ in events):
-        from app.sweeps.service import judge_epoch  # a sweep's trial: its pruner judges the epoch
-
-        judge_epoch(db_session, run)
     last = append_events(db_session, run_id, [_event_row(k, p) for k, p in events])
     if first_trainer_seq is not None and events:
         first = last - len(events) + 1
@@ -105,6 +101,10 @@ def persist_batch(db_session, run_id: int, events: list[tuple[str, dict[str, Any
             update(RunEvent).where(RunEvent.run_id == run_id, RunEvent.seq.between(first, last))
             .values(trainer_seq=RunEvent.seq - first + first_trainer_seq)
             .execution_options(synchronize_session=False))
+    if run.sweep_id is not None and any(kind == "epoch" for kind, _ in events):
+        from app.sweeps.service import judge_epoch  # a sweep's trial: its pruner judges the epoch just stored
+
+        judge_epoch(db_session, run)
     lifecycle.heartbeat(db_session, run_id)
     return last
 

@@ -313,7 +313,7 @@ def judge_epoch(db_session: Session, run: Run) -> bool:
         return False  # the last epoch: nothing left to save
     optuna = _optuna()
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if sweep.pruner == "median"
-              else optuna.pruners.SuccessiveHalvingPruner())
+              else optuna.pruners.SuccessiveHalvingPruner(min_resource=1))  # rungs at epochs 1, 4, 16…
     space = SweepCreate.model_validate({k: v for k, v in sweep.request.items()
                                         if k not in ("base_spec", "base_config")}).space
     study, distributions = _study(sweep, space, runs, seed_offset=0, intermediate=intermediate,
