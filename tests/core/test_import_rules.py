@@ -109,7 +109,9 @@ def _lifecycle_writes(path: Path) -> list[str]:
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             assigned = [node.target]
         for target in assigned:
-            if isinstance(target, ast.Attribute) and target.attr in LIFECYCLE_FIELDS:
+            # `sweep.status`, `sweep.finished_at`: a sweep's own fields (app/sweeps), not a run's
+            is_sweep = isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "sweep"
+            if isinstance(target, ast.Attribute) and target.attr in LIFECYCLE_FIELDS and not is_sweep:
                 found.append(f"{path.name}:{node.lineno} assigns .{target.attr}")
         if isinstance(node, ast.Call):
             func = node.func
