@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.core.deps import DB_INT_MAX
+from app.core.models_base import UtcDatetime
 from app.sweeps.space import MAX_CHOICES, MAX_KEYS, Distribution, Domain
 
 MAX_TRIALS = 500
@@ -113,8 +114,8 @@ class SweepPublic(BaseModel):
     trials_total: int
     parallelism: int | None
     note: str | None
-    created_at: Any
-    finished_at: Any
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
     trials: list[TrialPublic]
     best: TrialPublic | None
     importances: dict[str, float] | None
