@@ -27,6 +27,8 @@ SECRETS = frozenset({"admin_password", "secret_key", "database_url"})
 OTHER_VARIABLES = {
     "TRAINBOARD_TOKEN": "The personal API token the `trainboard` CLI and `trainboard.init` send "
                         "(`Authorization: Bearer`) to a server with accounts.",
+    "TRAINBOARD_SERVER": "The server `trainboard sweep` starts its sweep on (default `http://127.0.0.1:8000`; "
+                         "`--server` wins).",
     "TRAINBOARD_NEW_PASSWORD": "The password `trainboard users create` gives the new user (else it asks).",
     "TRAINBOARD_NODE_CACHE": "On a Ray node: where data sets fetched from the server are cached by content "
                              "hash (default `~/.cache/trainboard`).",

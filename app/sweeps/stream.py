@@ -1,8 +1,8 @@
 """A sweep's live view over SSE: the whole view again whenever one of its trials changed.
 
 A sweep has a few dozen trials at most, so each change sends everything (the page swaps its body in,
-the CLI redraws its table). Each subscriber polls a cheap fingerprint (its trials' count, statuses and
-last event seqs) every poll interval in a worker thread; no database session stays open between polls.
+the CLI redraws its table). Each subscriber polls a cheap fingerprint (its trials' statuses and
+epochs) every poll interval in a worker thread; no database session stays open between polls.
 The stream ends with `end` once the sweep is completed or cancelled and its trials have all ended.
 """
 
@@ -21,12 +21,13 @@ from app.runs.models import Run, Sweep
 
 
 def fingerprint(sweep_id: int) -> tuple:
+    """What the view depends on: the sweep's status and each trial's status and epoch (not its steps:
+    the page changes once an epoch, so a field being typed in is not swapped away every poll)."""
     with session_scope(write=False) as db_session:
         status = db_session.scalar(select(Sweep.status).where(Sweep.id == sweep_id))
-        row = db_session.execute(
-            select(func.count(Run.id), func.coalesce(func.sum(Run.last_seq), 0), func.max(Run.id))
-            .where(Run.sweep_id == sweep_id)).one()
-        return status, tuple(row)
+        rows = db_session.execute(select(Run.id, Run.status, Run.epoch).where(Run.sweep_id == sweep_id)
+                                  .order_by(Run.id)).all()
+        return status, tuple(tuple(row) for row in rows)
 
 
 async def follow(sweep_id: int, render: Callable[[], tuple[str, Any]], interval: float,
