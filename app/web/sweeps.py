@@ -63,7 +63,7 @@ def _form(request: Request, db_session: Any, values: dict[str, str], errors: dic
         "values": values, "errors": errors, "message": message, "presets": presets.list_presets(),
         "architectures": architectures, "datasets": datasets, "metrics": METRICS, "example": EXAMPLE_SPACE,
         "variants": VARIANTS,
-    }, status_code=status_code)
+    }, partial="sweeps/_form.html", status_code=status_code)
 
 
 def _body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
