@@ -101,6 +101,12 @@ def test_a_grid_sweep_fills_in_live_and_compares_its_top_two(tmp_path, page: Pag
         expect(pcoords.locator("polyline.best")).to_have_attribute("data-trial", str(sweep["best"]["number"]))
         expect(page.locator("#best-link")).to_have_text(f"trial {sweep['best']['number']}")
 
+        # At 1,280 px the trials table fits, and the chart's names and ticks are drawn over its lines.
+        wrap = page.locator("#trials-table").locator("xpath=..")
+        assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
+        assert pcoords.evaluate("svg => [...svg.children].findLastIndex(e => e.tagName === 'polyline')"
+                                " < [...svg.children].findIndex(e => e.tagName === 'text')")
+
         # Sorted by the objective, best first (kept across the swaps), then the other way round.
         values = values_in_order(page)
         assert values == sorted(values, reverse=True), values

@@ -52,3 +52,46 @@ def test_the_form_answers_htmx_with_itself_and_its_errors_then_redirects(client)
     assert plain.status_code == 422 and "<html" in plain.text and 'id="config-epochs-errors"' in plain.text
     plain = client.post("/sweeps", data=FORM, follow_redirects=False)
     assert plain.status_code == 303 and re.fullmatch(r"/sweeps/\d+", plain.headers["location"])
+
+
+def test_the_trials_table_rounds_float_parameters_and_keeps_them_whole_in_a_title(client):
+    answer = client.post("/api/sweeps", json={
+        "dataset": "digits", "preset": "mnist-mlp", "config": {"epochs": 2}, "sampler": "random", "trials": 3,
+        "space": {"config.optimizer.lr": {"type": "log_uniform", "low": 0.0001, "high": 0.1},
+                  "config.optimizer.name": ["adam", "sgd"]}})
+    assert answer.status_code == 201, answer.text
+    sweep = answer.json()
+    html = client.get(f"/sweeps/{sweep['id']}").text
+    assert '<button type="button" class="link">optimizer</button>' in html  # config.optimizer.name, by what it names
+    for trial in sweep["trials"]:
+        lr = trial["params"]["config.optimizer.lr"]
+        row = html[html.index(f'<tr data-trial="{trial["number"]}"'):]
+        row = row[:row.index("</tr>")]
+        assert f'data-p0="{lr}"' in row  # sorting goes by the whole value
+        assert f'<td class="num" title="{lr}">{lr:.4g}</td>' in row, row
+        assert f'<td>{trial["params"]["config.optimizer.name"]}</td>' in row  # words are not numbers
+
+
+def test_the_parallel_coordinates_label_every_choice_over_the_lines():
+    from app.web import sweep_charts
+
+    space = {"config.optimizer.lr": {"type": "log_uniform", "low": 0.0001, "high": 0.1},
+             "spec.dense_units": [8, 32, 128], "config.optimizer.name": ["adam", "sgd"]}
+    params = [(0.0003, 8, "adam", 0.9), (0.01, 32, "sgd", 0.4), (0.05, 128, "adam", None)]
+    view = {"space": space, "objective": {"metric": "val_loss", "direction": "minimize"},
+            "trials": [{"number": i, "status": "completed" if v is not None else "pruned", "value": v,
+                        "params": dict(zip(space, p, strict=True))} for i, (*p, v) in enumerate(params)]}
+    view["best"] = {"number": 1, "value": 0.4}
+    svg = str(sweep_charts.parallel_coordinates(view))
+    ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', svg)
+    assert ticks == ["0.0001", "0.00316", "0.1", "8", "32", "128", "adam", "sgd", "0.4", "0.65", "0.9"]
+    assert re.findall(r'<text class="axis-label"[^>]*>([^<]+)<title>', svg) == [
+        "lr", "dense_units", "optimizer", "val_loss"]
+    # Names and ticks come after (so over) every line; the first axis's ticks sit left of it, in the margin.
+    assert svg.rindex("<polyline") < svg.index('<text class="axis-label"')
+    assert svg.count('text-anchor="end">') == 3
+    assert svg.count('<polyline class="trial best"') == 1 and 'class="trial trial-pruned"' in svg
+
+    chart = str(sweep_charts.objective_by_trial(view))
+    assert re.findall(r'text-anchor="middle">(\d+)</text>', chart) == ["0", "1", "2"]  # every trial's place
+    assert chart.count('class="point best"') == 1
