@@ -133,3 +133,41 @@ def test_a_grid_sweep_fills_in_live_and_compares_its_top_two(tmp_path, page: Pag
         assert sorted(by_run[i] for i in ids) == sorted(by_run[i] for i in top_two), (ids, top_two, by_run)
     finally:
         server.stop()
+
+
+def test_form_errors_a_typed_epochs_field_across_live_swaps_and_cancel(tmp_path, page: Page):
+    """The form shows a problem beside its field without leaving the page; on the sweep page, the epochs
+    typed for "Train the best for longer" stay through the body's live swaps; Cancel sweep stops it.
+    One slot: trial 0 (1 epoch) is best while trial 1 (300 epochs) trains and sends an update an epoch."""
+    server = LiveServer(tmp_path / "data", env={"TRAINBOARD_SLOTS": "1"}, accounts=True).start()
+    try:
+        server.sign_in(page)
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{server.url}/sweeps/new")
+        page.evaluate("window.loadedOnce = true")
+        page.locator("#space").fill('{"config.optimizer.lr": [0.001, 0.01]')  # no closing brace
+        page.locator("#start-sweep").click()
+        expect(page.locator("#space-errors .error")).to_contain_text("write the space as a JSON object")
+        expect(page.locator("#space")).to_have_attribute("aria-invalid", "true")
+        assert page.url.endswith("/sweeps/new") and page.evaluate("window.loadedOnce") is True
+
+        page.locator("#space").fill(json.dumps({"config.epochs": [1, 300]}))
+        page.locator("#config-batch_size").fill("1")
+        page.locator("#start-sweep").click()
+        page.wait_for_url(re.compile(r"/sweeps/\d+$"))
+        page.evaluate(COUNT_SWAPS)
+        epochs = page.locator("#best-epochs")
+        expect(epochs).to_be_visible()  # trial 0 finished: it is the best so far
+        expect(page.locator('#trials-table tr[data-trial="1"] [data-status-badge]')).to_have_text("running")
+        epochs.fill("7")
+        swaps = page.evaluate("window.sweepSwaps")
+        page.wait_for_function(f"window.sweepSwaps > {swaps + 1}")  # trial 1's next epochs
+        expect(epochs).to_have_value("7")
+        expect(epochs).to_be_focused()
+
+        page.locator("#cancel-sweep").click()
+        expect(page.locator("#sweep-status")).to_have_text("cancelled")
+        expect(page.locator('#trials-table tr[data-trial="1"] [data-status-badge]')).to_have_text("cancelled")
+        expect(page.locator("#cancel-sweep-form")).to_be_hidden()
+    finally:
+        server.stop()
