@@ -30,6 +30,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _spread(low: float, high: float) -> tuple[float, float]:
+    """A scale around a single value: a tenth of it either side (an accuracy of 0.21 gets 0.189 … 0.231,
+    not a scale from -0.29), or ±0.5 around zero."""
+    if low != high:
+        return low, high
+    pad = abs(low) * 0.1 or 0.5
+    return low - pad, high + pad
+
+
 def _text_width(text: str, size: float = 11) -> float:
     """About how wide a tick's text is drawn (digits and lower case average ~0.62 em in the UI fonts)."""
     return len(text) * size * 0.62
@@ -62,8 +71,8 @@ class Axis:
             self.low, self.high = float(min(numbers)), float(max(numbers))
         else:
             self.low, self.high = 0.0, 1.0
-        if self.categories is None and self.low == self.high:
-            self.low, self.high = self.low - 0.5, self.high + 0.5
+        if self.categories is None:
+            self.low, self.high = _spread(self.low, self.high)
 
     def position(self, value: Any) -> float | None:
         """0 (bottom) … 1 (top), None when the value is not on this axis."""
@@ -165,8 +174,7 @@ def objective_by_trial(view: dict[str, Any]) -> Markup | None:
     maximize = view["objective"]["direction"] == "maximize"
     count = max(t["number"] for t in view["trials"]) + 1
     low, high = min(v for _, v in scored), max(v for _, v in scored)
-    if low == high:
-        low, high = low - 0.5, high + 0.5
+    low, high = _spread(low, high)
     width, height, left, right, bottom, top = 560, 240, 52, 16, 36, 12
 
     def px(number: float) -> float:

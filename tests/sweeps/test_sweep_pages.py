@@ -95,3 +95,17 @@ def test_the_parallel_coordinates_label_every_choice_over_the_lines():
     chart = str(sweep_charts.objective_by_trial(view))
     assert re.findall(r'text-anchor="middle">(\d+)</text>', chart) == ["0", "1", "2"]  # every trial's place
     assert chart.count('class="point best"') == 1
+
+
+def test_a_single_value_gets_a_scale_around_it_not_below_zero():
+    """The first finished trial alone: its accuracy's axis is 0.189 … 0.231, not -0.29 … 0.71."""
+    from app.web import sweep_charts
+
+    view = {"space": {"config.optimizer.lr": [0.001, 0.01]}, "objective": {"metric": "val_accuracy", "direction": "maximize"},
+            "trials": [{"number": 0, "status": "completed", "value": 0.21, "params": {"config.optimizer.lr": 0.001}},
+                       {"number": 1, "status": "running", "value": None, "params": {"config.optimizer.lr": 0.01}}],
+            "best": {"number": 0, "value": 0.21}}
+    ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', str(sweep_charts.parallel_coordinates(view)))
+    assert ticks[-3:] == ["0.189", "0.21", "0.231"], ticks
+    chart = str(sweep_charts.objective_by_trial(view))
+    assert re.findall(r'text-anchor="end">([^<]+)</text>', chart) == ["0.189", "0.21", "0.231"]
