@@ -271,10 +271,12 @@ def label(params: dict[str, Any]) -> str:
 
 
 def short(key: str) -> str:
-    """A space key's last part ('config.optimizer.lr' → 'lr', 'spec.layers[1].units' → 'layers[1].units')."""
+    """A space key's last part ('config.optimizer.lr' → 'lr', 'spec.layers[1].units' → 'layers[1].units');
+    a name goes by what it names ('config.optimizer.name' → 'optimizer')."""
     if key.startswith("spec.layers["):
         return key[len("spec."):]
-    return key.rsplit(".", 1)[-1]
+    parts = key.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
 
 
 def _fmt(value: Any) -> str:

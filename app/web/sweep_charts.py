@@ -13,8 +13,11 @@ from markupsafe import Markup
 
 from app.sweeps.space import short
 
-WIDTH, HEIGHT = 760, 300
-PAD_TOP, PAD_BOTTOM, PAD_X = 34, 30, 60
+# The parallel coordinates span the page (about 1,150 px at 1,280): drawn near that size, their text reads
+# at its CSS size; the other two charts share a row, so they are drawn at about half of it.
+WIDTH, HEIGHT = 960, 320
+PAD_TOP, PAD_BOTTOM, PAD_LEFT, PAD_RIGHT = 40, 16, 84, 72
+MAX_TICKS = 8  # a numeric list with more choices than this gets its ends and middle only
 
 
 def _fmt(value: Any) -> str:
@@ -25,6 +28,20 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
     return str(value)
+
+
+def _spread(low: float, high: float) -> tuple[float, float]:
+    """A scale around a single value: a tenth of it either side (an accuracy of 0.21 gets 0.189 … 0.231,
+    not a scale from -0.29), or ±0.5 around zero."""
+    if low != high:
+        return low, high
+    pad = abs(low) * 0.1 or 0.5
+    return low - pad, high + pad
+
+
+def _text_width(text: str, size: float = 11) -> float:
+    """About how wide a tick's text is drawn (digits and lower case average ~0.62 em in the UI fonts)."""
+    return len(text) * size * 0.62
 
 
 def _colour(fraction: float) -> str:
@@ -40,20 +57,22 @@ class Axis:
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         distribution = domain if isinstance(domain, dict) else None
         self.categories: list[Any] | None = None
+        self.choices: list[int | float] | None = None  # a numeric list's values, each one a tick
         self.log = bool(distribution and str(distribution.get("type", "")).endswith("log_uniform"))
         if distribution:
             self.low, self.high = float(distribution["low"]), float(distribution["high"])
         elif isinstance(domain, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in domain) and domain:
             self.low, self.high = float(min(domain)), float(max(domain))
             self.log = self.low > 0 and self.high / self.low >= 16
+            self.choices = list(domain)
         elif isinstance(domain, list):
             self.categories = list(domain)
         elif numbers:
             self.low, self.high = float(min(numbers)), float(max(numbers))
         else:
             self.low, self.high = 0.0, 1.0
-        if self.categories is None and self.low == self.high:
-            self.low, self.high = self.low - 0.5, self.high + 0.5
+        if self.categories is None:
+            self.low, self.high = _spread(self.low, self.high)
 
     def position(self, value: Any) -> float | None:
         """0 (bottom) … 1 (top), None when the value is not on this axis."""
@@ -69,9 +88,13 @@ class Axis:
         return (value - self.low) / (self.high - self.low)
 
     def ticks(self) -> list[tuple[float, str]]:
+        """Each choice of a list (numbers at their place on the scale); else the ends and the middle."""
         if self.categories is not None:
             return [(self.position(c) or 0.0, _fmt(c)) for c in self.categories]
-        return [(0.0, _fmt(self.low if not self.log else self.low)), (1.0, _fmt(self.high))]
+        if self.choices and len(self.choices) <= MAX_TICKS:
+            return [(self.position(c) or 0.0, _fmt(c)) for c in sorted(set(self.choices))]
+        middle = math.sqrt(self.low * self.high) if self.log and self.low > 0 else (self.low + self.high) / 2
+        return [(0.0, _fmt(self.low)), (self.position(middle) or 0.5, _fmt(middle)), (1.0, _fmt(self.high))]
 
 
 def parallel_coordinates(view: dict[str, Any]) -> Markup | None:
@@ -86,8 +109,8 @@ def parallel_coordinates(view: dict[str, Any]) -> Markup | None:
     objective = Axis("objective", values, None)
     axes.append(objective)
     maximize = view["objective"]["direction"] == "maximize"
-    span = WIDTH - 2 * PAD_X
-    xs = [PAD_X + (span * i / (len(axes) - 1) if len(axes) > 1 else span / 2) for i in range(len(axes))]
+    span = WIDTH - PAD_LEFT - PAD_RIGHT
+    xs = [PAD_LEFT + (span * i / (len(axes) - 1) if len(axes) > 1 else span / 2) for i in range(len(axes))]
     inner = HEIGHT - PAD_TOP - PAD_BOTTOM
 
     def y(position: float) -> float:
@@ -96,12 +119,24 @@ def parallel_coordinates(view: dict[str, Any]) -> Markup | None:
     parts = [f'<svg class="chart pcoords" id="parallel-coordinates" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
              f'aria-labelledby="pc-title" xmlns="http://www.w3.org/2000/svg"><title id="pc-title">Parallel coordinates: '
              f'each trial\'s parameters and its {escape(view["objective"]["metric"])}</title>']
-    for x, axis in zip(xs, axes, strict=True):
+    for x in xs:
         parts.append(f'<line class="axis" x1="{x:.1f}" y1="{PAD_TOP}" x2="{x:.1f}" y2="{PAD_TOP + inner}"/>')
+    # The axes' names and ticks go on top of the lines (with a halo of the panel's colour: css).
+    labels = []
+    for x, axis in zip(xs, axes, strict=True):
         name = view["objective"]["metric"] if axis.key == "objective" else axis.label
-        parts.append(f'<text class="axis-label" x="{x:.1f}" y="{PAD_TOP - 14}" text-anchor="middle">{escape(name)}</text>')
+        labels.append(f'<text class="axis-label" x="{x:.1f}" y="{PAD_TOP - 16}" text-anchor="middle">{escape(name)}'
+                      f'<title>{escape(axis.key if axis.key != "objective" else name)}</title></text>')
+        first, last = axis is axes[0], axis is axes[-1]
         for position, text in axis.ticks():
-            parts.append(f'<text class="tick" x="{x + 4:.1f}" y="{y(position) + 4:.1f}">{escape(text)}</text>')
+            ty = y(position)
+            if first:  # in the margin, left of the axis: no line runs there
+                labels.append(f'<text class="tick" x="{x - 6:.1f}" y="{ty + 4:.1f}" text-anchor="end">{escape(text)}</text>')
+                continue
+            if not last:  # lines run on both sides: the label sits on a patch of the panel's colour
+                labels.append(f'<rect class="tick-bg" x="{x + 3:.1f}" y="{ty - 8:.1f}" width="{_text_width(text) + 6:.0f}" '
+                              'height="15" rx="3"/>')
+            labels.append(f'<text class="tick" x="{x + 6:.1f}" y="{ty + 4:.1f}">{escape(text)}</text>')
     best = (view.get("best") or {}).get("number")
     ordered = sorted(trials, key=lambda t: (t["number"] == best, t["value"] is not None))
     for trial in ordered:
@@ -126,6 +161,7 @@ def parallel_coordinates(view: dict[str, Any]) -> Markup | None:
             f" → {_fmt(trial['value'])}" if trial["value"] is not None else "")
         parts.append(f'<polyline class="{cls}" data-trial="{trial["number"]}"{style} points="{" ".join(points)}">'
                      f'<title>{escape(title)}</title></polyline>')
+    parts.extend(labels)
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -138,25 +174,28 @@ def objective_by_trial(view: dict[str, Any]) -> Markup | None:
     maximize = view["objective"]["direction"] == "maximize"
     count = max(t["number"] for t in view["trials"]) + 1
     low, high = min(v for _, v in scored), max(v for _, v in scored)
-    if low == high:
-        low, high = low - 0.5, high + 0.5
-    width, height, left, bottom, top = 760, 220, 56, 28, 12
+    low, high = _spread(low, high)
+    width, height, left, right, bottom, top = 560, 240, 52, 16, 36, 12
 
     def px(number: float) -> float:
-        return left + (width - left - 12) * (number / max(count - 1, 1))
+        return left + (width - left - right) * (number / max(count - 1, 1))
 
     def py(value: float) -> float:
         return top + (height - top - bottom) * (1 - (value - low) / (high - low))
 
     parts = [f'<svg class="chart by-trial" id="objective-by-trial" viewBox="0 0 {width} {height}" role="img" '
              f'aria-labelledby="bt-title" xmlns="http://www.w3.org/2000/svg"><title id="bt-title">'
-             f'{escape(view["objective"]["metric"])} by trial, with the best so far</title>',
-             f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width - 12}" y2="{height - bottom}"/>',
-             f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}"/>',
-             f'<text class="tick" x="{left - 6}" y="{py(high) + 4:.1f}" text-anchor="end">{_fmt(high)}</text>',
-             f'<text class="tick" x="{left - 6}" y="{py(low) + 4:.1f}" text-anchor="end">{_fmt(low)}</text>',
-             f'<text class="tick" x="{left}" y="{height - 8}">trial 0</text>',
-             f'<text class="tick" x="{width - 12}" y="{height - 8}" text-anchor="end">trial {count - 1}</text>']
+             f'{escape(view["objective"]["metric"])} by trial, with the best so far</title>']
+    for value in (low, (low + high) / 2, high):
+        parts.append(f'<line class="grid" x1="{left}" y1="{py(value):.1f}" x2="{width - right}" y2="{py(value):.1f}"/>'
+                     f'<text class="tick" x="{left - 6}" y="{py(value) + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
+    parts += [f'<line class="axis" x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}"/>',
+              f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}"/>']
+    step = max(1, math.ceil(count / 10))
+    for number in range(0, count, step):
+        parts.append(f'<text class="tick" x="{px(number):.1f}" y="{height - bottom + 15}" text-anchor="middle">{number}</text>')
+    parts.append(f'<text class="tick axis-name" x="{(left + width - right) / 2:.1f}" y="{height - 3}" '
+                 'text-anchor="middle">trial</text>')
     best, steps = None, []
     for number, value in sorted(scored):
         if best is None or (value > best if maximize else value < best):
@@ -169,8 +208,10 @@ def objective_by_trial(view: dict[str, Any]) -> Markup | None:
         path.append(f"{'M' if not i else 'L'}{px(number):.1f},{py(value):.1f}")
     path.append(f"L{px(count - 1):.1f},{py(steps[-1][1]):.1f}")
     parts.append(f'<path class="running-best" d="{" ".join(path)}"><title>best so far</title></path>')
+    best_number = (view.get("best") or {}).get("number")
     for number, value in scored:
-        parts.append(f'<circle class="point" cx="{px(number):.1f}" cy="{py(value):.1f}" r="4">'
+        parts.append(f'<circle class="point{" best" if number == best_number else ""}" cx="{px(number):.1f}" '
+                     f'cy="{py(value):.1f}" r="{5 if number == best_number else 4}">'
                      f'<title>trial {number}: {_fmt(value)}</title></circle>')
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -181,7 +222,7 @@ def importance_bars(importances: dict[str, float] | None) -> Markup | None:
     if not importances:
         return None
     rows = sorted(importances.items(), key=lambda kv: -kv[1])
-    width, row_height, label_width = 520, 26, 180
+    width, row_height, label_width = 560, 26, 180
     height = row_height * len(rows) + 4
     parts = [f'<svg class="chart importances" id="importances" viewBox="0 0 {width} {height}" role="img" '
              f'aria-labelledby="imp-title" xmlns="http://www.w3.org/2000/svg"><title id="imp-title">Parameter '

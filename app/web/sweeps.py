@@ -30,7 +30,8 @@ from app.web.templating import PageNotFound, found_or_404, render, templates
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-EXAMPLE_SPACE = json.dumps({"config.optimizer.lr": [0.001, 0.01], "spec.dense_units": [32, 128]}, indent=2)
+# One line a parameter, its choices on the same line.
+EXAMPLE_SPACE = '{\n  "config.optimizer.lr": [0.001, 0.01],\n  "spec.dense_units": [32, 128]\n}'
 FIELDS = ("name", "model", "dataset", "config.epochs", "config.batch_size", "space", "sampler", "trials",
           "parallelism", "pruner", "objective.metric", "objective.direction", "seed")
 
@@ -63,7 +64,7 @@ def _form(request: Request, db_session: Any, values: dict[str, str], errors: dic
         "values": values, "errors": errors, "message": message, "presets": presets.list_presets(),
         "architectures": architectures, "datasets": datasets, "metrics": METRICS, "example": EXAMPLE_SPACE,
         "variants": VARIANTS,
-    }, status_code=status_code)
+    }, partial="sweeps/_form.html", status_code=status_code)
 
 
 def _body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -166,6 +167,15 @@ def reproduce(request: Request, db_session: SessionDep) -> Response:
     return _redirect(request, f"/sweeps/{sweep.id}")
 
 
+def param_text(value: Any) -> str:
+    """A parameter in the trials table: a float to 4 significant digits (0.0008913248575693473 → 0.0008913)."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def body_context(view: dict[str, Any]) -> dict[str, Any]:
     """What the sweep page's body shows (rendered at first and again for each live update)."""
     top2 = sweeps_service.top_run_ids(view, 2)
@@ -173,8 +183,11 @@ def body_context(view: dict[str, Any]) -> dict[str, Any]:
     done = view["status"] in ("completed", "cancelled") and not any(
         t["status"] in ("queued", "starting", "running") for t in view["trials"])
     compare_all = [t["run_id"] for t in view["trials"]][:12]
+    numeric = {key for key in view["space"] if all(
+        isinstance(v, int | float) and not isinstance(v, bool)
+        for v in (t["params"].get(key) for t in view["trials"]) if v is not None)}
     return {"view": view, "short": short, "label": label, "top2": top2, "top5": top5, "done": done,
-            "compare_all": compare_all,
+            "compare_all": compare_all, "param": param_text, "numeric": numeric,
             "pcoords": sweep_charts.parallel_coordinates(view) if view["kind"] == "search" else None,
             "by_trial": sweep_charts.objective_by_trial(view),
             "importance_chart": sweep_charts.importance_bars(view["importances"])}

@@ -40,9 +40,38 @@
     applySort();
   });
 
+  // "Train the best for longer" lives in the body: what the reader typed there (and where the caret was),
+  // and the answer to a launch that failed, come back after each live swap.
+  let kept = null;
+  document.body.addEventListener("htmx:sseBeforeMessage", (event) => {
+    if (!event.target || event.target.id !== "sweep-body") return;
+    const input = document.getElementById("best-epochs");
+    const errors = document.getElementById("best-errors");
+    kept = {
+      value: input ? input.value : "",
+      focused: !!input && document.activeElement === input,
+      caret: input ? [input.selectionStart, input.selectionEnd] : null,
+      errors: errors ? errors.innerHTML : "",
+    };
+  });
+
+  function restore() {
+    if (!kept) return;
+    const input = document.getElementById("best-epochs");
+    if (input && kept.value) input.value = kept.value;
+    if (input && kept.focused) {
+      input.focus();
+      if (kept.caret) input.setSelectionRange(kept.caret[0], kept.caret[1]);
+    }
+    const errors = document.getElementById("best-errors");
+    if (errors && kept.errors) errors.innerHTML = kept.errors;
+    kept = null;
+  }
+
   document.body.addEventListener("htmx:afterSwap", (event) => {
     if (!event.target || event.target.id !== "sweep-body") return;
     applySort();
+    restore();
     const state = document.getElementById("sweep-state");
     if (!state) return;
     page.dataset.done = state.dataset.done;

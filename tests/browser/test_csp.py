@@ -10,7 +10,9 @@ from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.browser
 PAGES = ["/", "/runs/new", "/architectures", "/architectures/new", "/datasets", "/compare", "/learn/activations",
-         "/docs", "/account", "/users"]
+         "/docs", "/account", "/users", "/sweeps", "/sweeps/new"]
+SWEEP = {"dataset": "digits", "preset": "mnist-mlp", "config": {"epochs": 1}, "sampler": "grid",
+         "space": {"config.optimizer.lr": [0.001, 0.01]}}
 
 
 @pytest.fixture
@@ -36,7 +38,11 @@ def test_pages_run_under_the_policy_without_violations(strict_page: Page, server
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
     server.sign_in(page)  # the login page itself runs under the policy too
-    for path in PAGES:
+    with server.api() as api:  # a sweep's page too (cancelled at once: nothing needs to train)
+        sweep = api.post("/api/sweeps", json=SWEEP)
+        assert sweep.status_code == 201, sweep.text
+        api.post(f"/api/sweeps/{sweep.json()['id']}/cancel")
+    for path in [*PAGES, f"/sweeps/{sweep.json()['id']}"]:
         answer = page.goto(f"{server.url}{path}")
         assert answer.status == 200, path
         assert "script-src 'self'" in answer.headers["content-security-policy"]
