@@ -37,7 +37,7 @@ def create_sweep(request: Request, db_session: SessionDep, body: SweepCreate) ->
     and the data set) and queue the first trials; 422 with nothing queued when anything does not fit."""
     sweep = sweeps_service.create(db_session=db_session, sweep_in=body, slots=executor_slots(request))
     _wake(request)
-    return sweeps_service.view(db_session=db_session, sweep=sweep)
+    return sweeps_service.view(db_session=db_session, sweep=sweep, with_importances=False)
 
 
 @router.get("/api/sweeps")
@@ -61,7 +61,7 @@ def cancel_sweep(request: Request, db_session: SessionDep, sweep_id: SweepId) ->
     """Queued trials never start; running ones are cancelled; no new trial is asked for."""
     sweep = sweeps_service.cancel(db_session=db_session, sweep_id=sweep_id)
     _wake(request)
-    return sweeps_service.view(db_session=db_session, sweep=sweep)
+    return sweeps_service.view(db_session=db_session, sweep=sweep, with_importances=False)
 
 
 @router.post("/api/sweeps/{sweep_id}/best-run", response_model=RunPublic, status_code=201)
@@ -82,7 +82,10 @@ async def sweep_events(request: Request, sweep_id: SweepId) -> Any:
     def render() -> tuple[str, Any]:
         with session_scope(write=False) as db_session:
             sweep = sweeps_service.get(db_session=db_session, sweep_id=sweep_id)
-            return "sweep", SweepPublic.model_validate(sweeps_service.view(db_session=db_session, sweep=sweep)).model_dump(mode="json")
+            answer = SweepPublic.model_validate(sweeps_service.view(db_session=db_session, sweep=sweep))
+            # each change sends the whole sweep: the per-epoch figures stay with GET (they can be large)
+            return "sweep", answer.model_dump(mode="json", exclude={"trials": {"__all__": {"intermediate"}},
+                                                                    "best": {"intermediate"}})
 
     hub = request.app.state.stream_hub
     return hub.response(sweeps_stream.follow(sweep_id, render, hub.poll_interval, hub.heartbeat_s))
@@ -94,4 +97,4 @@ def reproduce_tutorial(request: Request, db_session: SessionDep, body: TutorialR
     LSTM on MNIST rows); follow them as a sweep, compare them when they finish (`/compare?tutorial=ID`)."""
     sweep = tutorial.reproduce(db_session=db_session, body=body or TutorialRequest())
     _wake(request)
-    return sweeps_service.view(db_session=db_session, sweep=sweep)
+    return sweeps_service.view(db_session=db_session, sweep=sweep, with_importances=False)

@@ -1,4 +1,4 @@
-"""Runs and architectures record who created them: the request's user (app/auth/context.py)."""
+"""Runs, architectures and sweeps record who created them: the request's user (app/auth/context.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.architectures.models import Architecture
 from app.auth.context import CURRENT_USER
-from app.runs.models import Run
+from app.runs.models import Run, Sweep
 
 
 @event.listens_for(Session, "before_flush")
@@ -16,5 +16,5 @@ def _record_creator(session: Session, _flush_context, _instances) -> None:
     if user_id is None:
         return
     for obj in session.new:
-        if isinstance(obj, Run | Architecture) and obj.created_by is None:
+        if isinstance(obj, Run | Architecture | Sweep) and obj.created_by is None:
             obj.created_by = user_id

@@ -110,7 +110,9 @@ def transition(db_session: Session, run_id: int, to: str, *, reason: str | None 
     if only_from is not None:
         allowed = [s for s in allowed if s in set(only_from)]
     now = utcnow()
-    fields: dict[str, Any] = {"status": to}
+    # A prune request belongs to the stop it asked for: any other change forgets it (a resumed or retried
+    # run, one failed by the hang check or interrupted before it stopped, one that completed first).
+    fields: dict[str, Any] = {"status": to} if to == PRUNED else {"status": to, "pruned_epoch": None}
     if to == STARTING:
         fields.update(started_at=now, heartbeat_at=now, finished_at=None, failure_reason=None,
                       cancel_requested=False, pid=None)

@@ -9,6 +9,7 @@ or an artifact are the only ones: the ingest API (app/runs/ingest.py) calls them
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,10 @@ def persist_batch(db_session, run_id: int, events: list[tuple[str, dict[str, Any
     if run.sweep_id is not None and any(kind == "epoch" for kind, _ in events):
         from app.sweeps.service import judge_epoch  # a sweep's trial: its pruner judges the epoch just stored
 
-        judge_epoch(db_session, run)
+        try:
+            judge_epoch(db_session, run)
+        except Exception as exc:  # pruning is advice: the metrics are stored whatever the pruner does
+            print(f"trainboard: pruning run {run_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     lifecycle.heartbeat(db_session, run_id)
     return last
 

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
+import threading
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,15 +39,18 @@ from app.runs import figures as run_figures
 from app.runs import lifecycle
 from app.runs import service as runs_service
 from app.runs.models import COMPLETED, PRUNED, RUNNING, TERMINAL_STATUSES, Run, Sweep
-from app.runs.schemas import RunCreate, TrainConfigIn
+from app.runs.schemas import RunCreate, TrainConfigIn, describe, error_message
 from app.sweeps import space as sweep_space
-from app.sweeps.schemas import PRUNE_ON, SweepCreate
+from app.sweeps.schemas import MAX_TRIALS, PRUNE_ON, SweepCreate
 
 SWEEP_ACTIVE = ("queued", "running")
 SWEEP_STATUSES = ("queued", "running", "completed", "cancelled")
 # Importances need this many finished trials with a value (fANOVA on fewer says nothing).
 MIN_TRIALS_FOR_IMPORTANCE = 4
+MAX_TRIALS_FOR_IMPORTANCE = 200
+NAME_MAX = 200
 _importance_cache: dict[tuple, dict[str, float] | None] = {}
+_importance_lock = threading.Lock()
 
 
 def _optuna():
@@ -76,21 +82,35 @@ def create(*, db_session: Session, sweep_in: SweepCreate, slots: int) -> Sweep:
     if needs_val and not base_config.val_split and "config.val_split" not in sweep_in.space:
         raise InvalidInput(f"the objective {PRUNE_ON[metric]} needs a validation split: set config.val_split above 0",
                            [{"field": "config.val_split", "message": "must be above 0"}])
-    _check_space(db_session, sweep_in, base_spec, config, dataset)
-    combos = len(sweep_space.grid(sweep_in.space)) if sweep_in.sampler == "grid" else None
+    floats = [key for key in sweep_space.integer_keys(sweep_in.space, base_spec)
+              if isinstance(sweep_in.space[key], sweep_space.Distribution) and not sweep_in.space[key].is_int]
+    if floats:
+        raise InvalidInput(f"{', '.join(floats)} take whole numbers: use an int_uniform or int_log_uniform range "
+                           "(or a list)", [{"field": f"space.{key}", "message": "use int_uniform or int_log_uniform"}
+                                           for key in floats])
+    combos = sweep_space.grid_size(sweep_in.space) if sweep_in.sampler == "grid" else None
     if combos is not None and sweep_in.trials is not None and sweep_in.trials > combos:
         raise InvalidInput(f"a grid of {combos} combinations runs at most {combos} trials, not {sweep_in.trials}",
                            [{"field": "trials", "message": f"at most {combos}"}])
+    if combos is not None and sweep_in.trials is None and combos > MAX_TRIALS:
+        raise InvalidInput(f"the grid has {combos:,} combinations, more than {MAX_TRIALS} trials: shorten the lists, "
+                           f"or set trials (a seeded sample of the grid runs)",
+                           [{"field": "trials", "message": f"at most {MAX_TRIALS}"}])
+    _check_space(db_session, sweep_in, base_spec, config, dataset)
     total = sweep_in.trials or combos or 20
     request = sweep_in.model_dump(mode="json")
     request.update(base_spec=base_spec, base_config=config)
-    sweep = Sweep(name=sweep_in.name or _default_name(sweep_in), kind="search", dataset=dataset, request=request,
+    sweep = Sweep(name=(sweep_in.name or _default_name(sweep_in))[:NAME_MAX], kind="search", dataset=dataset, request=request,
                   sampler=sweep_in.sampler, pruner=None if sweep_in.pruner == "none" else sweep_in.pruner,
                   metric=metric, direction=sweep_in.objective.direction or "maximize", trials_total=total,
                   parallelism=sweep_in.parallelism, status="queued")
     db_session.add(sweep)
     db_session.flush()
-    _fill(db_session, sweep, slots)
+    try:
+        _fill(db_session, sweep, slots)
+    except (sweep_space.SpaceError, ValueError) as exc:  # a sampled value the checks could not foresee
+        raise InvalidInput(f"the space produced a run that is not valid: {exc}",
+                           [{"field": "space", "message": str(exc)}]) from exc
     db_session.commit()
     return sweep
 
@@ -105,15 +125,10 @@ def _run_create(name: str, sweep_in: SweepCreate, *, spec: dict | None, config: 
     """The run a sweep request describes (with `spec` given, that spec instead of the named model)."""
     try:
         config_in = TrainConfigIn.model_validate(config)
-    except Exception as exc:
-        from pydantic import ValidationError
-
-        if isinstance(exc, ValidationError):
-            from app.runs.schemas import describe, error_message
-
-            raise InvalidInput(describe(exc), [{"field": ".".join(["config", *map(str, e["loc"])]),
-                                                "message": error_message(e)} for e in exc.errors()]) from exc
-        raise
+    except ValidationError as exc:
+        raise InvalidInput(describe(exc), [{"field": ".".join(["config", *map(str, e["loc"])]),
+                                            "message": error_message(e)} for e in exc.errors()]) from exc
+    name = name[:NAME_MAX]
     if spec is not None:
         return RunCreate(name=name, spec=spec, dataset=sweep_in.dataset, config=config_in)
     return RunCreate(name=name, architecture_id=sweep_in.architecture_id, preset=sweep_in.preset,
@@ -146,39 +161,69 @@ def _trial_runs(db_session: Session, sweep_id: int) -> list[Run]:
     return list(db_session.scalars(select(Run).where(Run.sweep_id == sweep_id).order_by(Run.sweep_trial)))
 
 
+def _issued(runs: list[Run]) -> int:
+    """How many trial numbers were handed out (a deleted trial's number counts: it is not asked again,
+    unless it was the last one)."""
+    return max((run.sweep_trial or 0 for run in runs), default=-1) + 1
+
+
 def _fill(db_session: Session, sweep: Sweep, slots: int) -> int:
-    """Queue the trials the sweep should have now; returns how many were queued."""
+    """Queue the trials a search sweep should have now; returns how many were queued."""
+    if sweep.kind != "search" or sweep.status not in SWEEP_ACTIVE:
+        return 0
     runs = _trial_runs(db_session, sweep.id)
-    remaining = sweep.trials_total - len(runs)
-    if remaining <= 0 or sweep.status not in SWEEP_ACTIVE:
+    next_number = _issued(runs)
+    remaining = sweep.trials_total - next_number
+    if remaining <= 0:
         return 0
     if sweep.sampler == "tpe":
         active = sum(run.status not in TERMINAL_STATUSES for run in runs)
         remaining = min(remaining, max(0, min(sweep.parallelism or slots, slots) - active))
-    next_number = max((run.sweep_trial or 0 for run in runs), default=-1) + 1
     request = sweep.request
-    sweep_in = SweepCreate.model_validate({k: v for k, v in request.items() if k not in ("base_spec", "base_config")})
+    sweep_in = _request(sweep)
     space = sweep_in.space
-    grid = sweep_space.grid(space) if sweep.sampler == "grid" else None
+    grid = sweep_space.grid_indexes(space, sweep.trials_total, sweep_in.seed) if sweep.sampler == "grid" else None
     queued = 0
     for number in range(next_number, next_number + remaining):
         if grid is not None:
             if number >= len(grid):
                 break
-            params = grid[number]
+            params = sweep_space.grid_point(space, grid[number])
         else:
             params = _ask(sweep, space, runs, number)
         spec, config = sweep_space.build(request["base_spec"], request["base_config"], params)
-        run_in = _run_create(f"{sweep.name} · trial {number}", sweep_in.model_copy(update={"dataset": sweep.dataset}),
-                             spec=spec, config=config)
+        name = f"{sweep.name[:NAME_MAX - 16]} · trial {number}"
+        run_in = _run_create(name, sweep_in.model_copy(update={"dataset": sweep.dataset}), spec=spec, config=config)
         run = runs_service.queue(db_session=db_session, run_in=run_in, fields={
             "sweep_id": sweep.id, "sweep_trial": number, "sweep_params": params, "preset": sweep_in.preset,
+            "created_by": sweep.created_by,
             "architecture_id": sweep_in.architecture_id if not any(map(sweep_space.is_spec_key, space)) else None})
         runs.append(run)
         queued += 1
-    if queued and sweep.status == "queued":
-        sweep.status = "running"
+    if queued:
+        # compare-and-set: a sweep cancelled meanwhile (another process) keeps its status, and the caller
+        # rolls these trials back
+        moved = db_session.execute(update(Sweep).where(Sweep.id == sweep.id, Sweep.status.in_(SWEEP_ACTIVE))
+                                   .values(status="running").execution_options(synchronize_session=False)).rowcount
+        if not moved:
+            raise SweepEnded(f"sweep {sweep.id} ended while its trials were being queued")
+        db_session.expire(sweep, ["status"])
     return queued
+
+
+class SweepEnded(Conflict):
+    """The sweep was cancelled (by another process) while trials were being queued for it."""
+
+
+def _request(sweep: Sweep) -> SweepCreate:
+    return SweepCreate.model_validate({k: v for k, v in sweep.request.items() if k not in ("base_spec", "base_config")})
+
+
+def _locked(db_session: Session, sweep_id: int) -> Sweep | None:
+    """The sweep, its row locked until the transaction ends (PostgreSQL: `advance` and `cancel` take turns;
+    SQLite's write transactions already do)."""
+    return db_session.execute(select(Sweep).where(Sweep.id == sweep_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one_or_none()
 
 
 def _distributions(space: dict[str, Any]) -> dict[str, Any]:
@@ -228,8 +273,10 @@ def _state(run: Run, value: float | None) -> tuple[Any, float | None]:
 
 
 def _ask(sweep: Sweep, space: dict[str, Any], runs: list[Run], number: int) -> dict[str, Any]:
+    if sweep.sampler == "random":  # learns nothing from history: an empty study, seeded per trial
+        runs = []
     study, distributions = _study(sweep, space, runs, seed_offset=number,
-                                  intermediate=_intermediate(sweep, runs))
+                                  intermediate=_intermediate(sweep, runs) if runs else {})
     trial = study.ask(fixed_distributions=distributions)
     return {key: trial.params[key] for key in space}
 
@@ -272,24 +319,29 @@ def advance(db_session: Session, slots: int) -> bool:
     changed = False
     for sweep_id in db_session.scalars(select(Sweep.id).where(Sweep.status.in_(SWEEP_ACTIVE)).order_by(Sweep.id)).all():
         try:
-            sweep = db_session.get(Sweep, sweep_id)
+            sweep = _locked(db_session, sweep_id)
             if sweep is None or sweep.status not in SWEEP_ACTIVE:
+                db_session.rollback()
                 continue
             queued = _fill(db_session, sweep, slots)
             runs = _trial_runs(db_session, sweep.id)
-            if len(runs) >= sweep.trials_total and all(run.status in TERMINAL_STATUSES for run in runs):
+            issued_all = sweep.kind != "search" or _issued(runs) >= sweep.trials_total
+            if issued_all and all(run.status in TERMINAL_STATUSES for run in runs):
                 sweep.status, sweep.finished_at = "completed", utcnow()
             db_session.commit()
             changed = changed or bool(queued)
-        except IntegrityError:  # another web process queued the same trial number first
+        except (IntegrityError, SweepEnded):  # another process queued the same trial first, or cancelled it
             db_session.rollback()
-        except (DomainError, sweep_space.SpaceError) as exc:  # a trial that cannot be made: say so, stop asking
+        except (DomainError, sweep_space.SpaceError, ValueError) as exc:  # a trial that cannot be made: stop asking
             db_session.rollback()
-            sweep = db_session.get(Sweep, sweep_id)
+            sweep = _locked(db_session, sweep_id)
             if sweep is not None:
-                done = len(_trial_runs(db_session, sweep_id))
-                sweep.trials_total, sweep.note = done, f"stopped asking for trials: {getattr(exc, 'message', exc)}"
+                sweep.trials_total = _issued(_trial_runs(db_session, sweep_id))
+                sweep.note = f"stopped asking for trials: {getattr(exc, 'message', exc)}"[:2000]
                 db_session.commit()
+        except Exception as exc:  # never let one sweep stop the others (or the scheduler's tick)
+            db_session.rollback()
+            print(f"trainboard sweeps: sweep {sweep_id}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     return changed
 
 
@@ -314,8 +366,7 @@ def judge_epoch(db_session: Session, run: Run) -> bool:
     optuna = _optuna()
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if sweep.pruner == "median"
               else optuna.pruners.SuccessiveHalvingPruner(min_resource=1))  # rungs at epochs 1, 4, 16…
-    space = SweepCreate.model_validate({k: v for k, v in sweep.request.items()
-                                        if k not in ("base_spec", "base_config")}).space
+    space = _request(sweep).space
     study, distributions = _study(sweep, space, runs, seed_offset=0, intermediate=intermediate,
                                   pruner=pruner, skip=run.id)
     study.add_trial(optuna.trial.create_trial(
@@ -350,14 +401,16 @@ def list_(*, db_session: Session, limit: int = 50, offset: int = 0) -> tuple[lis
     return list(rows), total
 
 
-def view(*, db_session: Session, sweep: Sweep) -> dict[str, Any]:
-    """Everything GET /api/sweeps/{id} and the sweep page show."""
+def view(*, db_session: Session, sweep: Sweep, with_importances: bool = True) -> dict[str, Any]:
+    """Everything GET /api/sweeps/{id} and the sweep page show (importances only when asked: they cost a
+    fANOVA fit each time a trial completes, never worth it inside a write)."""
     runs = _trial_runs(db_session, sweep.id)
     intermediate = _intermediate(sweep, runs)
     values = trial_values(sweep, runs, intermediate)
     trials = [{"number": run.sweep_trial, "run_id": run.id, "name": run.name, "params": dict(run.sweep_params or {}),
                "value": values.get(run.id) if run.status == COMPLETED else None, "status": run.status,
-               "epoch": run.epoch or 0, "epochs_total": run.epochs_total or 0, "pruned_epoch": run.pruned_epoch,
+               "epoch": run.epoch or 0, "epochs_total": run.epochs_total or 0,
+               "pruned_epoch": run.pruned_epoch if run.status == PRUNED else None,
                "intermediate": intermediate.get(run.id, {}), "failure_reason": run.failure_reason,
                "test_accuracy": run.test_accuracy, "total_params": run.total_params,
                "train_time_s": run.train_time_s} for run in runs]
@@ -377,7 +430,8 @@ def view(*, db_session: Session, sweep: Sweep) -> dict[str, Any]:
             "objective": {"metric": sweep.metric, "direction": sweep.direction},
             "space": request.get("space", {}), "trials_total": sweep.trials_total, "parallelism": sweep.parallelism,
             "note": sweep.note, "created_at": sweep.created_at, "finished_at": sweep.finished_at,
-            "trials": trials, "best": best, "importances": importances(sweep, runs, values), "counts": counts}
+            "trials": trials, "best": best, "counts": counts,
+            "importances": importances(sweep, runs, values) if with_importances else None}
 
 
 def importances(sweep: Sweep, runs: list[Run], values: dict[int, float]) -> dict[str, float] | None:
@@ -389,12 +443,23 @@ def importances(sweep: Sweep, runs: list[Run], values: dict[int, float]) -> dict
     space = sweep.request.get("space", {})
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE or not space:
         return None
+    done = done[-MAX_TRIALS_FOR_IMPORTANCE:]  # the latest: fANOVA's cost grows with the trials
     key = (sweep.id, tuple(sorted((run.id, values[run.id]) for run in done)))
-    if key in _importance_cache:
-        return _importance_cache[key]
+    with _importance_lock:  # one fit per change, however many pages and streams ask at once
+        missing = object()
+        cached = _importance_cache.get(key, missing)
+        if cached is not missing:
+            return cached
+        result = _fanova(sweep, done)
+        if len(_importance_cache) > 256:
+            _importance_cache.clear()
+        _importance_cache[key] = result
+        return result
+
+
+def _fanova(sweep: Sweep, done: list[Run]) -> dict[str, float] | None:
     optuna = _optuna()
-    parsed = SweepCreate.model_validate({k: v for k, v in sweep.request.items()
-                                         if k not in ("base_spec", "base_config")}).space
+    parsed = _request(sweep).space
     study, _ = _study(sweep, parsed, done, seed_offset=0, intermediate=_intermediate(sweep, done))
     varied = [k for k in parsed if len({repr((run.sweep_params or {}).get(k)) for run in done}) > 1]
     result = None
@@ -405,9 +470,6 @@ def importances(sweep: Sweep, runs: list[Run], values: dict[int, float]) -> dict
             result = {k: float(v) for k, v in scores.items()}
         except (RuntimeError, ValueError):  # e.g. every value equal: nothing to attribute
             result = None
-    if len(_importance_cache) > 256:
-        _importance_cache.clear()
-    _importance_cache[key] = result
     return result
 
 
@@ -416,20 +478,21 @@ def importances(sweep: Sweep, runs: list[Run], values: dict[int, float]) -> dict
 def cancel(*, db_session: Session, sweep_id: int) -> Sweep:
     """Queued trials are cancelled at once (they never start), running ones stop at their next step;
     no new trial is asked for. Cancelling a finished sweep changes nothing."""
-    sweep = get(db_session=db_session, sweep_id=sweep_id)
-    if sweep.status in SWEEP_ACTIVE:
+    get(db_session=db_session, sweep_id=sweep_id)
+    sweep = _locked(db_session, sweep_id)
+    if sweep is not None and sweep.status in SWEEP_ACTIVE:
         sweep.status, sweep.finished_at = "cancelled", utcnow()
         for run in _trial_runs(db_session, sweep_id):
             if run.status not in TERMINAL_STATUSES:
                 lifecycle.request_cancel(db_session, run.id)
         db_session.commit()
-    return sweep
+    return get(db_session=db_session, sweep_id=sweep_id)
 
 
 def best_run(*, db_session: Session, sweep_id: int, epochs: int | None, name: str | None) -> Run:
     """A new run of the best trial's model and settings, for more epochs (default: twice as many)."""
     sweep = get(db_session=db_session, sweep_id=sweep_id)
-    best = view(db_session=db_session, sweep=sweep)["best"]
+    best = view(db_session=db_session, sweep=sweep, with_importances=False)["best"]
     if best is None:
         raise Conflict(f"sweep {sweep_id} has no completed trial with a {sweep.metric} yet")
     trial = runs_service.get(db_session=db_session, run_id=best["run_id"])
@@ -437,9 +500,8 @@ def best_run(*, db_session: Session, sweep_id: int, epochs: int | None, name: st
     config["epochs"] = epochs or 2 * int(config.get("epochs") or 1)
     try:
         config_in = TrainConfigIn.model_validate(config)
-    except Exception as exc:
-        raise InvalidInput(str(exc).splitlines()[-1] if str(exc) else "invalid epochs",
-                           [{"field": "epochs", "message": "not valid"}]) from exc
+    except ValidationError as exc:
+        raise InvalidInput(describe(exc), [{"field": "epochs", "message": error_message(e)} for e in exc.errors()]) from exc
     run_in = RunCreate(name=name or f"{sweep.name}: best (trial {best['number']}) for {config_in.epochs} epochs",
                        spec=dict(trial.spec), dataset=trial.dataset, config=config_in)
     run = runs_service.queue(db_session=db_session, run_in=run_in, fields={"preset": trial.preset})

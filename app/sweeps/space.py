@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import random
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -137,8 +138,10 @@ def is_spec_key(key: str) -> bool:
 # -- applying values --------------------------------------------------------------------------------
 
 def build(base_spec: dict[str, Any], base_config: dict[str, Any], params: dict[str, Any]) -> tuple[dict, dict]:
-    """The (spec, config) of a trial: the base with `params` applied (see the module's order)."""
+    """The (spec, config) of a trial: the base with `params` applied (see the module's order). A per-layer
+    variant whose layers a block count of 0 removed is no error (there is nothing left to set)."""
     spec, config = copy.deepcopy(base_spec), copy.deepcopy(base_config)
+    base_layers = base_spec.get("layers", [])
     for key, value in params.items():
         if key.startswith("config."):
             *parents, leaf = key.split(".")[1:]
@@ -159,35 +162,47 @@ def build(base_spec: dict[str, Any], base_config: dict[str, Any], params: dict[s
         spec["layers"] = layers = _set_blocks(layers, _whole(params["spec.conv_blocks"], "spec.conv_blocks", 1),
                                               "Conv2D", hidden_only=False)
     hidden = _hidden_indexes(layers)
+
+    def _each(indexes: list[int], field: str, value: Any, key: str, base_has: bool) -> None:
+        if not indexes and not base_has:
+            raise SpaceError(f"{key}: the base model has no layer it applies to ({VARIANTS[key]})")
+        for i in indexes:
+            layers[i][field] = value
+
+    base_hidden_dense = any(layer.get("type") == "Dense" for layer in base_layers[:len(_hidden_indexes(base_layers))])
+    base_types = {layer.get("type") for layer in base_layers}
     for key, value in params.items():
         if key == "spec.dense_units":
-            _each(layers, [i for i in hidden if layers[i]["type"] == "Dense"], "units", _whole(value, key, 1), key)
+            _each([i for i in hidden if layers[i]["type"] == "Dense"], "units", _whole(value, key, 1), key,
+                  base_hidden_dense)
         elif key == "spec.conv_filters":
             convs = [layer for layer in layers if layer.get("type") in CONV]
-            if not convs:
+            if not base_types & set(CONV):
                 raise SpaceError(f"{key}: the base model has no Conv2D layer")
-            first, filters = convs[0].get("filters") or 1, _whole(value, key, 1)
+            first, filters = (convs[0].get("filters") or 1) if convs else 1, _whole(value, key, 1)
             for layer in convs:
                 layer["filters"] = max(1, round(filters * (layer.get("filters") or first) / first))
         elif key == "spec.kernel_size":
-            _each(layers, [i for i, layer in enumerate(layers) if layer.get("type") in CONV], "kernel_size",
-                  _whole(value, key, 1), key)
+            _each([i for i, layer in enumerate(layers) if layer.get("type") in CONV], "kernel_size",
+                  _whole(value, key, 1), key, bool(base_types & set(CONV)))
         elif key == "spec.rnn_cell":
             if value not in RECURRENT:
                 raise SpaceError(f"{key} takes {', '.join(RECURRENT)}, not {value!r}")
-            _each(layers, [i for i, layer in enumerate(layers) if layer.get("type") in RECURRENT], "type", value, key)
+            _each([i for i, layer in enumerate(layers) if layer.get("type") in RECURRENT], "type", value, key,
+                  bool(base_types & set(RECURRENT)))
         elif key == "spec.rnn_units":
-            _each(layers, [i for i, layer in enumerate(layers) if layer.get("type") in RECURRENT], "units",
-                  _whole(value, key, 1), key)
+            _each([i for i, layer in enumerate(layers) if layer.get("type") in RECURRENT], "units",
+                  _whole(value, key, 1), key, bool(base_types & set(RECURRENT)))
         elif key == "spec.activation":
             if not isinstance(value, str):
                 raise SpaceError(f"{key} takes activation names such as relu, tanh or sigmoid, not {value!r}")
-            _each(layers, [i for i in hidden if layers[i]["type"] in ("Dense", *CONV)], "activation", value, key)
+            _each([i for i in hidden if layers[i]["type"] in ("Dense", *CONV)], "activation", value, key,
+                  base_hidden_dense or bool(base_types & set(CONV)))
         elif key == "spec.dropout":
             if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < 1:
                 raise SpaceError(f"{key} takes rates from 0 up to (not including) 1, not {value!r}")
-            _each(layers, [i for i, layer in enumerate(layers) if layer.get("type") == "Dropout"], "rate",
-                  float(value), key)
+            _each([i for i, layer in enumerate(layers) if layer.get("type") == "Dropout"], "rate",
+                  float(value), key, "Dropout" in base_types)
     return spec, config
 
 
@@ -195,13 +210,6 @@ def _whole(value: Any, key: str, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < least:
         raise SpaceError(f"{key} takes whole numbers from {least}, not {value!r}")
     return int(value)
-
-
-def _each(layers: list[dict], indexes: list[int], field: str, value: Any, key: str) -> None:
-    if not indexes:
-        raise SpaceError(f"{key}: the base model has no layer it applies to ({VARIANTS[key]})")
-    for i in indexes:
-        layers[i][field] = value
 
 
 def _hidden_indexes(layers: list[dict[str, Any]]) -> list[int]:
@@ -260,9 +268,56 @@ def combinations(values: dict[str, list[Scalar]], base: dict[str, Scalar] | None
 
 
 def grid(space: dict[str, Domain]) -> list[dict[str, Scalar]]:
-    """Every combination of a grid's lists, in order (the first key changes slowest)."""
+    """Every combination of a grid's lists, in order (the first key changes slowest). Small grids only:
+    use `grid_size` and `grid_point` for any size."""
     keys = list(space)
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(space[k] for k in keys))]
+
+
+def grid_size(space: dict[str, Domain]) -> int:
+    return math.prod(len(domain) for domain in space.values() if isinstance(domain, list))
+
+
+def grid_point(space: dict[str, Domain], index: int) -> dict[str, Scalar]:
+    """Combination number `index` in `grid`'s order, without building the others."""
+    point: dict[str, Scalar] = {}
+    for key in reversed(list(space)):
+        choices = space[key]
+        index, digit = divmod(index, len(choices))
+        point[key] = choices[digit]
+    return {key: point[key] for key in space}
+
+
+def grid_indexes(space: dict[str, Domain], trials: int, seed: int) -> list[int]:
+    """The combinations a grid sweep of `trials` runs: every one in order, or (fewer trials than
+    combinations) a seeded sample across the whole grid, in order."""
+    size = grid_size(space)
+    if trials >= size:
+        return list(range(size))
+    return sorted(random.Random(seed).sample(range(size), trials))
+
+
+def integer_keys(space: dict[str, Domain], base_spec: dict[str, Any]) -> list[str]:
+    """Keys that take whole numbers (units, blocks, filters, batch size…): a float range would sample
+    values they refuse."""
+    from app.runs.schemas import setting_kinds
+
+    whole = {"spec.dense_units", "spec.dense_blocks", "spec.conv_blocks", "spec.conv_filters", "spec.kernel_size",
+             "spec.rnn_units"}
+    found = []
+    fields = setting_fields()
+    for key in space:
+        if key in whole:
+            found.append(key)
+        elif key in fields:
+            kinds = setting_kinds(fields[key])
+            if int in kinds and float not in kinds:
+                found.append(key)
+        elif match := _LAYER_PATH.fullmatch(key):
+            current = base_spec.get("layers", [])[int(match[1])].get(match[2])
+            if isinstance(current, int) and not isinstance(current, bool):
+                found.append(key)
+    return found
 
 
 def label(params: dict[str, Any]) -> str:

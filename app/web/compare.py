@@ -100,7 +100,7 @@ def tutorial_tables(db_session: Any, sweep_id: str, comparison: compare_service.
     from app.runs.models import Sweep
     from app.sweeps import tutorial
 
-    if not sweep_id.isdigit() or len(sweep_id) > 10:
+    if not (sweep_id.isascii() and sweep_id.isdigit()) or len(sweep_id) > 9:
         return None
     sweep = db_session.get(Sweep, int(sweep_id))
     if sweep is None or sweep.kind != "tutorial":

@@ -92,11 +92,11 @@ def _body(values: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
             body[key] = values[key]
     text = values.get("space", "").strip()
     try:
-        space = json.loads(text) if text else {}
+        space = json.loads(text) if text else {}  # the body limit bounds the text; RecursionError its nesting
         if not isinstance(space, dict):
             raise ValueError("not an object")
         body["space"] = space
-    except ValueError:
+    except (ValueError, RecursionError):
         errors["space"] = ('write the space as a JSON object: {"config.optimizer.lr": [0.001, 0.01], '
                            '"spec.dense_units": [32, 128]}')
     return body, errors
@@ -230,8 +230,8 @@ def best_run(request: Request, db_session: SessionDep, sweep_id: SweepId, form: 
     """The best trial again, for more epochs: its run page opens."""
     epochs = str(form.get("epochs", "")).strip()
     try:
-        if epochs and not epochs.isdigit():
-            raise InvalidInput(f"“{epochs}” is not a whole number of epochs")
+        if epochs and not (epochs.isascii() and epochs.isdigit() and len(epochs) <= 9):
+            raise InvalidInput(f"“{epochs[:40]}” is not a whole number of epochs")
         run = sweeps_service.best_run(db_session=db_session, sweep_id=sweep_id,
                                       epochs=int(epochs) if epochs else None, name=None)
     except DomainError as exc:
