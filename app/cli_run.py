@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, get_args, get_origin
 
 from rich.console import Console
@@ -188,8 +189,13 @@ def run_remote(args: argparse.Namespace) -> int:
 
 
 def follow(client: Any, run_id: int, progress: RunProgress, retries: int = 5) -> None:
-    """Read the run's event stream (httpx-sse) until its `end` event; if the connection drops,
-    resume after the last event id, as a browser would."""
+    """Show the run's events until its `end` event."""
+    follow_sse(client, f"/api/runs/{run_id}/events", progress.show, retries)
+
+
+def follow_sse(client: Any, url: str, on_event: Callable[[str, Any], Any], retries: int = 5) -> None:
+    """Read an event stream (httpx-sse) until its `end` event, handing each event's name and JSON data to
+    `on_event`; if the connection drops, resume after the last event id, as a browser would."""
     import httpx
     from httpx_sse import connect_sse
 
@@ -198,15 +204,14 @@ def follow(client: Any, run_id: int, progress: RunProgress, retries: int = 5) ->
     while True:
         headers = {"Last-Event-ID": last_id} if last_id else {}
         try:
-            with connect_sse(client, "GET", f"/api/runs/{run_id}/events", headers=headers,
-                             timeout=httpx.Timeout(30, read=None)) as source:
+            with connect_sse(client, "GET", url, headers=headers, timeout=httpx.Timeout(30, read=None)) as source:
                 for sse in source.iter_sse():
                     if sse.event == "end":
                         return
                     if sse.id:
                         last_id = sse.id
                     if sse.data:
-                        progress.show(sse.event, json.loads(sse.data))
+                        on_event(sse.event, json.loads(sse.data))
                         failures = 0
         except httpx.TransportError:
             failures += 1

@@ -9,10 +9,8 @@ a terminal (rich), or a line per trial that ends in a log or pipe. Ctrl-C cancel
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -163,29 +161,19 @@ def sweep_command(args: argparse.Namespace) -> int:
     return 0 if sweep["status"] == "completed" and best else 1
 
 
-def follow(client: Any, sweep_id: int, display: SweepDisplay, retries: int = 5) -> dict[str, Any] | None:
-    """Show each `sweep` event until `end`; reconnect after a dropped connection."""
-    import httpx
-    from httpx_sse import connect_sse
+def follow(client: Any, sweep_id: int, display: SweepDisplay) -> dict[str, Any] | None:
+    """Show each `sweep` event until `end` (reconnecting after a dropped connection); the last one seen."""
+    from app.cli_run import follow_sse
 
-    last: dict[str, Any] | None = None
-    failures = 0
-    while True:
-        try:
-            with connect_sse(client, "GET", f"/api/sweeps/{sweep_id}/events",
-                             timeout=httpx.Timeout(30, read=None)) as source:
-                for sse in source.iter_sse():
-                    if sse.event == "end":
-                        return last
-                    if sse.event == "sweep" and sse.data:
-                        last = json.loads(sse.data)
-                        display.show(last)
-                        failures = 0
-        except httpx.TransportError:
-            failures += 1
-            if failures > retries:
-                raise
-            time.sleep(min(2 ** failures * 0.25, 5))
+    seen: list[dict[str, Any]] = []
+
+    def on_event(name: str, data: Any) -> None:
+        if name == "sweep":
+            seen[:] = [data]
+            display.show(data)
+
+    follow_sse(client, f"/api/sweeps/{sweep_id}/events", on_event)
+    return seen[0] if seen else None
 
 
 def add_parser(sub: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from app.api.errors import ERROR_RESPONSES
+from app.api.runs import _wake
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.deps import OffsetQuery, SessionDep, SweepId
@@ -23,12 +24,6 @@ def executor_slots(request: Request) -> int:
     """How many runs the executor trains at once (a TPE sweep keeps at most this many trials going)."""
     executor = getattr(request.app.state, "executor", None)
     return int(getattr(executor, "slots", 0) or get_settings().slots)
-
-
-def _wake(request: Request) -> None:
-    executor = getattr(request.app.state, "executor", None)
-    if executor is not None:
-        executor.wake()
 
 
 @router.post("/api/sweeps", response_model=SweepPublic, status_code=201)
