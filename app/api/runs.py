@@ -20,6 +20,7 @@ from app.core.deps import (
     SessionDep,
 )
 from app.core.errors import InvalidInput, NotFound
+from app.runs import search
 from app.runs import service as runs_service
 from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
 from app.runs.stream import resume_cursor, run_exists
@@ -49,10 +50,25 @@ def list_runs(
     architecture_id: ArchitectureIdQuery = None,
     offset: OffsetQuery = 0,
     limit: int = Query(50, ge=1, le=500),
+    q: str = Query("", max_length=search.MAX_QUERY_CHARS, description=(
+        "search: name words, status:, dataset:, arch:, sweep:, preset:, created>DATE, val_accuracy>0.97…")),
+    sort: str = Query("created", description=f"one of {', '.join(search.SORTS)}"),
+    order: str = Query("desc", pattern="^(asc|desc)$"),
+    cursor: str = Query("", max_length=400, description="next_cursor of the previous page (keyset paging)"),
 ) -> RunsPublic:
-    rows, total = runs_service.list_(db_session=db_session, status=status, dataset=dataset,
-                                     architecture_id=architecture_id, offset=offset, limit=limit)
-    return RunsPublic(items=[RunPublic.model_validate(r) for r in rows], total=total, offset=offset, limit=limit)
+    """Runs newest first (or by `sort`), filtered by `q` and the fields; pages by `cursor` (or `offset`)."""
+    if offset and not (q or cursor or sort != "created" or order != "desc"):
+        rows, total = runs_service.list_(db_session=db_session, status=status, dataset=dataset,
+                                         architecture_id=architecture_id, offset=offset, limit=limit)
+        return RunsPublic(items=[RunPublic.model_validate(r) for r in rows], total=total, offset=offset, limit=limit)
+    query = search.parse(q)
+    query.statuses += [s for s in (status or "").split(",") if s]
+    query.datasets += [dataset] if dataset else []
+    query.architecture_ids += [architecture_id] if architecture_id is not None else []
+    rows, next_cursor, total = search.page(db_session=db_session, query=query, sort=sort, descending=order == "desc",
+                                           cursor=cursor or None, limit=limit)
+    return RunsPublic(items=[RunPublic.model_validate(r) for r in rows], total=total, offset=0, limit=limit,
+                      next_cursor=next_cursor)
 
 
 @router.get("/api/runs/{run_id}", response_model=RunPublic)

@@ -350,6 +350,7 @@ class RunsPublic(BaseModel):
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = Field(default=None, description="pass as ?cursor= for the next page (None: the last)")
 
 
 class RunEventPublic(BaseModel):

@@ -90,3 +90,19 @@ def test_a_cursor_from_elsewhere_is_refused(data_dir):
         for cursor in ("garbage", "W10", search.encode_cursor("name", Run(id=3, name="x"))):
             with pytest.raises(InvalidInput, match="start from the first page"):
                 search.page(db_session=db_session, query=search.Query(), sort="created", cursor=cursor)
+
+
+def test_the_runs_api_searches_and_pages_by_cursor(client):
+    _seed()
+    answer = client.get("/api/runs", params={"q": "mlp", "sort": "name", "order": "asc", "limit": 4}).json()
+    names = [r["name"] for r in answer["items"]]
+    assert len(names) == 4 and all(n.startswith("mlp") for n in names) and answer["next_cursor"]
+    following = client.get("/api/runs", params={"q": "mlp", "sort": "name", "order": "asc", "limit": 4,
+                                                "cursor": answer["next_cursor"]}).json()
+    assert not set(names) & {r["name"] for r in following["items"]} and following["total"] == answer["total"]
+    bad = client.get("/api/runs", params={"q": "val_accuracy>lots"})
+    assert bad.status_code == 422 and "'lots' is not a number" in bad.text
+    assert client.get("/api/runs", params={"sort": "colour"}).status_code == 422
+    assert client.get("/api/runs", params={"cursor": "nope"}).status_code == 422
+    # the old way still works: offset pages, newest first
+    assert client.get("/api/runs", params={"offset": 30}).json()["items"][0]["id"] == 7
