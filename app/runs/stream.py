@@ -257,11 +257,15 @@ class StreamHub:
         return EventSourceResponse(events, ping=self.heartbeat_s, sep="\n",
                                    ping_message_factory=lambda: ServerSentEvent(comment="heartbeat", sep="\n"))
 
-    def poller_for_run(self, run_id: int) -> Poller:
+    async def poller_for_run(self, run_id: int) -> Poller:
+        """The run's shared poller. A new one starts from the run's latest seq, not from seq 1: the run
+        page draws the history from a snapshot (app/runs/series.py) and follows only what comes after
+        it, and a subscriber with an older cursor reads that history from the database itself."""
         poller = self.pollers.get(run_id)
         if poller is None:
-            poller = Poller(_run_fetch(run_id), start_cursor=0, interval=self.poll_interval)
-            self.pollers[run_id] = poller
+            start = await anyio.to_thread.run_sync(_last_seq, run_id)
+            poller = self.pollers.setdefault(run_id, Poller(_run_fetch(run_id), start_cursor=start,
+                                                            interval=self.poll_interval))
         poller.ensure_running()
         return poller
 
@@ -272,7 +276,7 @@ class StreamHub:
 
     async def run_events(self, run_id: int, after: int) -> AsyncIterator[ServerSentEvent]:
         """One run's events: history after `after` (its seq), then live events, then `end`."""
-        poller = self.poller_for_run(run_id)
+        poller = await self.poller_for_run(run_id)
 
         async def finished() -> bool:
             return await anyio.to_thread.run_sync(_is_finished, run_id)
@@ -370,6 +374,11 @@ class StreamHub:
 
 def _row_event(run_id: int, html: str, feed_cursor: int) -> ServerSentEvent:
     return ServerSentEvent(html, id=str(feed_cursor), event=f"row-{run_id}", sep="\n")
+
+
+def _last_seq(run_id: int) -> int:
+    with session_scope(write=False) as db_session:
+        return db_session.scalar(select(Run.last_seq).where(Run.id == run_id)) or 0
 
 
 def _is_finished(run_id: int) -> bool:
