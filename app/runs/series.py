@@ -13,6 +13,8 @@ tail is left out: a row is kept only if no later step or epoch row goes back to 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,9 @@ MAX_EVENTS = 1000
 X_AXES = ("step", "epoch", "time")
 SERIES = ("loss", "accuracy")
 # Evaluation events carry confusion matrices; the page's log needs only these fields of them.
+CACHE_SIZE = 32  # answers kept per web process, by run and its last seq (a new event makes a new key)
+_CACHE_LOCK = threading.Lock()
+_CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 EVALUATION_FIELDS = ("split", "epoch", "accuracy", "loss", "top_k", "top_k_accuracy")
 
 
@@ -81,16 +86,23 @@ def series(run_id: int, *, x: str = "step", start: float | None = None, end: flo
     the latest `events` events of other kinds (status, log, evaluation, memory, checkpoint, artifact)
     and the latest step event, whole: what the page's log, progress and stats start from."""
     with session_scope(write=False) as db_session:
-        last_seq = db_session.scalar(select(Run.last_seq).where(Run.id == run_id))
-        if last_seq is None:
+        found = db_session.execute(select(Run.last_seq, Run.created_at).where(Run.id == run_id)).first()
+        if found is None:
             raise NotFound(f"run {run_id} does not exist")
+        last_seq = found[0]
+        key = (run_id, found[1], last_seq, x, start, end, points, events)
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+        if cached is not None:  # a finished run's page opened again: nothing changed since
+            return cached
+        db = db_session.connection()  # Core rows: no ORM objects for 100,000 step rows
         in_run = (RunEvent.run_id == run_id, RunEvent.seq <= last_seq)
-        step_rows = db_session.execute(
+        step_rows = db.execute(
             select(RunEvent.seq, RunEvent.step, RunEvent.epoch, RunEvent.ts, RunEvent.payload["loss"].as_float(),
                    RunEvent.payload["accuracy"].as_float(), RunEvent.payload["epoch_progress"].as_float())
             .where(*in_run, RunEvent.kind == "step", RunEvent.step.is_not(None)).order_by(RunEvent.seq)
         ).all()
-        epoch_rows = db_session.execute(
+        epoch_rows = db.execute(
             select(RunEvent.seq, RunEvent.step, RunEvent.ts, RunEvent.payload)
             .where(*in_run, RunEvent.kind == "epoch", RunEvent.step.is_not(None)).order_by(RunEvent.seq)
         ).all()
@@ -173,6 +185,10 @@ def series(run_id: int, *, x: str = "step", start: float | None = None, end: flo
     }
     if events:
         answer["events"] = recent
+    with _CACHE_LOCK:
+        _CACHE[key] = answer
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return answer
 
 

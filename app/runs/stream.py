@@ -281,7 +281,10 @@ class StreamHub:
         async def finished() -> bool:
             return await anyio.to_thread.run_sync(_is_finished, run_id)
 
-        async for event in self._follow(poller, after, finished):
+        # A finished run followed from its last seq (the run page after its snapshot) ends at once.
+        status, last_seq = await anyio.to_thread.run_sync(_status_and_last_seq, run_id)
+        ended = status if status in TERMINAL_STATUSES and after >= last_seq else None
+        async for event in self._follow(poller, after, finished, ended):
             yield event
 
     async def status_events(self, after: int | None) -> AsyncIterator[ServerSentEvent]:
@@ -345,17 +348,18 @@ class StreamHub:
         finally:
             poller.subscribers -= 1
 
-    async def _follow(self, poller: Poller, cursor: int,
-                      finished: Callable | None = None) -> AsyncIterator[ServerSentEvent]:
+    async def _follow(self, poller: Poller, cursor: int, finished: Callable | None = None,
+                      ended: str | None = None) -> AsyncIterator[ServerSentEvent]:
         """Events after `cursor`, then live ones, as they arrive.
 
         With `finished`, a terminal status ends the stream (`event: end`) only if it is the run's
-        latest word: a cancelled run that was resumed later has more history after it.
+        latest word: a cancelled run that was resumed later has more history after it. `ended`: the
+        terminal status the run already had at `cursor`, for a stream that starts after it.
         """
         poller.subscribers += 1
         try:
             yield ServerSentEvent(retry=1000, sep="\n")
-            ended_with: str | None = None
+            ended_with: str | None = ended
             while True:
                 batch = await poller.after(cursor)
                 for event in batch:
@@ -377,8 +381,13 @@ def _row_event(run_id: int, html: str, feed_cursor: int) -> ServerSentEvent:
 
 
 def _last_seq(run_id: int) -> int:
+    return _status_and_last_seq(run_id)[1]
+
+
+def _status_and_last_seq(run_id: int) -> tuple[str | None, int]:
     with session_scope(write=False) as db_session:
-        return db_session.scalar(select(Run.last_seq).where(Run.id == run_id)) or 0
+        row = db_session.execute(select(Run.status, Run.last_seq).where(Run.id == run_id)).first()
+    return (row[0], row[1] or 0) if row is not None else (None, 0)
 
 
 def _is_finished(run_id: int) -> bool:

@@ -332,6 +332,11 @@ def test_a_fresh_run_page_streams_from_its_snapshot_not_from_the_history(app):
     assert page.error is None, page.error
     assert page.ids == [3001, 3002, 3003, 3004] and page.ended == "completed"
     assert read and all(params[1] >= 3000 for params in read), read  # (run_id, after, limit): never the history
+    # Opened again after the run finished: the stream from the snapshot on ends at once.
+    with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        again = _parse(client.get(f"/api/runs/{run_id}/events", params={"after": 3004}).text)
+    assert [(e["event"], e.get("id")) for e in again] == [("end", None)] and json.loads(again[0]["data"]) == {
+        "status": "completed"}
 
 
 def _set_status(run_id: int, status: str) -> None:
