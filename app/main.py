@@ -17,6 +17,7 @@ from app.api import datasets as datasets_api
 from app.api import health as health_api
 from app.api import ingest as ingest_api
 from app.api import runs as runs_api
+from app.api import series as series_api
 from app.api import sweeps as sweeps_api
 from app.api.errors import install_error_handlers
 from app.auth import hooks as _auth_hooks  # noqa: F401  (runs and architectures record their creator)
@@ -80,6 +81,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(health_api.router)
     app.include_router(architectures_api.router)
     app.include_router(runs_api.router)
+    app.include_router(series_api.router)
     app.include_router(datasets_api.router)
     app.include_router(compare_api.router)
     app.include_router(sweeps_api.router)

@@ -257,11 +257,15 @@ class StreamHub:
         return EventSourceResponse(events, ping=self.heartbeat_s, sep="\n",
                                    ping_message_factory=lambda: ServerSentEvent(comment="heartbeat", sep="\n"))
 
-    def poller_for_run(self, run_id: int) -> Poller:
+    async def poller_for_run(self, run_id: int) -> Poller:
+        """The run's shared poller. A new one starts from the run's latest seq, not from seq 1: the run
+        page draws the history from a snapshot (app/runs/series.py) and follows only what comes after
+        it, and a subscriber with an older cursor reads that history from the database itself."""
         poller = self.pollers.get(run_id)
         if poller is None:
-            poller = Poller(_run_fetch(run_id), start_cursor=0, interval=self.poll_interval)
-            self.pollers[run_id] = poller
+            start = await anyio.to_thread.run_sync(_last_seq, run_id)
+            poller = self.pollers.setdefault(run_id, Poller(_run_fetch(run_id), start_cursor=start,
+                                                            interval=self.poll_interval))
         poller.ensure_running()
         return poller
 
@@ -272,12 +276,15 @@ class StreamHub:
 
     async def run_events(self, run_id: int, after: int) -> AsyncIterator[ServerSentEvent]:
         """One run's events: history after `after` (its seq), then live events, then `end`."""
-        poller = self.poller_for_run(run_id)
+        poller = await self.poller_for_run(run_id)
 
         async def finished() -> bool:
             return await anyio.to_thread.run_sync(_is_finished, run_id)
 
-        async for event in self._follow(poller, after, finished):
+        # A finished run followed from its last seq (the run page after its snapshot) ends at once.
+        status, last_seq = await anyio.to_thread.run_sync(_status_and_last_seq, run_id)
+        ended = status if status in TERMINAL_STATUSES and after >= last_seq else None
+        async for event in self._follow(poller, after, finished, ended):
             yield event
 
     async def status_events(self, after: int | None) -> AsyncIterator[ServerSentEvent]:
@@ -341,17 +348,18 @@ class StreamHub:
         finally:
             poller.subscribers -= 1
 
-    async def _follow(self, poller: Poller, cursor: int,
-                      finished: Callable | None = None) -> AsyncIterator[ServerSentEvent]:
+    async def _follow(self, poller: Poller, cursor: int, finished: Callable | None = None,
+                      ended: str | None = None) -> AsyncIterator[ServerSentEvent]:
         """Events after `cursor`, then live ones, as they arrive.
 
         With `finished`, a terminal status ends the stream (`event: end`) only if it is the run's
-        latest word: a cancelled run that was resumed later has more history after it.
+        latest word: a cancelled run that was resumed later has more history after it. `ended`: the
+        terminal status the run already had at `cursor`, for a stream that starts after it.
         """
         poller.subscribers += 1
         try:
             yield ServerSentEvent(retry=1000, sep="\n")
-            ended_with: str | None = None
+            ended_with: str | None = ended
             while True:
                 batch = await poller.after(cursor)
                 for event in batch:
@@ -370,6 +378,16 @@ class StreamHub:
 
 def _row_event(run_id: int, html: str, feed_cursor: int) -> ServerSentEvent:
     return ServerSentEvent(html, id=str(feed_cursor), event=f"row-{run_id}", sep="\n")
+
+
+def _last_seq(run_id: int) -> int:
+    return _status_and_last_seq(run_id)[1]
+
+
+def _status_and_last_seq(run_id: int) -> tuple[str | None, int]:
+    with session_scope(write=False) as db_session:
+        row = db_session.execute(select(Run.status, Run.last_seq).where(Run.id == run_id)).first()
+    return (row[0], row[1] or 0) if row is not None else (None, 0)
 
 
 def _is_finished(run_id: int) -> bool:

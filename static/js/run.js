@@ -1,8 +1,12 @@
-// The live run page: reads the run's event stream (SSE) and grows uPlot charts, the progress bar
-// and the log in place. History and live events come down the same stream, so a reload replays
-// everything from seq 1 and then continues from the last seq (the SSE id). The server never sends a
-// seq twice; if one ever arrives again it is skipped but reported (console.error and
-// window.trainboardDuplicates, which the browser tests read), never hidden.
+// The live run page: draws the run's history from one snapshot (GET /api/runs/{id}/series: the step
+// curves downsampled on the server to a few thousand points, epoch rows whole, the latest other events)
+// and then reads the run's event stream (SSE) from the snapshot's last seq on, growing the uPlot charts,
+// the progress bar and the log in place; a reconnect continues from the last seq (the SSE id). The
+// server never sends a seq twice; if one ever arrives again it is skipped but reported (console.error
+// and window.trainboardDuplicates, which the browser tests read), never hidden.
+// Zooming a chart (drag across it) into a range where the snapshot is sparser than the run asks the
+// server for that range at full resolution and draws it; zooming out (double-click) returns to the
+// overview.
 // Charts redraw at most once per animation frame, however many events arrive in it. The chart tools
 // smooth the step curves (EMA, the raw curve kept faint), put loss on a log scale and plot against
 // step, epoch or wall time (static/js/charts.js has the shared ticks and smoothing). Step events move
@@ -16,6 +20,8 @@
   const TERMINAL = ["completed", "failed", "cancelled", "interrupted", "pruned"];
   const LIVE = ["queued", "starting", "running"];
   const LOG_LIMIT = 400;
+  const OVERVIEW_POINTS = 2000; // per series, in the page's first snapshot
+  const DETAIL_POINTS = 4000; // per series, in a zoomed range (all of them when it holds fewer)
   const KINDS = ["metric", "epoch", "status", "evaluation", "log", "memory", "checkpoint", "artifact"];
   const $ = (id) => document.getElementById(id);
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -24,6 +30,8 @@
     status: root.dataset.status,
     epochs: Number(root.dataset.epochs) || 1,
     lastSeq: 0,
+    snapshotSeq: 0, // the last seq the snapshot covered: the stream starts after it
+    sparse: false, // the snapshot's step curves are downsampled (zooming in fetches full resolution)
     seqs: [],
     epochTimes: new Map(),
     epochSamples: new Map(),
@@ -39,7 +47,18 @@
     valAcc: [] };
   const lr = { x: [], y: [] };
 
+  let loading = false; // drawing the snapshot: its rows are the survivors already, found or inserted by step
+  function findRow(step) {
+    let lo = 0, hi = cols.step.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cols.step[mid] < step) lo = mid + 1; else hi = mid;
+    }
+    if (cols.step[lo] !== step) for (const key in cols) cols[key].splice(lo, 0, key === "step" ? step : null);
+    return lo;
+  }
   function rowAt(step) {
+    if (loading) return findRow(step);
     const n = cols.step.length;
     if (n && step === cols.step[n - 1]) return n - 1;
     if (n && step < cols.step[n - 1]) {
@@ -70,6 +89,9 @@
   if (!(view.x in C.X)) view.x = "step";
 
   const charts = {};
+  // The zoomed range at full resolution (or as fine as the server sends it): {x, lo, hi, sparse, rows}.
+  let zoom = null;
+  let zoomToken = 0;
   const value = (u, v) => (v == null ? "–" : Number(v).toPrecision(4));
   const line = (label, color, width, points, alpha = 1) => ({
     label, stroke: color, width, alpha, spanGaps: true, points: { show: points, size: 5, fill: color }, value,
@@ -100,11 +122,90 @@
       legend: { live: true },
       cursor: { drag: { x: true, y: false }, dataIdx: C.nearestIdx },
       series: [{ label: x.label, value: (u, v) => (v == null ? "–" : x.hover(v)) }, ...series],
+      hooks: opts.zoomable ? { setScale: [(u, key) => { if (key === "x") zoomed(name, u); }] } : {},
     }, opts.data(), el);
     el.dataset.xAxis = opts.xName;
     el.dataset.smoothing = String(view.smoothing);
     el.dataset.yScale = opts.scales?.y?.distr === 3 ? "log" : "linear";
-    charts[name] = { chart, el, data: opts.data };
+    el.uplot = chart; // for the browser tests
+    charts[name] = { chart, el, data: opts.data, zoomed: false };
+  }
+
+  // A chart's x scale changed: drag-select zoomed in, a double-click zoomed out, or new data re-ranged it.
+  function zoomed(name, u) {
+    const entry = charts[name];
+    if (!entry || entry.chart !== u) return;
+    const xs = u.data[0];
+    let first = null, last = null;
+    for (let i = 0; i < xs.length; i++) if (xs[i] != null) { first = xs[i]; break; }
+    for (let i = xs.length - 1; i >= 0; i--) if (xs[i] != null) { last = xs[i]; break; }
+    const { min, max } = u.scales.x;
+    entry.zoomed = first != null && (min > first || max < last);
+    entry.el.dataset.zoomed = String(entry.zoomed);
+    if (!entry.zoomed) {
+      if (zoom && !Object.values(charts).some((c) => c.zoomed)) { zoom = null; zoomToken++; showDetail(""); redraw(); }
+      return;
+    }
+    if (!state.sparse) return; // the overview is every row already
+    if (zoom && zoom.x === view.x && !zoom.sparse && zoom.lo <= min && zoom.hi >= max) return; // drawn in full
+    fetchDetail(min, max);
+  }
+  function showDetail(what) {
+    for (const key of ["loss", "accuracy"]) if (charts[key]) charts[key].el.dataset.detail = what;
+  }
+  async function fetchDetail(lo, hi) {
+    const token = ++zoomToken, x = view.x;
+    showDetail("loading");
+    try {
+      const response = await fetch(`/api/runs/${runId}/series?x=${x}&from=${lo}&to=${hi}&points=${DETAIL_POINTS}`,
+        { headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const detail = await response.json();
+      if (token !== zoomToken || view.x !== x) return; // zoomed elsewhere (or out) meanwhile
+      zoom = { x, lo, hi, sparse: detail.downsampled, rows: detail.steps };
+      showDetail(detail.downsampled ? "sparse" : "full");
+      redraw();
+    } catch (error) {
+      if (token === zoomToken) showDetail("");
+      console.error(`run ${runId}: the zoomed range did not load: ${error}`);
+    }
+  }
+
+  // The rows the curves draw: the overview, and in a zoomed range the rows fetched for it (with the
+  // overview's epoch rows there merged in by step). `x` is the column of the chosen x axis.
+  function viewCols() {
+    const x = xColumn();
+    if (!zoom || zoom.x !== view.x) return { ...cols, x };
+    const start = view.x === "time" ? (cols.time.find((t) => t != null) ?? 0) : 0;
+    const d = zoom.rows;
+    const dx = view.x === "step" ? d.step : view.x === "epoch" ? d.epoch_at : d.ts.map((t) => (t == null ? null : t - start));
+    let i0 = 0;
+    while (i0 < x.length && !(x[i0] >= zoom.lo)) i0++;
+    let i1 = i0;
+    while (i1 < x.length && x[i1] <= zoom.hi) i1++;
+    const out = { x: [] };
+    for (const key in cols) out[key] = [];
+    const EPOCH_KEYS = ["trainLoss", "valLoss", "trainAcc", "valAcc"];
+    const overview = (i, withSteps) => {
+      for (const key in cols) out[key].push(cols[key][i]);
+      out.x.push(x[i]);
+      if (!withSteps) { out.stepLoss[out.stepLoss.length - 1] = null; out.stepAcc[out.stepAcc.length - 1] = null; }
+    };
+    for (let i = 0; i < i0; i++) overview(i, true);
+    const epochRows = [];
+    for (let i = i0; i < i1; i++) if (EPOCH_KEYS.some((key) => cols[key][i] != null)) epochRows.push(i);
+    let a = 0, b = 0;
+    while (a < d.step.length || b < epochRows.length) {
+      const sa = a < d.step.length ? d.step[a] : Infinity, sb = b < epochRows.length ? cols.step[epochRows[b]] : Infinity;
+      if (sb < sa) { overview(epochRows[b++], false); continue; }
+      out.step.push(d.step[a]); out.epochAt.push(d.epoch_at[a]); out.time.push(d.ts[a]); out.x.push(dx[a]);
+      out.stepLoss.push(d.loss[a]); out.stepAcc.push(d.accuracy[a]);
+      for (const key of EPOCH_KEYS) out[key].push(sb === sa ? cols[key][epochRows[b]] : null);
+      if (sb === sa) b++;
+      a++;
+    }
+    for (let i = i1; i < x.length; i++) overview(i, true);
+    return out;
   }
 
   function xColumn() {
@@ -118,18 +219,22 @@
   // What the loss and accuracy charts plot now: raw step curve, its smoothed copy, epoch means, validation.
   function curveData(stepCol, trainCol, valCol, logScale) {
     const positive = (col) => (logScale ? col.map((v) => (v > 0 ? v : null)) : col); // log: no 0 or below
-    const raw = positive(cols[stepCol]);
-    return [xColumn(), raw, C.ema(raw, view.smoothing), positive(cols[trainCol]), positive(cols[valCol])];
+    const rows = viewCols();
+    const raw = positive(rows[stepCol]);
+    return [rows.x, raw, C.ema(raw, view.smoothing), positive(rows[trainCol]), positive(rows[valCol])];
   }
   const lossData = () => curveData("stepLoss", "trainLoss", "valLoss", view.log);
   const accuracyData = () => curveData("stepAcc", "trainAcc", "valAcc", false);
 
   function buildCharts() {
     const x = C.X[view.x];
-    makeChart("loss", $("chart-loss"), curves("train"), { x, xName: view.x, data: lossData,
+    zoom = null; // new charts show the whole run
+    zoomToken++;
+    makeChart("loss", $("chart-loss"), curves("train"), { x, xName: view.x, data: lossData, zoomable: true,
       scales: view.log ? { y: { distr: 3, log: 10 } } : {} });
-    makeChart("accuracy", $("chart-accuracy"), curves("train"), { x, xName: view.x, data: accuracyData,
+    makeChart("accuracy", $("chart-accuracy"), curves("train"), { x, xName: view.x, data: accuracyData, zoomable: true,
       scales: { y: { range: [0, 1] } } });
+    showDetail("");
     makeChart("lr", $("chart-lr"), [line("learning rate", css("--chart-3"), 2, true)], {
       x: C.X.epoch, xName: "epoch", data: () => [lr.x, lr.y], height: 150,
       scales: { y: { range: (u, min, max) => [0, (max || 1) * 1.15] } },
@@ -142,8 +247,8 @@
     if (frame) return;
     frame = requestAnimationFrame(() => {
       frame = 0;
-      for (const { chart, data, el } of Object.values(charts)) {
-        chart.setData(data());
+      for (const { chart, data, el, zoomed: keep } of Object.values(charts)) {
+        chart.setData(data(), !keep); // a zoomed chart keeps its range while live rows arrive
         el.dataset.smoothing = String(view.smoothing); // what the curves drawn now are smoothed with
       }
       $("chart-loss")?.setAttribute("data-points", String(cols.step.length));
@@ -349,6 +454,45 @@
     artifact(d, seq) { addLog(seq, `exported ${d.name} (${bytes(d.bytes || 0)})`, "artifact"); },
   };
 
+  // ---------- the snapshot ----------
+  // The history as of the snapshot's last seq: step rows (downsampled when the run is long) straight into
+  // the columns, then the epoch rows, the latest other events and the latest step event through the same
+  // handlers as live events, in seq order.
+  function loadSnapshot(snapshot) {
+    loading = true;
+    try {
+      const s = snapshot.steps;
+      for (let i = 0; i < s.step.length; i++) {
+        const r = findRow(s.step[i]);
+        cols.stepLoss[r] = s.loss[i];
+        cols.stepAcc[r] = s.accuracy[i];
+        place(r, s.epoch_at[i], s.ts[i]);
+      }
+      const events = [...snapshot.epochs.map(({ seq, ...data }) => ({ seq, kind: "epoch", data })),
+        ...(snapshot.events || []).map((e) => ({ ...e, kind: e.kind === "step" ? "metric" : e.kind }))];
+      events.sort((a, b) => a.seq - b.seq);
+      for (const { seq, kind, data } of events) handlers[kind]?.(data, seq);
+    } finally {
+      loading = false;
+    }
+    state.sparse = Boolean(snapshot.downsampled);
+    state.lastSeq = state.snapshotSeq = snapshot.last_seq;
+    root.dataset.snapshot = snapshot.downsampled ? "downsampled" : "full";
+    redraw();
+  }
+
+  async function start() {
+    try {
+      const response = await fetch(`/api/runs/${runId}/series?points=${OVERVIEW_POINTS}&events=${LOG_LIMIT}`,
+        { headers: { Accept: "application/json" } });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      loadSnapshot(await response.json());
+    } catch (error) { // the stream replays the history instead
+      console.error(`run ${runId}: no snapshot (${error}); reading the whole stream`);
+    }
+    connect();
+  }
+
   let source = null;
   function accept(kind, event) {
     const seq = Number(event.lastEventId);
@@ -407,6 +551,10 @@
     epochPoints: () => lr.x.length,
     seqs: () => state.seqs.slice(),
     lastSeq: () => state.lastSeq,
+    snapshotSeq: () => state.snapshotSeq,
+    // Zoom a chart's x axis to [min, max] as a drag across it does; zoomOut() as a double-click does.
+    zoom: (name, min, max) => charts[name].chart.setScale("x", { min, max }),
+    zoomOut: (name) => { const { chart } = charts[name]; chart.setData(chart.data, true); },
     status: () => state.status,
     // Where the run is: epochs finished, the epoch under way (null between epochs) and the ETA (s).
     progress: () => ({ epochsDone: state.lastEpoch, epochs: state.epochs, current: underWay(), eta: state.eta }),
@@ -418,5 +566,5 @@
         data: chart.data.map((col) => Array.from(col)) };
     },
   };
-  connect();
+  start();
 })();

@@ -300,6 +300,53 @@ def test_resume_with_last_event_id_in_the_middle_of_a_running_run(app):
     assert second.ended == "completed"
 
 
+def test_a_fresh_run_page_streams_from_its_snapshot_not_from_the_history(app):
+    """The run page draws its history from a downsampled snapshot (/series) and then follows the stream
+    from the snapshot's last seq: it gets only what comes after, and the run's new shared poller starts
+    there too instead of reading the whole history."""
+    from app.core.db import get_engine
+
+    run_id = _make_run(events=3000)
+    read = []
+
+    def count(_conn, _cursor, statement, parameters, *_args):
+        if "FROM run_events" in statement and "run_events.seq >" in statement:
+            read.append(tuple(parameters.values()) if isinstance(parameters, dict) else tuple(parameters))
+
+    with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        snapshot = client.get(f"/api/runs/{run_id}/series", params={"points": 500, "events": 400}).json()
+        assert snapshot["last_seq"] == 3000 and snapshot["downsampled"] is True
+        assert len(snapshot["steps"]["step"]) <= 1000
+        event.listen(get_engine(), "before_cursor_execute", count)
+        try:
+            page = Subscriber(f"{server.url}/api/runs/{run_id}/events?after={snapshot['last_seq']}")
+            page.start()
+            _wait_until(lambda: run_id in app.state.stream_hub.pollers, "the run's poller")
+            assert app.state.stream_hub.pollers[run_id].base == 3000  # a new poller starts from now
+            _append(run_id, [("step", {"epoch": 1, "step": 5000 + i}) for i in range(3)])
+            _append(run_id, [("status", {"status": "completed"})])
+            _set_status(run_id, "completed")
+            page.join(30)
+        finally:
+            event.remove(get_engine(), "before_cursor_execute", count)
+    assert page.error is None, page.error
+    assert page.ids == [3001, 3002, 3003, 3004] and page.ended == "completed"
+    assert read and all(params[1] >= 3000 for params in read), read  # (run_id, after, limit): never the history
+    # Opened again after the run finished: the stream from the snapshot on ends at once.
+    with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        again = _parse(client.get(f"/api/runs/{run_id}/events", params={"after": 3004}).text)
+    assert [(e["event"], e.get("id")) for e in again] == [("end", None)] and json.loads(again[0]["data"]) == {
+        "status": "completed"}
+
+
+def _set_status(run_id: int, status: str) -> None:
+    from app.core.db import session_scope
+    from app.runs.models import Run
+
+    with session_scope() as db_session:
+        db_session.get(Run, run_id).status = status
+
+
 class DashboardReader(threading.Thread):
     """Reads /stream/runs and keeps (event, id, data) of everything it got."""
 
