@@ -17,7 +17,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
@@ -112,8 +112,6 @@ def change_tags(*, db_session: Session, run_ids: list[int], add: list[str], remo
 
 def list_tags(*, db_session: Session) -> list[dict]:
     """Every tag with its colour and how many runs carry it, by name."""
-    from sqlalchemy import func
-
     rows = db_session.execute(
         select(Tag.name, Tag.colour, func.count(RunTag.run_id))
         .outerjoin(RunTag, RunTag.tag_id == Tag.id).group_by(Tag.id, Tag.name, Tag.colour).order_by(Tag.name)
