@@ -206,3 +206,35 @@ def test_deleting_runs_leaves_nothing_behind_on_disk_or_in_the_database(trained)
         # The single-run DELETE goes the same way.
         assert api.delete(f"/api/runs/{child}").status_code == 204
         assert _tables_naming(server, child) == {} and _files_naming(server.data_dir, child) == []
+
+
+def test_viewers_read_tags_and_notes_but_cannot_change_or_delete_anything(client):
+    from app.auth import service
+    from app.core.db import session_scope
+
+    run_id = _new_run(COMPLETED)
+    client.put(f"/api/runs/{run_id}/tags", json={"tags": ["kept"]})
+    with session_scope() as db_session:
+        viewer = service.create_user(db_session, "viewer", "correct horse battery staple", "viewer")
+        token = service.create_token(db_session, viewer, "viewer", "write")[1]
+    service.forget_cache()
+    try:
+        _viewer_is_refused(client, run_id, {"Authorization": f"Bearer {token}"})
+    finally:
+        service.forget_cache()  # accounts were on for this database only
+
+
+def _viewer_is_refused(client, run_id: int, headers: dict[str, str]) -> None:
+    assert client.get("/api/tags", headers=headers).status_code == 200
+    assert client.get(f"/api/runs/{run_id}", headers=headers).json()["tags"][0]["name"] == "kept"
+    for method, url, body in [
+        ("PUT", f"/api/runs/{run_id}/tags", {"tags": []}), ("PATCH", f"/api/runs/{run_id}", {"note": "x"}),
+        ("POST", "/api/runs/tags", {"ids": [run_id], "add": ["x"]}), ("PATCH", "/api/tags/kept", {"colour": "#000000"}),
+        ("POST", "/api/runs/archive", {"ids": [run_id]}), ("POST", "/api/runs/delete", {"ids": [run_id]}),
+        ("DELETE", f"/api/runs/{run_id}", None), ("POST", f"/runs/{run_id}/delete", None),
+        ("POST", f"/runs/{run_id}/tags", None), ("POST", f"/runs/{run_id}/archive", None),
+    ]:
+        answer = client.request(method, url, json=body, headers=headers)
+        assert answer.status_code == 403, (method, url, answer.status_code)
+    run = client.get(f"/api/runs/{run_id}", headers=headers).json()
+    assert run["archived"] is False and [t["name"] for t in run["tags"]] == ["kept"]
