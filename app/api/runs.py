@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
@@ -20,9 +20,24 @@ from app.core.deps import (
     SessionDep,
 )
 from app.core.errors import InvalidInput, NotFound
-from app.runs import search
+from app.runs import manage, search
 from app.runs import service as runs_service
-from app.runs.schemas import ForkRequest, RunCreate, RunEventPublic, RunPublic, RunsPublic
+from app.runs.schemas import (
+    BulkArchive,
+    BulkDelete,
+    BulkTags,
+    DeleteResult,
+    ForkRequest,
+    RunCreate,
+    RunEventPublic,
+    RunPublic,
+    RunsPublic,
+    RunUpdate,
+    TagInfo,
+    TagPublic,
+    TagsUpdate,
+    TagUpdate,
+)
 from app.runs.stream import resume_cursor, run_exists
 
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
@@ -48,6 +63,7 @@ def list_runs(
     status: str | None = None,
     dataset: str | None = None,
     architecture_id: ArchitectureIdQuery = None,
+    archived: Literal["true", "false", "all"] = Query("false", description="archived runs are left out unless asked for"),
     offset: OffsetQuery = 0,
     limit: int = Query(50, ge=1, le=500),
     q: str = Query("", max_length=search.MAX_QUERY_CHARS, description=(
@@ -57,14 +73,18 @@ def list_runs(
     cursor: str = Query("", max_length=400, description="next_cursor of the previous page (keyset paging)"),
 ) -> RunsPublic:
     """Runs newest first (or by `sort`), filtered by `q` and the fields; pages by `cursor` (or `offset`)."""
+    archived_only = None if archived == "all" else archived == "true"
     if offset and not (q or cursor or sort != "created" or order != "desc"):
         rows, total = runs_service.list_(db_session=db_session, status=status, dataset=dataset,
-                                         architecture_id=architecture_id, offset=offset, limit=limit)
+                                         architecture_id=architecture_id, offset=offset, limit=limit,
+                                         archived=archived_only)
         return RunsPublic(items=[RunPublic.model_validate(r) for r in rows], total=total, offset=offset, limit=limit)
     query = search.parse(q)
     query.statuses += [s for s in (status or "").split(",") if s]
     query.datasets += [dataset] if dataset else []
     query.architecture_ids += [architecture_id] if architecture_id is not None else []
+    if not query.archived_given:
+        query.archived = archived_only
     rows, next_cursor, total = search.page(db_session=db_session, query=query, sort=sort, descending=order == "desc",
                                            cursor=cursor or None, limit=limit)
     return RunsPublic(items=[RunPublic.model_validate(r) for r in rows], total=total, offset=0, limit=limit,
@@ -74,6 +94,52 @@ def list_runs(
 @router.get("/api/runs/{run_id}", response_model=RunPublic)
 def get_run(db_session: SessionDep, run_id: RunId) -> Any:
     return runs_service.get(db_session=db_session, run_id=run_id)
+
+
+@router.patch("/api/runs/{run_id}", response_model=RunPublic)
+def update_run(db_session: SessionDep, run_id: RunId, body: RunUpdate) -> Any:
+    """Rename the run and/or replace its markdown note (an empty note removes it)."""
+    return manage.update_run(db_session=db_session, run_id=run_id, name=body.name, note=body.note)
+
+
+@router.put("/api/runs/{run_id}/tags", response_model=RunPublic)
+def set_run_tags(db_session: SessionDep, run_id: RunId, body: TagsUpdate) -> Any:
+    """Replace the run's tags; new names become tags with a colour of their own."""
+    return manage.set_tags(db_session=db_session, run_id=run_id, tags=body.tags)
+
+
+@router.post("/api/runs/tags", response_model=list[RunPublic])
+def change_tags(db_session: SessionDep, body: BulkTags) -> Any:
+    """Add and remove tags on several runs at once (all of them or, on any problem, none)."""
+    return manage.change_tags(db_session=db_session, run_ids=body.ids, add=body.add, remove=body.remove)
+
+
+@router.post("/api/runs/archive", response_model=list[RunPublic])
+def archive_runs(db_session: SessionDep, body: BulkArchive) -> Any:
+    """Archive (hide from the dashboard and the default list) or, with `archived: false`, unarchive runs."""
+    return manage.set_archived(db_session=db_session, run_ids=body.ids, archived=body.archived)
+
+
+@router.post("/api/runs/delete", response_model=DeleteResult)
+def delete_runs(db_session: SessionDep, body: BulkDelete) -> DeleteResult:
+    """Delete runs with their rows and files and answer the bytes freed; 409 naming the runs still
+    training (nothing is deleted then). `dry_run` only says what would happen."""
+    if body.dry_run:
+        plan = manage.plan_delete(db_session=db_session, run_ids=body.ids)
+    else:
+        plan = manage.delete_runs(db_session=db_session, run_ids=body.ids)
+    return DeleteResult(ids=plan.ids, bytes_freed=plan.bytes, active=plan.active, dry_run=body.dry_run)
+
+
+@router.get("/api/tags", response_model=list[TagInfo])
+def list_tags(db_session: SessionDep) -> Any:
+    """Every tag, its colour and how many runs carry it."""
+    return manage.list_tags(db_session=db_session)
+
+
+@router.patch("/api/tags/{name}", response_model=TagPublic)
+def update_tag(db_session: SessionDep, name: str, body: TagUpdate) -> Any:
+    return manage.set_colour(db_session=db_session, name=name, colour=body.colour)
 
 
 @router.get("/api/runs/{run_id}/metrics", response_model=list[RunEventPublic])

@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base
 from app.core.models_base import utcnow
@@ -98,8 +98,32 @@ class Run(Base):
     # Set (with cancel_requested) when the sweep's pruner stops the run: the epoch it was judged at.
     # A run asked to stop this way ends `pruned` instead of `cancelled`.
     pruned_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Run management (app/runs/manage.py): a markdown note, hidden from the dashboard when archived, tags.
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(), index=True)
+    # Loaded when read (lists load them in one query with selectinload); rows go with the run (CASCADE).
+    tags: Mapped[list[Tag]] = relationship(secondary="run_tags", order_by="Tag.name", passive_deletes=True)
 
     __table_args__ = (Index("uq_runs_sweep_trial", "sweep_id", "sweep_trial", unique=True),)
+
+
+class Tag(Base):
+    """A label runs can carry, with the colour its chips are drawn in."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    colour: Mapped[str] = mapped_column(String(7))
+
+
+class RunTag(Base):
+    """A run carries a tag (deleted with either)."""
+
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class Sweep(Base):

@@ -308,6 +308,13 @@ class ForkRequest(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="settings to change")
 
 
+class TagPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    colour: str
+
+
 class RunPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -343,6 +350,9 @@ class RunPublic(BaseModel):
     sweep_trial: int | None = None
     sweep_params: dict[str, Any] | None = None
     pruned_epoch: int | None = None
+    note: str | None = None
+    archived: bool = False
+    tags: list[TagPublic] = []
 
 
 class RunsPublic(BaseModel):
@@ -386,3 +396,62 @@ def usable_config(training: dict[str, Any], notes: list[str]) -> dict[str, Any]:
             if not error["loc"] or training.pop(str(error["loc"][0]), None) is None:
                 return {}
     return {}
+
+
+# ---------- run management (app/runs/manage.py checks the rest: tag characters, names) ----------
+RunIds = Annotated[list[Annotated[int, Field(ge=1, le=DB_INT_MAX)]], Field(min_length=1, max_length=500)]
+TagNames = Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=20)]
+
+
+class TagsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: TagNames = Field(description="the run's tags, replacing those it has (at most 20, each ≤ 40 characters)")
+
+
+class RunUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=20_000, description="markdown; empty removes the note")
+
+
+class TagUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    colour: str = Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")
+
+
+class TagInfo(BaseModel):
+    name: str
+    colour: str
+    runs: int
+
+
+class BulkTags(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: RunIds
+    add: TagNames = []
+    remove: TagNames = []
+
+
+class BulkArchive(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: RunIds
+    archived: bool = True
+
+
+class BulkDelete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: RunIds
+    dry_run: bool = Field(default=False, description="only say what would be deleted and how much disk it frees")
+
+
+class DeleteResult(BaseModel):
+    ids: list[int] = Field(description="the runs deleted (with dry_run: that would be)")
+    bytes_freed: int = Field(description="bytes of checkpoints, exports and logs removed from disk (would be)")
+    active: list[int] = Field(default=[], description="dry_run: runs still training, which a delete refuses")
+    dry_run: bool = False

@@ -5,7 +5,8 @@ A query is space-separated terms (the dashboard's search box and `GET /api/runs?
     digits mlp status:completed,failed dataset:digits arch:3 sweep:2 created>2026-12-01 val_accuracy>0.97 params<50000
 
 - plain words match the run's name (all of them, any case);
-- `status:`, `dataset:`, `arch:` (a saved architecture's id), `sweep:` (a sweep's id) and `preset:` filter;
+- `status:`, `dataset:`, `tag:`, `arch:` (a saved architecture's id), `sweep:` (a sweep's id) and `preset:`
+  filter (comma-separated values: any of them); `archived:true|all` shows archived runs (left out by default);
 - `created>` / `created<` take a date (YYYY-MM-DD) or a date and time;
 - a metric compared with `>`, `>=`, `<`, `<=` or `=` to a number: val_accuracy (the best epoch's),
   test_accuracy, test_loss, params, time (training seconds), epochs.
@@ -25,11 +26,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.core.deps import DB_INT_MAX
 from app.core.errors import InvalidInput
-from app.runs.models import STATUSES, Run
+from app.runs.models import STATUSES, Run, RunTag, Tag
 
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 20
@@ -41,8 +42,9 @@ METRICS = {"val_accuracy": Run.best_val_accuracy, "best_val_accuracy": Run.best_
            "test_accuracy": Run.test_accuracy, "test_loss": Run.test_loss, "params": Run.total_params,
            "time": Run.train_time_s, "epochs": Run.epoch}
 _COMPARE = re.compile(r"([a-z_]+)(>=|<=|>|<|=)(.+)")
-_FIELDS = ("status", "dataset", "arch", "sweep", "preset")
-HOW = ("words match the name; status:completed, dataset:digits, arch:3, sweep:2, preset:mnist-mlp, "
+_FIELDS = ("status", "dataset", "arch", "sweep", "preset", "tag", "archived")
+HOW = ("words match the name; status:completed, dataset:digits, tag:baseline, arch:3, sweep:2, preset:mnist-mlp, "
+       "archived:true|all, "
        "created>2026-12-01, and metrics such as val_accuracy>0.97, test_loss<0.1, params<50000, time<60")
 
 
@@ -56,6 +58,10 @@ class Query:
     presets: list[str] = field(default_factory=list)
     created: list[tuple[str, datetime]] = field(default_factory=list)
     thresholds: list[tuple[str, str, float]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    # True: archived runs only; False: leave them out; None: both (`archived:true|false|all`)
+    archived: bool | None = False
+    archived_given: bool = False  # the text said archived: (a caller's own default gives way)
 
 
 def _refuse(term: str, why: str) -> InvalidInput:
@@ -95,6 +101,13 @@ def parse(text: str) -> Query:
                 query.datasets += values.split(",")
             elif name == "preset":
                 query.presets += values.split(",")
+            elif name == "tag":
+                query.tags += values.split(",")
+            elif name == "archived":
+                if values not in ("true", "false", "all"):
+                    raise _refuse(term, "archived: takes true, false or all")
+                query.archived = None if values == "all" else values == "true"
+                query.archived_given = True
             elif name == "arch":
                 query.architecture_ids += _ids(term, values)
             else:
@@ -144,6 +157,11 @@ def where(query: Query) -> list[Any]:
         conditions.append(Run.architecture_id.in_(query.architecture_ids))
     if query.sweep_ids:
         conditions.append(Run.sweep_id.in_(query.sweep_ids))
+    if query.tags:
+        conditions.append(Run.id.in_(select(RunTag.run_id).join(Tag, Tag.id == RunTag.tag_id)
+                                     .where(Tag.name.in_(query.tags))))
+    if query.archived is not None:
+        conditions.append(Run.archived.is_(query.archived))
     for op, when in query.created:
         conditions.append(_op(Run.created_at, op, when))
     for metric, op, value in query.thresholds:
@@ -212,7 +230,7 @@ def page(*, db_session: Session, query: Query, sort: str = "created", descending
     order += [column.desc(), Run.id.desc()] if descending else [column.asc(), Run.id.asc()]
     if column is Run.id:
         order = [Run.id.desc() if descending else Run.id.asc()]
-    rows = list(db_session.scalars(statement.order_by(*order).limit(limit + 1)))
+    rows = list(db_session.scalars(statement.order_by(*order).limit(limit + 1).options(selectinload(Run.tags))))
     next_cursor = encode_cursor(sort, rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor, total
 

@@ -8,26 +8,23 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.core.errors import DomainError, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import lifecycle
 from app.runs.events import events_after, step_row
 from app.runs.models import (
-    ACTIVE_STATUSES,
     RUNNING,
     Artifact,
     Evaluation,
@@ -184,10 +181,14 @@ def list_(
     status: str | None = None,
     dataset: str | None = None,
     architecture_id: int | None = None,
+    archived: bool | None = None,
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[Run], int]:
+    """Runs newest first; `archived` True or False keeps only those (None: both)."""
     query = select(Run)
+    if archived is not None:
+        query = query.where(Run.archived.is_(archived))
     if status:
         query = query.where(Run.status.in_(status.split(",")))
     if dataset:
@@ -195,7 +196,8 @@ def list_(
     if architecture_id is not None:
         query = query.where(Run.architecture_id == architecture_id)
     total = db_session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = db_session.scalars(query.order_by(Run.id.desc()).offset(offset).limit(limit)).all()
+    rows = db_session.scalars(query.order_by(Run.id.desc()).offset(offset).limit(limit)
+                              .options(selectinload(Run.tags))).all()
     return list(rows), total
 
 
@@ -352,21 +354,13 @@ def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]
     return base
 
 
-def delete(*, db_session: Session, run_id: int) -> None:
-    """Delete a finished or queued run with its rows and files; a starting or running run must be
-    cancelled first (checked in the DELETE itself, so a run claimed meanwhile is not deleted)."""
-    run = get(db_session=db_session, run_id=run_id)
-    deleted = db_session.execute(
-        sql_delete(Run).where(Run.id == run_id, Run.status.not_in(ACTIVE_STATUSES))
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if not deleted:
-        status = run.status
-        db_session.rollback()
-        raise Conflict(f"run {run_id} is {status}: cancel it first, then delete it")
-    db_session.expunge(run)
-    db_session.commit()
-    shutil.rmtree(run_dir(run_id), ignore_errors=True)
+def delete(*, db_session: Session, run_id: int) -> int:
+    """Delete a finished or queued run with its rows and files (app/runs/manage.py `delete_runs`); a
+    starting or running run must be cancelled first. Answers the bytes freed on disk."""
+    from app.runs import manage
+
+    get(db_session=db_session, run_id=run_id)
+    return manage.delete_runs(db_session=db_session, run_ids=[run_id]).bytes
 
 
 def list_artifacts(*, db_session: Session, run_id: int) -> list[Artifact]:

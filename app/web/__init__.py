@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.web import architectures, compare, datasets, home, pages, runs, sweeps
+from app.web import architectures, compare, datasets, home, pages, run_manage, runs, sweeps
 from app.web.templating import PageNotFound, not_found_page
 
 
@@ -12,6 +12,7 @@ def install(app: FastAPI) -> None:
     """Add the page routers and the HTML 404 page to the app."""
     app.include_router(home.router)
     app.include_router(runs.router)
+    app.include_router(run_manage.router)
     app.include_router(compare.router)
     app.include_router(sweeps.router)
     app.include_router(architectures.router)

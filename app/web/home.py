@@ -22,13 +22,16 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)
-def dashboard(request: Request, db_session: SessionDep, status: str = "", dataset: str = "") -> HTMLResponse:
-    """Runs newest first, filtered by status and data set; htmx asks for the table only."""
+def dashboard(request: Request, db_session: SessionDep, status: str = "", dataset: str = "",
+              archived: str = "") -> HTMLResponse:
+    """Runs newest first, filtered by status and data set, archived ones only with `archived` (shown
+    with the others); htmx asks for the table only."""
     runs, total = runs_service.list_(db_session=db_session, status=status or None, dataset=dataset or None,
-                                     limit=200)
+                                     archived=None if archived else False, limit=200)
     rows = [{"run": run, "progress": _progress(db_session, run)} for run in runs]
     return render(request, "runs/dashboard.html", {
         "rows": rows, "total": total, "status": status, "dataset": dataset, "statuses": STATUSES,
+        "archived": "1" if archived else "",
         "datasets": [info.name for info in datasets_registry.list_datasets(get_settings().data_dir)],
         "launch_options": launch_options(),
     }, partial="runs/_table.html")

@@ -175,7 +175,10 @@ def detail_page(request: Request, db_session: SessionDep, run: RunPageDep) -> HT
     info = _dataset_info(run.dataset)
     shape = list(run.spec.get("input_shape") or (info.input_shape if info else []))
     step = runs_service.latest_step(db_session=db_session, run=run)
+    from app.web.run_manage import manage_context  # (that module builds on this one)
+
     return render(request, "runs/detail.html", {
+        **manage_context(run),
         "run": run, "progress": run_views.progress(run, step), "architecture": run_views.architecture_view(run.spec),
         "dataset_info": info, "terminal": run.status in TERMINAL_STATUSES,
         "can_draw": len(shape) == 3 and shape[0] == 1 and shape[1] == shape[2] and shape[1] in (8, 28),
