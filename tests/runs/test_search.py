@@ -106,3 +106,19 @@ def test_the_runs_api_searches_and_pages_by_cursor(client):
     assert client.get("/api/runs", params={"cursor": "nope"}).status_code == 422
     # the old way still works: offset pages, newest first
     assert client.get("/api/runs", params={"offset": 30}).json()["items"][0]["id"] == 7
+
+
+def test_search_by_tag_and_archived(client):
+    ids = _seed(6)
+    assert client.put(f"/api/runs/{ids[0]}/tags", json={"tags": ["baseline"]}).status_code == 200
+    assert client.put(f"/api/runs/{ids[1]}/tags", json={"tags": ["baseline", "wide"]}).status_code == 200
+    client.post("/api/runs/archive", json={"ids": [ids[1]]})
+
+    def found(q: str, **params) -> list[int]:
+        return sorted(r["id"] for r in client.get("/api/runs", params={"q": q, **params}).json()["items"])
+
+    assert found("tag:baseline") == [ids[0]]  # the archived one is left out…
+    assert found("tag:baseline archived:all") == [ids[0], ids[1]]  # …unless asked for
+    assert found("tag:wide", archived="true") == [ids[1]]
+    assert found("tag:nothing") == []
+    assert client.get("/api/runs", params={"q": "archived:maybe"}).status_code == 422
