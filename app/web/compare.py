@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from app.compare import service as compare_service
 from app.core.deps import SessionDep
 from app.core.errors import DomainError, NotFound
-from app.runs import service as runs_service
+from app.runs import search
 from app.web.run_views import duration
 from app.web.svg import ScatterPoint, scatter
 from app.web.templating import filesize, render, si
@@ -111,7 +111,7 @@ def tutorial_tables(db_session: Any, sweep_id: str, comparison: compare_service.
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, db_session: SessionDep,
-                 runs: list[str] = Query(default=[]), tutorial: str = "") -> HTMLResponse:
+                 runs: list[str] = Query(default=[]), tutorial: str = "", q: str = "") -> HTMLResponse:
     """With ?runs=3,5 the comparison; without, the picker. A bad selection shows the picker and says why."""
     comparison, error, status_code, ids = None, None, 200, []
     try:
@@ -120,10 +120,18 @@ def compare_page(request: Request, db_session: SessionDep,
             comparison = compare_service.compare(db_session=db_session, run_ids=ids)
     except DomainError as exc:
         error, status_code = exc.message, 404 if isinstance(exc, NotFound) else 422
-    recent, _ = runs_service.list_(db_session=db_session, limit=PICKER_LIMIT)
+    picker_error, recent = None, []
+    try:  # the picker finds runs with the dashboard's search (archived runs too: they are still comparable)
+        query = search.parse(q[:search.MAX_QUERY_CHARS + 1])
+        if not query.archived_given:
+            query.archived = None
+        recent = search.page(db_session=db_session, query=query, limit=PICKER_LIMIT)[0]
+    except DomainError as exc:
+        picker_error = exc.message
     context: dict[str, Any] = {"comparison": comparison, "error": error, "selected": ids, "recent": recent,
                                "palette": PALETTE, "max_runs": compare_service.MAX_RUNS,
-                               "duration": duration, "seconds": seconds, "columns": COLUMNS}
+                               "duration": duration, "seconds": seconds, "columns": COLUMNS,
+                               "q": q, "picker_error": picker_error, "search_help": search.HOW}
     if comparison is not None:
         context["tutorial"] = tutorial_tables(db_session, tutorial, comparison)
         context["scatters"] = scatters(comparison)

@@ -122,3 +122,14 @@ def test_search_by_tag_and_archived(client):
     assert found("tag:wide", archived="true") == [ids[1]]
     assert found("tag:nothing") == []
     assert client.get("/api/runs", params={"q": "archived:maybe"}).status_code == 422
+
+
+def test_the_compare_picker_finds_runs_with_the_same_search(client):
+    ids = _seed(12)
+    page = client.get("/compare", params={"q": "mlp status:completed"}).text
+    with session_scope(write=False) as db_session:
+        wanted = {r.id for r in _all(db_session, query=search.parse("mlp status:completed archived:all"))}
+    shown = {run_id for run_id in ids if f'id="pick-{run_id}"' in page}
+    assert shown == wanted and wanted
+    bad = client.get("/compare", params={"q": "params<many"})
+    assert bad.status_code == 200 and 'id="picker-errors"' in bad.text and "is not a number" in bad.text
