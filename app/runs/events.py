@@ -11,6 +11,7 @@ only for the commit. Status events are rare, so the serialisation costs nothing.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -23,11 +24,31 @@ from app.runs.models import FeedCounter, Run, RunEvent
 _FEED_PENDING = "trainboard.feed_pending"  # session.info key: status events still without a feed id
 
 
-def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]]) -> int:
+# Rows per INSERT statement (an executemany): bounds the parameter lists a big batch builds at once.
+INSERT_CHUNK_ROWS = 1000
+
+
+def _insert_statement(paramstyle: str) -> str:
+    """The driver's own INSERT of an event row (executemany of tuples): SQLAlchemy's per-row parameter
+    processing cost as much as SQLite's insert itself. The payload is passed as the JSON text the JSON
+    column type would have written (json.dumps), so readers decode it the same."""
+    mark = "?" if paramstyle == "qmark" else "%s"
+    return (f"INSERT INTO run_events ({', '.join(_INSERT_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
+
+
+_INSERT_COLUMNS = ("run_id", "seq", "kind", "epoch", "step", "payload", "ts", "trainer_seq")
+
+
+def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]],
+                  first_trainer_seq: int | None = None) -> int:
     """Insert events for one run and return the last seq; call inside the caller's transaction.
 
     The seq block is reserved by bumping `runs.last_seq` in the same transaction, so two writers
-    (a trainer and the reaper, say) never collide and a committed run has no gaps.
+    (a trainer and the reaper, say) never collide and a committed run has no gaps. Rows go in with
+    the driver's INSERT executemany (INSERT_CHUNK_ROWS at a time), no ORM object per row; status events are
+    ORM objects (rare) because their feed number is written at commit. `first_trainer_seq` numbers the
+    rows with the ingest API's trainer seqs, consecutive from it.
     """
     events = list(events)
     if not events:
@@ -38,21 +59,24 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
     ).scalar_one()
     first = last_seq - len(events) + 1
     now = time.time()
-    rows = [
-        RunEvent(
-            run_id=run_id,
-            seq=first + offset,
-            kind=kind,
-            epoch=payload.get("epoch"),
-            step=payload.get("step"),
-            payload=payload,
-            ts=payload.get("ts", now),
-        )
-        for offset, (kind, payload) in enumerate(events)
-    ]
-    db_session.add_all(rows)
-    statuses = [row for row in rows if row.kind == "status"]
+    rows: list[tuple[Any, ...]] = []
+    statuses: list[RunEvent] = []
+    for offset, (kind, payload) in enumerate(events):
+        seq, trainer_seq = first + offset, None if first_trainer_seq is None else first_trainer_seq + offset
+        ts = float(payload.get("ts", now))
+        if kind == "status":
+            statuses.append(RunEvent(run_id=run_id, seq=seq, kind=kind, epoch=payload.get("epoch"),
+                                     step=payload.get("step"), payload=payload, ts=ts, trainer_seq=trainer_seq))
+        else:
+            rows.append((run_id, seq, kind, payload.get("epoch"), payload.get("step"), json.dumps(payload), ts,
+                         trainer_seq))
+    if rows:
+        connection = db_session.connection()
+        statement = _insert_statement(connection.dialect.paramstyle)
+        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+            connection.exec_driver_sql(statement, rows[start:start + INSERT_CHUNK_ROWS])
     if statuses:  # numbered when the transaction commits (_number_feed_events)
+        db_session.add_all(statuses)
         db_session.info.setdefault(_FEED_PENDING, []).extend(statuses)
     return last_seq
 
