@@ -128,9 +128,9 @@ ANALYSIS_LIMIT = 1000
 
 
 def analyze_sqlite() -> None:
-    """Give SQLite's planner statistics (sqlite_stat1), sampled: without them it may pick the (kind, id)
-    index for one run's epoch rows and walk every run's. Runs after the migrations (each start of the
-    server); PostgreSQL's autovacuum analyzes by itself."""
+    """Give SQLite's planner statistics (sqlite_stat1), sampled: without them it may pick a poor index for
+    one run's rows of one kind (before 0008 it walked every run's epoch rows through (kind, id)). Runs after
+    the migrations (each start of the server); PostgreSQL's autovacuum analyzes by itself."""
     engine = get_engine()
     if engine.dialect.name != "sqlite":
         return

@@ -232,7 +232,8 @@ def test_per_kind_reads_use_the_run_kind_seq_index(data_dir):
 
 
 def test_migration_0008_goes_down_and_up(data_dir):
-    """0008 adds only the index (plain CREATE INDEX) and its downgrade drops only it."""
+    """0008 adds the (run_id, kind, seq) index and drops (kind, id) (plain CREATE/DROP INDEX); its
+    downgrade puts them back as they were."""
     from alembic.config import Config
     from sqlalchemy import inspect
 
@@ -248,9 +249,9 @@ def test_migration_0008_goes_down_and_up(data_dir):
         return {index["name"] for index in inspect(get_engine()).get_indexes("run_events")}
 
     run_id = _new_run()
-    assert "ix_run_events_run_kind_seq" in indexes()
+    assert "ix_run_events_run_kind_seq" in indexes() and "ix_run_events_kind_id" not in indexes()
     command.downgrade(config, "0007")
     assert "ix_run_events_run_kind_seq" not in indexes() and "ix_run_events_kind_id" in indexes()
     command.upgrade(config, "head")
-    assert "ix_run_events_run_kind_seq" in indexes()
+    assert "ix_run_events_run_kind_seq" in indexes() and "ix_run_events_kind_id" not in indexes()
     assert [seq for seq, *_ in _rows(run_id)] == [1]  # the rows were kept throughout
