@@ -28,16 +28,20 @@ _FEED_PENDING = "trainboard.feed_pending"  # session.info key: status events sti
 INSERT_CHUNK_ROWS = 1000
 
 
-def _insert_statement(paramstyle: str) -> str:
-    """The driver's own INSERT of an event row (executemany of tuples): SQLAlchemy's per-row parameter
-    processing cost as much as SQLite's insert itself. The payload is passed as the JSON text the JSON
-    column type would have written (json.dumps), so readers decode it the same."""
-    mark = "?" if paramstyle == "qmark" else "%s"
-    return (f"INSERT INTO run_events ({', '.join(_INSERT_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
-
-
 _INSERT_COLUMNS = ("run_id", "seq", "kind", "epoch", "step", "payload", "ts", "trainer_seq")
+
+
+def _insert_rows(connection: Any, rows: list[tuple[Any, ...]]) -> None:
+    """The driver's own INSERT of event rows, no SQLAlchemy parameter processing per row (it cost as much
+    as SQLite's insert itself); the payload is the JSON text the JSON column type would have written
+    (json.dumps), so readers decode it the same. SQLite (in-process): executemany of one-row statements;
+    PostgreSQL: one multi-row VALUES statement per chunk (executemany would be a round trip per row)."""
+    head = f"INSERT INTO run_events ({', '.join(_INSERT_COLUMNS)}) VALUES "
+    if connection.dialect.paramstyle == "qmark":
+        connection.exec_driver_sql(head + "(" + ", ".join(["?"] * len(_INSERT_COLUMNS)) + ")", rows)
+        return
+    one = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+    connection.exec_driver_sql(head + ", ".join([one] * len(rows)), tuple(value for row in rows for value in row))
 
 
 def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]],
@@ -46,7 +50,7 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
 
     The seq block is reserved by bumping `runs.last_seq` in the same transaction, so two writers
     (a trainer and the reaper, say) never collide and a committed run has no gaps. Rows go in with
-    the driver's INSERT executemany (INSERT_CHUNK_ROWS at a time), no ORM object per row; status events are
+    the driver's own INSERT (INSERT_CHUNK_ROWS at a time), no ORM object per row; status events are
     ORM objects (rare) because their feed number is written at commit. `first_trainer_seq` numbers the
     rows with the ingest API's trainer seqs, consecutive from it.
     """
@@ -72,9 +76,8 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
                          trainer_seq))
     if rows:
         connection = db_session.connection()
-        statement = _insert_statement(connection.dialect.paramstyle)
         for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-            connection.exec_driver_sql(statement, rows[start:start + INSERT_CHUNK_ROWS])
+            _insert_rows(connection, rows[start:start + INSERT_CHUNK_ROWS])
     if statuses:  # numbered when the transaction commits (_number_feed_events)
         db_session.add_all(statuses)
         db_session.info.setdefault(_FEED_PENDING, []).extend(statuses)
