@@ -146,7 +146,10 @@ def update_tag(db_session: SessionDep, name: str, body: TagUpdate) -> Any:
 def run_metrics(db_session: SessionDep, run_id: RunId, after: SeqQuery = 0,
                 limit: int = Query(1000, ge=1, le=10000)) -> Any:
     """Events with seq > after (metrics, epochs, status changes, evaluations, logs)."""
-    return runs_service.metrics(db_session=db_session, run_id=run_id, after=after, limit=limit)
+    # Written by the service as JSON text in RunEventPublic's shape (typed by the columns): 10,000 rows
+    # are not validated through the response model again (~50 µs a row).
+    return Response(runs_service.metrics_json(db_session=db_session, run_id=run_id, after=after, limit=limit),
+                    media_type="application/json")
 
 
 @router.get("/api/runs/{run_id}/metrics.csv", response_class=StreamingResponse,

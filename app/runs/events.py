@@ -11,6 +11,7 @@ only for the commit. Status events are rare, so the serialisation costs nothing.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -23,11 +24,35 @@ from app.runs.models import FeedCounter, Run, RunEvent
 _FEED_PENDING = "trainboard.feed_pending"  # session.info key: status events still without a feed id
 
 
-def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]]) -> int:
+# Rows per INSERT statement (an executemany): bounds the parameter lists a big batch builds at once.
+INSERT_CHUNK_ROWS = 1000
+
+
+_INSERT_COLUMNS = ("run_id", "seq", "kind", "epoch", "step", "payload", "ts", "trainer_seq")
+
+
+def _insert_rows(connection: Any, rows: list[tuple[Any, ...]]) -> None:
+    """The driver's own INSERT of event rows, no SQLAlchemy parameter processing per row (it cost as much
+    as SQLite's insert itself); the payload is the JSON text the JSON column type would have written
+    (json.dumps), so readers decode it the same. SQLite (in-process): executemany of one-row statements;
+    PostgreSQL: one multi-row VALUES statement per chunk (executemany would be a round trip per row)."""
+    head = f"INSERT INTO run_events ({', '.join(_INSERT_COLUMNS)}) VALUES "
+    if connection.dialect.paramstyle == "qmark":
+        connection.exec_driver_sql(head + "(" + ", ".join(["?"] * len(_INSERT_COLUMNS)) + ")", rows)
+        return
+    one = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+    connection.exec_driver_sql(head + ", ".join([one] * len(rows)), tuple(value for row in rows for value in row))
+
+
+def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]],
+                  first_trainer_seq: int | None = None) -> int:
     """Insert events for one run and return the last seq; call inside the caller's transaction.
 
     The seq block is reserved by bumping `runs.last_seq` in the same transaction, so two writers
-    (a trainer and the reaper, say) never collide and a committed run has no gaps.
+    (a trainer and the reaper, say) never collide and a committed run has no gaps. Rows go in with
+    the driver's own INSERT (INSERT_CHUNK_ROWS at a time), no ORM object per row; status events are
+    ORM objects (rare) because their feed number is written at commit. `first_trainer_seq` numbers the
+    rows with the ingest API's trainer seqs, consecutive from it.
     """
     events = list(events)
     if not events:
@@ -38,21 +63,23 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
     ).scalar_one()
     first = last_seq - len(events) + 1
     now = time.time()
-    rows = [
-        RunEvent(
-            run_id=run_id,
-            seq=first + offset,
-            kind=kind,
-            epoch=payload.get("epoch"),
-            step=payload.get("step"),
-            payload=payload,
-            ts=payload.get("ts", now),
-        )
-        for offset, (kind, payload) in enumerate(events)
-    ]
-    db_session.add_all(rows)
-    statuses = [row for row in rows if row.kind == "status"]
+    rows: list[tuple[Any, ...]] = []
+    statuses: list[RunEvent] = []
+    for offset, (kind, payload) in enumerate(events):
+        seq, trainer_seq = first + offset, None if first_trainer_seq is None else first_trainer_seq + offset
+        ts = float(payload.get("ts", now))
+        if kind == "status":
+            statuses.append(RunEvent(run_id=run_id, seq=seq, kind=kind, epoch=payload.get("epoch"),
+                                     step=payload.get("step"), payload=payload, ts=ts, trainer_seq=trainer_seq))
+        else:
+            rows.append((run_id, seq, kind, payload.get("epoch"), payload.get("step"), json.dumps(payload), ts,
+                         trainer_seq))
+    if rows:
+        connection = db_session.connection()
+        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
+            _insert_rows(connection, rows[start:start + INSERT_CHUNK_ROWS])
     if statuses:  # numbered when the transaction commits (_number_feed_events)
+        db_session.add_all(statuses)
         db_session.info.setdefault(_FEED_PENDING, []).extend(statuses)
     return last_seq
 

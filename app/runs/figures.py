@@ -101,10 +101,12 @@ def from_epochs(payloads: Iterable[dict[str, Any]], whole_run_s: float | None = 
 
 
 def epoch_payloads(db_session: Session, run_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
-    """Per run, its `epoch` event payloads in seq order."""
-    rows = db_session.execute(
-        select(RunEvent.run_id, RunEvent.payload).where(RunEvent.run_id.in_(list(run_ids)), RunEvent.kind == "epoch")
-        .order_by(RunEvent.run_id, RunEvent.seq)
+    """Per run, its `epoch` event payloads in seq order: a Core select on the session's connection (no ORM
+    result processing) through the (run_id, kind, seq) index, one JSON decode per row."""
+    table = RunEvent.__table__.c
+    rows = db_session.connection().execute(
+        select(table.run_id, table.payload).where(table.run_id.in_(list(run_ids)), table.kind == "epoch")
+        .order_by(table.run_id, table.seq)
     )
     by_run: dict[int, list[dict[str, Any]]] = {run_id: [] for run_id in run_ids}
     for run_id, payload in rows:

@@ -160,7 +160,8 @@ class RunEvent(Base):
     __tablename__ = "run_events"
     __table_args__ = (
         UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),
-        Index("ix_run_events_kind_id", "kind", "id"),
+        # One run's rows of one kind in seq order (compare's epoch curves, the latest step, the CSV).
+        Index("ix_run_events_run_kind_seq", "run_id", "kind", "seq"),
         Index("uq_run_events_run_trainer_seq", "run_id", "trainer_seq", unique=True),
     )
 

@@ -48,6 +48,15 @@ class RunOrder:
                    judged_each_epoch=getattr(run, "sweep_id", None) is not None)
 
 
+class PartlyStored(Exception):
+    """`append` stored the first `stored` events of the batch (committed) and then failed: only the
+    rest may be sent again, or those rows would be stored twice."""
+
+    def __init__(self, stored: int):
+        super().__init__(f"the first {stored} events were stored, the rest were not")
+        self.stored = stored
+
+
 class RunStore(Protocol):
     """The server's state of one run, as its trainer sees it."""
 
@@ -62,7 +71,8 @@ class RunStore(Protocol):
         counts this trainer as the run's (cancelled or failed meanwhile): it must stop."""
 
     def append(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """Add events (gap-free seq) and the progress they carry; counts as a heartbeat."""
+        """Add events (gap-free seq) and the progress they carry; counts as a heartbeat. A store that
+        commits a batch in parts raises PartlyStored when it fails after the first part."""
 
     def heartbeat(self) -> None:
         """The trainer is alive (sent when there is nothing to append)."""
@@ -157,6 +167,10 @@ class StoreSink:
                     self.store.append(batch)
                 else:
                     self.store.heartbeat()
+            except PartlyStored as exc:
+                with self._lock:  # what was stored stays stored; the rest goes back in front
+                    self._pending[:0] = batch[exc.stored:]
+                raise
             except Exception:
                 with self._lock:  # put the batch back in front: nothing sent is lost, nothing skipped
                     self._pending[:0] = batch

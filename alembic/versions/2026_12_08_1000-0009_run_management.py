@@ -1,7 +1,7 @@
 """run management: notes, archiving, tags
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-08 09:00:00
 
 `runs.note` (markdown), `runs.archived` (hidden from the dashboard by default), and tags: `tags` (a
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
