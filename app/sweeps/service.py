@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -200,19 +200,10 @@ def _fill(db_session: Session, sweep: Sweep, slots: int) -> int:
             "architecture_id": sweep_in.architecture_id if not any(map(sweep_space.is_spec_key, space)) else None})
         runs.append(run)
         queued += 1
-    if queued:
-        # compare-and-set: a sweep cancelled meanwhile (another process) keeps its status, and the caller
-        # rolls these trials back
-        moved = db_session.execute(update(Sweep).where(Sweep.id == sweep.id, Sweep.status.in_(SWEEP_ACTIVE))
-                                   .values(status="running").execution_options(synchronize_session=False)).rowcount
-        if not moved:
-            raise SweepEnded(f"sweep {sweep.id} ended while its trials were being queued")
-        db_session.expire(sweep, ["status"])
+    if queued and sweep.status == "queued":
+        # the caller holds the sweep's row (`_locked`, or a sweep it just created): a cancel waits for this
+        sweep.status = "running"
     return queued
-
-
-class SweepEnded(Conflict):
-    """The sweep was cancelled (by another process) while trials were being queued for it."""
 
 
 def _request(sweep: Sweep) -> SweepCreate:
@@ -330,7 +321,7 @@ def advance(db_session: Session, slots: int) -> bool:
                 sweep.status, sweep.finished_at = "completed", utcnow()
             db_session.commit()
             changed = changed or bool(queued)
-        except (IntegrityError, SweepEnded):  # another process queued the same trial first, or cancelled it
+        except IntegrityError:  # another process queued the same trial number first
             db_session.rollback()
         except (DomainError, sweep_space.SpaceError, ValueError) as exc:  # a trial that cannot be made: stop asking
             db_session.rollback()

@@ -85,7 +85,9 @@ def test_search_by_tag_and_threshold_sort_and_page_to_the_oldest_run(tmp_path, p
         # sort by parameters, fewest first
         page.goto(f"{server.url}/")
         page.click("th >> text=Params")
+        expect(page.locator("th[aria-sort='descending']")).to_contain_text("Params")
         page.click("th >> text=Params")
+        expect(page.locator("th[aria-sort='ascending']")).to_contain_text("Params")
         expect(page.locator("#runs-body tr").first).to_have_attribute("data-run-id", str(ids[0]))
         assert "sort=params" in page.url and "order=asc" in page.url
     finally:
