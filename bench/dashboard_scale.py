@@ -6,9 +6,11 @@ run with 100,000 step rows, nine more have 20,000 each, and the rest ~175 rows e
 epochs): >= 2,000,000 rows in all. Then, through the app in this process (FastAPI's TestClient: the
 time of a request without the network), --samples requests each of:
 
-  dashboard (the runs list page, first page), dashboard filtered by status, the runs API's first page
-  and its page 50 (offset), the run page (HTML) of the 100,000-step run and the chart data its live
-  stream replays, GET /api/runs/{id}/metrics?limit=10000, GET /api/compare of the 10 longest runs;
+  dashboard (the runs list page, first page), dashboard filtered by status, searched and sorted by a
+  column, and its page 50 (keyset), the runs API's first page and its page 50 (keyset cursor, and by
+  offset), the run page (HTML) of the 100,000-step run and the chart snapshot it fetches
+  (/api/runs/{id}/series, its bytes), GET /api/runs/{id}/metrics?limit=10000, GET /api/compare of the
+  10 longest runs;
 
 then the metric write rate through DbSink (batches of 50 rows as a busy trainer flushes them, and a
 backlog of --backlog rows in one append, split into short transactions: their longest is printed),
@@ -23,7 +25,6 @@ mlflow is installed.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import random
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -301,21 +303,37 @@ def main() -> int:
         with TestClient(create_app(start_executor=False), base_url="http://localhost") as client:
             page = 50
             times, size = measure(client, "/", samples)
-            add("dashboard, first page (200 rows, HTML)", times, f"{size / 1024:.0f} KiB", "runs list")
+            add("dashboard, first page (100 rows, HTML)", times, f"{size / 1024:.0f} KiB", "runs list")
             times, _ = measure(client, "/?status=failed", samples)
             add("dashboard filtered (status=failed)", times, "", "runs list")
+            searched = "/?q=" + quote("mlp val_accuracy>0.5") + "&sort=test_accuracy&order=desc"
+            times, _ = measure(client, searched, samples)
+            add("dashboard searched, sorted by test accuracy", times, "q=mlp val_accuracy>0.5", "runs list")
+            cursor, dash_page = "", min(page, max(1, len(ids) // 100))
+            for _ in range(dash_page - 1):  # the cursor of that page, walked as a reader clicking Next would
+                cursor = client.get("/api/runs", params={"limit": 100, "cursor": cursor}).json()["next_cursor"]
+            times, _ = measure(client, f"/?cursor={cursor}", samples)
+            add(f"dashboard, page {dash_page} (keyset, 100 rows)", times, "", "runs list")
             times, _ = measure(client, "/api/runs?limit=50", samples)
             add("runs API, first page (50)", times, "", "runs list")
+            api_cursor = ""
+            for _ in range(page - 1):
+                api_cursor = client.get("/api/runs", params={"limit": 50, "cursor": api_cursor}).json()["next_cursor"]
+            times, _ = measure(client, f"/api/runs?limit=50&cursor={api_cursor}", samples)
+            add(f"runs API, page {page} (keyset cursor)", times, "", "runs list")
             times, _ = measure(client, f"/api/runs?limit=50&offset={50 * (page - 1)}", samples)
-            add(f"runs API, page {page} (offset {50 * (page - 1)})", times, "offset; keyset is item 2", "runs list")
+            add(f"runs API, page {page} (offset {50 * (page - 1)})", times, "offset (old clients)", "runs list")
             times, size = measure(client, f"/runs/{ids[0]}", samples)
             add(f"run page of the {BIG_STEPS:,}-step run (HTML)", times, f"{size / 1024:.0f} KiB of HTML", "run page")
-            replay, after = 0, 0
-            while rows := client.get(f"/api/runs/{ids[0]}/metrics", params={"after": after, "limit": 10_000}).json():
-                replay += sum(len(json.dumps(r["payload"], separators=(",", ":"))) for r in rows)
-                after = rows[-1]["seq"]
-            print(f"   the run page's stream replays {after:,} events, {replay / 1e6:.1f} MB of JSON payloads "
-                  "(target < 1 MB of chart data: item 3, downsampling, not in this change)", flush=True)
+            snapshot_url = f"/api/runs/{ids[0]}/series?points=2000&events=400"  # what static/js/run.js asks
+            start = time.perf_counter()
+            client.get(snapshot_url)
+            cold = time.perf_counter() - start
+            times, snapshot = measure(client, snapshot_url, samples)
+            add("its chart snapshot (/series, 2,000 points a series)", times,
+                f"{snapshot / 1024:.0f} KiB of chart data (target < 1 MB: {'met' if snapshot < 1e6 else 'MISSED'}); "
+                f"first build {cold * 1000:.0f} ms, then cached until the run writes again; the stream then sends "
+                "only newer events", "run page")
             rng = random.Random(1)
             urls = [f"/api/runs/{ids[0]}/metrics?limit=10000&after={rng.randrange(0, BIG_STEPS - 10_000)}"
                     for _ in range(samples)]

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
@@ -42,6 +43,16 @@ def _insert_rows(connection: Any, rows: list[tuple[Any, ...]]) -> None:
         return
     one = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
     connection.exec_driver_sql(head + ", ".join([one] * len(rows)), tuple(value for row in rows for value in row))
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """A payload as JSON text: orjson (10x json.dumps, most of a metric row's cost), with NaN and ±inf written
+    as null (JSON has no such numbers, and PostgreSQL's json type refuses them); json.dumps for what orjson
+    does not take."""
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(payload, default=str)
 
 
 def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, dict[str, Any]]],
@@ -72,7 +83,7 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
             statuses.append(RunEvent(run_id=run_id, seq=seq, kind=kind, epoch=payload.get("epoch"),
                                      step=payload.get("step"), payload=payload, ts=ts, trainer_seq=trainer_seq))
         else:
-            rows.append((run_id, seq, kind, payload.get("epoch"), payload.get("step"), json.dumps(payload), ts,
+            rows.append((run_id, seq, kind, payload.get("epoch"), payload.get("step"), dumps(payload), ts,
                          trainer_seq))
     if rows:
         connection = db_session.connection()
