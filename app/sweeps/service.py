@@ -32,7 +32,6 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.config import get_settings
 from app.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.core.models_base import utcnow
 from app.runs import figures as run_figures
@@ -44,7 +43,6 @@ from app.sweeps import space as sweep_space
 from app.sweeps.schemas import MAX_TRIALS, PRUNE_ON, SweepCreate
 
 SWEEP_ACTIVE = ("queued", "running")
-SWEEP_STATUSES = ("queued", "running", "completed", "cancelled")
 # Importances need this many finished trials with a value (fANOVA on fewer says nothing).
 MIN_TRIALS_FOR_IMPORTANCE = 4
 MAX_TRIALS_FOR_IMPORTANCE = 200
@@ -505,8 +503,3 @@ def top_run_ids(view_: dict[str, Any], count: int) -> list[int]:
     scored = [t for t in view_["trials"] if t["value"] is not None]
     scored.sort(key=lambda t: t["value"], reverse=view_["objective"]["direction"] == "maximize")
     return [t["run_id"] for t in scored[:count]]
-
-
-def default_slots() -> int:
-    return get_settings().slots
-
