@@ -3,6 +3,8 @@ page (keyset) back to the oldest of 230 runs; the view lives in the URL."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -70,6 +72,8 @@ def test_search_by_tag_and_threshold_sort_and_page_to_the_oldest_run(tmp_path, p
         # page to the oldest run, newest first
         page.fill("#filter-q", "")
         page.press("#filter-q", "Enter")
+        expect(page).not_to_have_url(re.compile("lots"))  # the cleared search's answer is in
+        expect(page.locator("#search-errors")).to_have_count(0)
         expect(rows).to_have_count(100)
         page.click("#next-page")
         expect(page.locator("#runs-body")).to_contain_text("run 030")

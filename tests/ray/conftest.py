@@ -84,7 +84,10 @@ def ray_head():
          f"--port={port}", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir / 'ray'}",
          "--object-store-memory=200000000", *(f"{flag}={value}" for flag, value in ports.items())],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, **LOOPBACK_ENV, "TRAINBOARD_NODE_CACHE": str(node_cache)})
+        # A Ray client connection starts a server process of its own on the head; on a busy two-core
+        # machine that takes longer than Ray's default 30 s wait for its channel.
+        env={**os.environ, **LOOPBACK_ENV, "TRAINBOARD_NODE_CACHE": str(node_cache),
+             "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120"})
     head = RayHead(address=f"127.0.0.1:{port}", pgid=process.pid, node_cache=node_cache,
                    client_address=f"ray://127.0.0.1:{ports['--ray-client-server-port']}")
     try:
