@@ -8,7 +8,7 @@ The other ops (app/engine/attribution.py, where the answers are described):
   {"op": "attribute", "spec", "weights", "shape", "input", "method": "ig"|"saliency"|"gradcam",
    "targets": [class index or "pred", ...], "baseline": [one value per channel] (ig), "layer" (gradcam)}
   {"op": "features", "spec", "weights", "filters": layer index or null, "layers": [layer indices],
-   "shape" and "input" (with "layers")}
+   "channels" (per layer, at most attribution.MAX_CHANNELS), "shape" and "input" (with "layers")}
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def _attribute(model: torch.nn.Module, request: dict) -> dict:
     if baseline is not None:
         baseline = torch.tensor(baseline, dtype=torch.float32).reshape(-1, 1, 1).expand_as(image)
     return attribution.explain(model, image, request["method"], request["targets"], baseline=baseline,
-                               layer=request.get("layer"), steps=int(request.get("steps", attribution.IG_STEPS)))
+                               layer=request.get("layer"),
+                               steps=max(1, min(int(request.get("steps", attribution.IG_STEPS)), 256)))
 
 
 def _features(model: torch.nn.Module, request: dict) -> dict:
@@ -78,7 +79,8 @@ def _features(model: torch.nn.Module, request: dict) -> dict:
         reply["filters"] = attribution.filters(model, int(request["filters"]))
     if request.get("layers"):
         image = torch.from_numpy(_input(request).copy())
-        reply.update(attribution.feature_maps(model, image, [int(i) for i in request["layers"]]))
+        channels = min(int(request.get("channels", attribution.MAX_CHANNELS)), attribution.MAX_CHANNELS)
+        reply.update(attribution.feature_maps(model, image, [int(i) for i in request["layers"]], channels=channels))
     return reply
 
 

@@ -32,6 +32,8 @@ METHODS = {"ig": "Integrated gradients", "saliency": "Saliency", "gradcam": "Gra
 TARGETS = ("pred", "true")
 CONV_TYPES = ("Conv2D",)
 CACHE_SIZE = 32
+MAX_LAYERS = 8  # conv layers whose feature maps are shown (the first ones)
+MAX_CHANNELS = 16  # feature maps shown per layer
 # An inferno-like colour scale for heat maps and activations: dark (nothing) → yellow (strongest).
 _STOPS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
 
@@ -208,7 +210,8 @@ def filters(*, db_session: Session, run_id: int) -> dict[str, Any]:
 def feature_maps(*, db_session: Session, run_id: int, index: int) -> dict[str, Any]:
     """Each Conv2D layer's activations for one test image (the first 8 layers, 16 channels each)."""
     found = _conv_subject(db_session, run_id, index)
-    answer = _ask(found.key("features"), found.message(op="features", layers=found.conv))
+    answer = _ask(found.key("features"), found.message(op="features", layers=found.conv[:MAX_LAYERS],
+                                                                     channels=MAX_CHANNELS))
     layers = [{**layer, "type": found.spec["layers"][layer["layer"]]["type"], "shown": len(layer["maps"])}
               for layer in answer["layers"]]
     return {"run_id": run_id, "index": index, "true": {"index": found.label, "name": found.name(found.label)},
