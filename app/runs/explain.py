@@ -130,22 +130,40 @@ def check_method(method: str, conv: list[int] | None = None) -> None:
 
 _cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 _cache_lock = threading.Lock()
+# One explanation computed at a time, so the pictures of one panel, requested together, wait for the first
+# to be computed and then share its answer instead of each asking the predictor (which answers one at a
+# time anyway).
+_compute_lock = threading.Lock()
+
+
+def _cached(key: tuple) -> dict[str, Any] | None:
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    return None
 
 
 def _ask(key: tuple, message: dict[str, Any]) -> dict[str, Any]:
     from app.runs.predict import _predictor
 
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    answer = _predictor.request(message)
-    if "error" in answer:
-        raise EngineUnavailable(f"the predictor could not explain this model: {answer['error']}")
-    with _cache_lock:
-        _cache[key] = answer
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
+    answer = _cached(key)
+    if answer is not None:
+        return answer
+    if not _compute_lock.acquire(timeout=2 * get_settings().predict_timeout_s + 5):
+        raise EngineUnavailable("the predictor is busy with other explanations: try again in a moment")
+    try:
+        answer = _cached(key)
+        if answer is None:
+            answer = _predictor.request(message)
+            if "error" in answer:
+                raise EngineUnavailable(f"the predictor could not explain this model: {answer['error']}")
+            with _cache_lock:
+                _cache[key] = answer
+                while len(_cache) > CACHE_SIZE:
+                    _cache.popitem(last=False)
+    finally:
+        _compute_lock.release()
     return answer
 
 
@@ -225,11 +243,11 @@ def feature_maps_png(*, db_session: Session, run_id: int, index: int, layer: int
         shown = ", ".join(str(item["layer"]) for item in result["layers"])
         raise InvalidInput(f"layer {layer} is not a Conv2D layer with feature maps here: use one of {shown}",
                            [{"field": "layer", "message": "not a conv layer"}])
-    return grid_png(np.asarray(chosen["maps"], dtype=np.float64)[:, None], colour=True)
+    return grid_png(np.asarray(chosen["maps"], dtype=np.float64)[:, None], colour=True, tile_px=64)
 
 
 def filters_png(*, db_session: Session, run_id: int) -> bytes:
-    return grid_png(np.asarray(filters(db_session=db_session, run_id=run_id)["filters"], dtype=np.float64))
+    return grid_png(np.asarray(filters(db_session=db_session, run_id=run_id)["filters"], dtype=np.float64), tile_px=48)
 
 
 # ---------- pictures (numpy + PIL) ----------
@@ -265,12 +283,12 @@ def overlay_png(pixels: np.ndarray, heat: np.ndarray) -> bytes:
     base = np.asarray(Image.fromarray(rgb.transpose(1, 2, 0).astype(np.uint8), "RGB").resize(size, Image.NEAREST),
                       dtype=np.float64)
     smooth = np.asarray(Image.fromarray(heat.astype(np.float32), "F").resize(size, Image.BILINEAR), dtype=np.float64)
-    alpha = (0.75 * np.clip(smooth, 0, 1))[..., None]
+    alpha = (0.85 * np.clip(smooth, 0, 1) ** 0.75)[..., None]  # faint evidence still shows
     blended = base * 0.85 * (1 - alpha) + _colour(smooth).astype(np.float64) * alpha
     return _png(Image.fromarray(blended.round().clip(0, 255).astype(np.uint8), "RGB"))
 
 
-def grid_png(tiles: np.ndarray, *, colour: bool = False, columns: int = 8, tile_px: int = 40) -> bytes:
+def grid_png(tiles: np.ndarray, *, colour: bool = False, columns: int = 8, tile_px: int = 48) -> bytes:
     """(N, C, h, w) tiles in [0, 1] as one picture, `columns` a row: C = 3 is RGB, otherwise grey (or the heat
     scale with `colour`); each tile enlarged by a whole factor to about `tile_px`, with 2-pixel gaps."""
     from PIL import Image

@@ -26,7 +26,7 @@ def predictor():
     explain.clear_cache()
 
 
-def _run_with_weights(client, spec, *, weights: bool = True) -> int:
+def _run_with_weights(client, spec, *, weights: bool = True, weights_spec: dict | None = None) -> int:
     """A queued digits run given a weights artifact (seeded random weights: explaining needs only the file)."""
     import torch
     from safetensors.torch import save_file
@@ -40,7 +40,7 @@ def _run_with_weights(client, spec, *, weights: bool = True) -> int:
     run = created.json()
     if weights:
         torch.manual_seed(1)
-        model = build_model({"input_shape": [1, 8, 8], **run["spec"]}, load_pretrained=False)
+        model = build_model({"input_shape": [1, 8, 8], **(weights_spec or run["spec"])}, load_pretrained=False)
         root = get_settings().artifacts_dir
         path = root / f"run-{run['id']}" / "model.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,14 +91,15 @@ def test_cnn_gradcam_filters_and_feature_maps(client, predictor):
     filters = client.get(f"/api/runs/{run_id}/filters").json()
     assert (filters["layer"], filters["out_channels"], filters["in_channels"], filters["kernel"]) == (0, 5, 1, [3, 3])
     assert np.array(filters["filters"]).shape == (5, 1, 3, 3)
-    # 5 tiles of 3x3 enlarged 14x (42 px), one row, 2-px gaps.
-    assert _png_size(client.get(f"/api/runs/{run_id}/filters.png")) == (5 * 44 + 2, 44 + 2)
+    # 5 tiles of 3x3 enlarged 16x (48 px), one row, 2-px gaps.
+    assert _png_size(client.get(f"/api/runs/{run_id}/filters.png")) == (5 * 50 + 2, 50 + 2)
 
     maps = client.get(f"/api/runs/{run_id}/feature-maps", params={"index": 3}).json()
     assert [(m["layer"], m["type"], m["channels"], m["height"], m["width"]) for m in maps["layers"]] == [
         (0, "Conv2D", 5, 8, 8), (1, "Conv2D", 3, 6, 6)]
+    # 3 channels of 6x6 enlarged 11x (66 px).
     assert _png_size(client.get(f"/api/runs/{run_id}/feature-maps.png", params={"index": 3, "layer": 1})) == (
-        3 * 44 + 2, 44 + 2)
+        3 * 68 + 2, 68 + 2)
     bad_layer = client.get(f"/api/runs/{run_id}/feature-maps.png", params={"index": 3, "layer": 2})
     assert bad_layer.status_code == 422 and "use one of 0, 1" in bad_layer.json()["detail"]
 
@@ -129,3 +130,29 @@ def test_no_weights_no_run_and_no_conv_layer(client, predictor):
         answer = client.get(f"/api/runs/{mlp}/{path}")
         assert answer.status_code == 422, (path, answer.text)
         assert "no convolutional layer (Conv2D)" in answer.json()["detail"]
+
+
+def test_one_computation_serves_the_panel_and_both_overlays(client, predictor, monkeypatch):
+    run_id = _run_with_weights(client, CNN)
+    calls = []
+    request = predictor.request
+    monkeypatch.setattr(predictor, "request", lambda message, timeout=None: calls.append(message["op"]) or request(
+        message, timeout))
+    for target in ("pred", "true", "pred"):
+        assert client.get(f"/api/runs/{run_id}/attributions.png", params={"index": 9, "target": target}).status_code == 200
+    assert client.get(f"/api/runs/{run_id}/attributions", params={"index": 9}).status_code == 200
+    for layer in (0, 1):
+        assert client.get(f"/api/runs/{run_id}/feature-maps.png", params={"index": 9, "layer": layer}).status_code == 200
+    assert calls == ["attribute", "features"]
+    client.get(f"/api/runs/{run_id}/attributions", params={"index": 10})  # another image: computed
+    assert calls == ["attribute", "features", "attribute"]
+
+
+def test_weights_the_model_cannot_load_are_a_503_with_the_reason(client, predictor):
+    wider = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 64, "activation": "relu"},
+                        {"type": "Dense", "units": 10, "activation": "softmax"}]}
+    run_id = _run_with_weights(client, DIGITS_MLP, weights_spec=wider)
+    answer = client.get(f"/api/runs/{run_id}/attributions", params={"index": 0})
+    assert answer.status_code == 503, answer.text
+    assert "the predictor could not explain this model" in answer.json()["detail"]
+    assert "size mismatch" in answer.json()["detail"]
