@@ -277,7 +277,7 @@ def overlay_png(pixels: np.ndarray, heat: np.ndarray) -> bytes:
     if pixels.dtype != np.uint8:
         lo, hi = values.min(), values.max()
         values = (values - lo) / (hi - lo or 1.0) * 255
-    rgb = np.repeat(values[:1], 3, axis=0) if channels == 1 else values[:3]
+    rgb = values if channels == 3 else np.repeat(values.mean(axis=0, keepdims=True), 3, axis=0)  # others: grey
     scale = preview_scale(height, width)
     size = (width * scale, height * scale)
     base = np.asarray(Image.fromarray(rgb.transpose(1, 2, 0).astype(np.uint8), "RGB").resize(size, Image.NEAREST),

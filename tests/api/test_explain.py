@@ -156,3 +156,18 @@ def test_weights_the_model_cannot_load_are_a_503_with_the_reason(client, predict
     assert answer.status_code == 503, answer.text
     assert "the predictor could not explain this model" in answer.json()["detail"]
     assert "size mismatch" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_overlays_draw_grey_colour_and_other_images(channels):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (channels, 10, 12), dtype=np.uint8)
+    heat = np.zeros((10, 12))
+    heat[2, 3] = 1.0
+    picture = np.asarray(Image.open(io.BytesIO(explain.overlay_png(pixels, heat))))
+    assert picture.shape == (100, 120, 3)  # enlarged 10x like the gallery's previews (112 px or more)
+    cold = picture[80:, 100:].astype(int)  # far from the hot pixel: the image, dimmed, no colour added
+    if channels != 3:
+        assert (cold[..., 0] == cold[..., 2]).all()
+    hot = picture[2 * 10 + 5, 3 * 10 + 5].astype(int)
+    assert hot[0] > 200 and hot[0] - hot[2] > 80  # yellow
