@@ -26,6 +26,7 @@ from torch.nn import functional as F  # noqa: N812
 
 METHODS = ("ig", "saliency", "gradcam")
 MAX_SIDE = 64  # maps larger than this are average-pooled down (a 224-px backbone input still answers small)
+FEATURE_SIDE = 32  # feature maps likewise (up to MAX_LAYERS x MAX_CHANNELS of them in one answer)
 MAX_CHANNELS = 16  # feature maps per layer
 MAX_LAYERS = 8  # conv layers whose feature maps are returned
 MAX_FILTERS = 64  # first-layer filters returned
@@ -152,9 +153,10 @@ def filters(model: nn.Module, layer: int, limit: int = MAX_FILTERS) -> dict[str,
 
 
 def feature_maps(model: nn.Module, image: torch.Tensor, layers: Sequence[int], *,
-                 channels: int = MAX_CHANNELS, max_side: int = MAX_SIDE) -> dict[str, Any]:
+                 channels: int = MAX_CHANNELS, max_side: int = FEATURE_SIDE) -> dict[str, Any]:
     """The activations of each listed layer (its output, after its activation) for one image: the first
-    `channels` channels of each, each scaled to [0, 1] by its own min and max."""
+    `channels` channels of each, each scaled to [0, 1] by its own min and max (and pooled to at most
+    `max_side` on a side)."""
     layers = list(layers)[:MAX_LAYERS]
     outputs: dict[int, torch.Tensor] = {}
     hooks = []

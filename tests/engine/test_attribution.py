@@ -139,3 +139,27 @@ def test_the_predictor_process_answers_attribute_and_features(cnn, tmp_path):
     assert np.array(features["filters"]["filters"]).shape == (6, 1, 3, 3)
     assert [layer["layer"] for layer in features["layers"]] == [0, 1]
     assert "unknown op 'explode'" in unknown["error"]
+
+
+def test_large_inputs_answer_bounded_maps():
+    """A 96x96 colour input: attribution maps come back at most 64 on a side, feature maps at most 32."""
+    spec = {"input_shape": [3, 96, 96], "layers": [
+        {"type": "Conv2D", "filters": 20, "kernel_size": 3, "padding": "same", "activation": "relu"},
+        {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 3, "activation": "softmax"}]}
+    torch.manual_seed(0)
+    model = build_model(spec, load_pretrained=False).eval()
+    image = torch.rand(3, 96, 96)
+    answer = attribution.explain(model, image, "gradcam", ["pred", 1], layer=0)
+    assert np.array(answer["maps"][0]["map"]).shape == (64, 64)
+    maps = attribution.feature_maps(model, image, [0])["layers"][0]
+    assert (maps["channels"], maps["height"]) == (20, 96)
+    assert np.array(maps["maps"]).shape == (attribution.MAX_CHANNELS, 32, 32)
+    colour = attribution.filters(model, 0)
+    assert np.array(colour["filters"]).shape == (20, 3, 3, 3)  # RGB filters stay RGB
+
+
+def test_the_web_side_asks_within_the_engines_bounds():
+    from app.runs import explain
+
+    assert explain.MAX_CHANNELS <= attribution.MAX_CHANNELS and explain.MAX_LAYERS <= attribution.MAX_LAYERS
+    assert set(explain.METHODS) == set(attribution.METHODS)
