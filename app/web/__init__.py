@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.web import architectures, compare, datasets, home, pages, run_manage, runs, sweeps
+from app.web import architectures, compare, datasets, explain, home, pages, run_manage, runs, sweeps
 from app.web.templating import PageNotFound, not_found_page
 
 
@@ -13,6 +13,7 @@ def install(app: FastAPI) -> None:
     app.include_router(home.router)
     app.include_router(runs.router)
     app.include_router(run_manage.router)
+    app.include_router(explain.router)
     app.include_router(compare.router)
     app.include_router(sweeps.router)
     app.include_router(architectures.router)
