@@ -14,13 +14,15 @@ gradient norms, dead ReLUs, and warnings for exploding and vanishing gradients.
   (spec layer i is "#i+1 Type", as the run page's architecture table numbers it): a histogram of its
   weights (kernels; biases left out unless the layer has nothing else, e.g. norm layers' scales and
   shifts are kept), of the gradients of the epoch's last training step (what the optimizer applied, after
-  clipping), and of its outputs (after its activation) on a fixed batch of up to 256 validation samples
-  (training samples when there is no validation split); the gradient norm averaged over the sampled
+  clipping), and of its outputs (after its activation) on a fixed batch of the first validation samples
+  (training samples when there is no validation split): 1/32 of the training samples, from 32 to 256, so
+  that forward pass costs about 1% of an epoch; the gradient norm averaged over the sampled
   steps and its maximum; for ReLU layers the dead fraction: units (features, or channels of a
   convolution) that are zero for every sample of that batch.
 
 Histograms have BINS equal bins from that tensor's min to its max that epoch: {"lo", "hi", "counts"
-(ints summing to the finite values), "nonfinite"}. Warnings (flags on the layer in each event, and a
+(ints summing to the finite values), "nonfinite", "stride"}; a tensor of more than MAX_VALUES (2^20)
+values is counted every `stride`-th value (its min and max are still exact). Warnings (flags on the layer in each event, and a
 `log` event with level warning the first time each layer gets each flag):
 
 - exploding: a sampled gradient norm that is not finite, above EXPLODING_NORM (1e3), or both above 1
@@ -46,7 +48,8 @@ from app.engine.types import Sink
 BINS = 32
 AUTO_MAX_PARAMS = 5_000_000
 MAX_LAYERS = 64  # layers recorded (the first ones with trainable parameters)
-ACTIVATION_BATCH = 256
+ACTIVATION_BATCH = 256  # at most; an epoch of N training samples gets N // 32 (at least 32): see _batch_size
+MAX_VALUES = 2**20  # values per histogram; a larger tensor is counted every `stride`-th value
 SAMPLES_PER_EPOCH = 32  # sampled steps per epoch for the gradient norms
 FIRST_STEPS = 8  # the run's first steps are always sampled: the baseline for growth
 EXPLODING_NORM = 1e3
@@ -62,24 +65,33 @@ def _sig(value: float | None, digits: int = 6) -> float | None:
     return float(f"{value:.{digits}g}")
 
 
-def histogram(values: torch.Tensor, bins: int = BINS) -> dict[str, Any]:
-    """`bins` equal bins from the finite values' min to max: counts sum to the number of finite values."""
-    flat = values.detach().reshape(-1)
-    flat = flat.double() if flat.numel() > 2**24 else flat.float()  # float32 counts are exact to 2^24
-    total = flat.numel()
-    finite = torch.isfinite(flat)
-    if not bool(finite.all()):
+def histogram(values: torch.Tensor, bins: int = BINS, max_values: int = MAX_VALUES) -> dict[str, Any]:
+    """`bins` equal bins from the finite values' min to max. The counts sum to the number of finite
+    values; of a tensor over `max_values` values, of every `stride`-th one (min and max stay exact)."""
+    flat = values.detach().reshape(-1).float()
+    lo_t, hi_t = torch.aminmax(flat)
+    lo, hi = float(lo_t), float(hi_t)
+    nonfinite = 0
+    if not (_finite(lo) and _finite(hi)):  # a NaN or an infinity somewhere: count the finite values only
+        finite = torch.isfinite(flat)
         flat = flat[finite]
-    nonfinite = total - flat.numel()
-    if flat.numel() == 0:
-        return {"lo": None, "hi": None, "counts": [0] * bins, "nonfinite": nonfinite}
-    lo, hi = (float(v) for v in torch.aminmax(flat))
+        nonfinite = int(finite.numel() - flat.numel())
+        if flat.numel() == 0:
+            return {"lo": None, "hi": None, "counts": [0] * bins, "nonfinite": nonfinite, "stride": 1}
+        lo, hi = (float(v) for v in torch.aminmax(flat))
+    stride = -(-flat.numel() // max_values)
+    if stride > 1:
+        flat = flat[::stride]
     if hi <= lo:
         counts = [0] * bins
         counts[0] = int(flat.numel())
     else:
         counts = [int(c) for c in torch.histc(flat, bins=bins, min=lo, max=hi).round().tolist()]
-    return {"lo": _sig(lo), "hi": _sig(hi), "counts": counts, "nonfinite": nonfinite}
+    return {"lo": _sig(lo), "hi": _sig(hi), "counts": counts, "nonfinite": nonfinite, "stride": stride}
+
+
+def _finite(value: float) -> bool:
+    return value == value and value not in (float("inf"), float("-inf"))
 
 
 @dataclass
@@ -121,6 +133,12 @@ def _layers(model: nn.Module, spec: dict[str, Any] | None) -> list[_Layer]:
         found.append(_Layer(index, f"#{index + 1} {kind}", kind, description, module, params, weights, relu,
                             channels_first))
     return found[:MAX_LAYERS]
+
+
+def _batch_size(train_samples: int) -> int:
+    """The activations' batch: a forward pass over 1/32 of an epoch's samples (about 1% of the epoch's
+    time, a forward pass being about a third of a training step), from 32 to ACTIVATION_BATCH samples."""
+    return max(32, min(ACTIVATION_BATCH, train_samples // 32))
 
 
 def enabled_for(mode: str, model: nn.Module) -> bool:
@@ -254,7 +272,7 @@ class Insight:
         if self._batch is None and data is not None:
             split = "val" if data.size("val") else "train"
             if data.size(split):
-                self._batch = next(data.eval_batches(split, ACTIVATION_BATCH))[0]
+                self._batch = next(data.eval_batches(split, _batch_size(data.size("train"))))[0]
         return self._batch
 
     def _activations(self, data: Any) -> dict[int, torch.Tensor]:

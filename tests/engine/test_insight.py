@@ -40,7 +40,7 @@ def test_a_normal_run_records_histograms_per_layer_and_no_warning(tmp_path, digi
     _, sink = run(tmp_path, mlp_spec(32), digits, epochs=2, batch_size=32)
     events = sink.of("histograms")
     assert [e["epoch"] for e in events] == [1, 2]
-    val_batch = min(len(digits.y_val), hist.ACTIVATION_BATCH)
+    val_batch = max(32, len(digits.y_train) // 32)  # 1/32 of the training samples, at least 32
     for event in events:
         assert event["bins"] == hist.BINS and event["warnings"] == [] and event["batch"] == val_batch
         # Flatten has no parameters: the two Dense layers, numbered as the spec's layers.
@@ -142,8 +142,11 @@ def test_off_and_auto_decide_whether_to_record(tmp_path, digits, monkeypatch):
 
 def test_histogram_counts_finite_values_and_reports_the_rest():
     h = hist.histogram(torch.tensor([0.0, 1.0, 2.0, float("nan"), float("inf")]), bins=4)
-    assert h == {"lo": 0.0, "hi": 2.0, "counts": [1, 0, 1, 1], "nonfinite": 2}
+    assert h == {"lo": 0.0, "hi": 2.0, "counts": [1, 0, 1, 1], "nonfinite": 2, "stride": 1}
     same = hist.histogram(torch.full((5,), 3.0), bins=4)
     assert same["counts"] == [5, 0, 0, 0] and same["lo"] == same["hi"] == 3.0
     assert hist.histogram(torch.tensor([float("nan")]), bins=3) == {"lo": None, "hi": None, "counts": [0, 0, 0],
-                                                                   "nonfinite": 1}
+                                                                   "nonfinite": 1, "stride": 1}
+    # A large tensor: every stride-th value, with its exact min and max.
+    big = hist.histogram(torch.arange(10.0), bins=2, max_values=4)
+    assert big == {"lo": 0.0, "hi": 9.0, "counts": [2, 2], "nonfinite": 0, "stride": 3}  # 0, 3, 6, 9
