@@ -9,7 +9,10 @@ off, then on (A B A B ..., same process, same torch thread count, printed).
 Per epoch, "cost" is the training loop's time (the `epoch` event's `epoch_time`, which holds the per-step
 gradient-norm sampling) plus the recording at the epoch's end (the `histograms` event's `seconds`: the
 histograms, the activations' forward pass on the fixed batch, the warnings). Every epoch of every run
-is one sample; the table shows min and median per side and the ratio of medians (on / off).
+is one sample; the table shows min and median per side and the ratio of medians (on / off). On a busy
+machine that ratio is noisier than the cost itself, so the recording's own time is measured too: the
+time spent in the per-step hook (timed around each call) plus the end-of-epoch recording, as a share of
+the same epoch's training time without them.
 
     .venv/bin/python bench/insight_overhead.py [--epochs 3] [--pairs 3] [--threads 1] [--timeout 600]
         [--device cpu|cuda]
@@ -20,6 +23,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +53,7 @@ def main() -> int:
 
     from app.architectures.presets import get_preset
     from app.datasets import registry
+    from app.engine import histograms as insight
     from app.engine.loop import train
     from app.engine.types import ListSink, TrainConfig, TrainJob
 
@@ -59,6 +64,20 @@ def main() -> int:
               "small CNN": (SMALL_CNN, 64, args.cnn_samples)}
     sides = {(name, mode): harness.Side(f"{name}, histograms {mode}") for name in models for mode in ("on", "off")}
     recording: dict[str, list[float]] = {name: [] for name in models}
+    shares: dict[str, list[float]] = {name: [] for name in models}
+    hook_seconds: list[float] = []  # per epoch of the run under way: time inside Insight.after_backward
+    real_start, real_hook = insight.Insight.start_epoch, insight.Insight.after_backward
+
+    def start_epoch(self, steps):
+        hook_seconds.append(0.0)
+        real_start(self, steps)
+
+    def after_backward(self):
+        began = time.perf_counter()
+        real_hook(self)
+        hook_seconds[-1] += time.perf_counter() - began
+
+    insight.Insight.start_epoch, insight.Insight.after_backward = start_epoch, after_backward
     steps: dict[str, int] = {}
 
     def report() -> None:
@@ -67,6 +86,9 @@ def main() -> int:
             if recording[name]:
                 print(f"   {name}: end-of-epoch recording alone: {harness.summary(recording[name])}"
                       f"; {steps.get(name, '?')} steps an epoch")
+                print(f"   {name}: recording's own time (per-step hook + end of epoch) / the epoch's training time "
+                      f"without it: median {100 * statistics.median(shares[name]):.2f}%, "
+                      f"max {100 * max(shares[name]):.2f}%")
         print(f"   {harness.load()} (after)", flush=True)
 
     with harness.Watchdog(args.timeout) as watchdog, tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +105,7 @@ def main() -> int:
             config = TrainConfig(epochs=args.epochs, batch_size=batch, seed=0, device=args.device, val_split=0.1,
                                  max_train_samples=samples, histograms=mode)
             sink = ListSink()
+            hook_seconds.clear()
             train(TrainJob(spec=spec, config=config, checkpoint_dir=work / "ckpt", artifacts_dir=work / "export"),
                   data, sink)
             extra = {e["epoch"]: e["seconds"] for e in sink.of("histograms")}
@@ -91,6 +114,9 @@ def main() -> int:
             costs = [e["epoch_time"] + extra.get(e["epoch"], 0.0) for e in sink.of("epoch")]
             if mode == "on":
                 recording[name].extend(extra.values())
+                for e, hook in zip(sink.of("epoch"), hook_seconds, strict=True):
+                    own = hook + extra[e["epoch"]]
+                    shares[name].append(own / (e["epoch_time"] - hook))
             steps[name] = sink.of("epoch")[0]["step"]
             side = sides[name, mode]
             side.times.extend(costs)

@@ -4,7 +4,7 @@ gradient norms, dead ReLUs, and warnings for exploding and vanishing gradients.
 `Insight(model, spec, mode, sink)` is driven by the loop (app/engine/loop.py):
 
 - `start_epoch(steps)`, then `after_backward()` after every step's backward pass (after the L2 term,
-  before gradient clipping, so clipping never hides an explosion). One step in `steps // 32` (every step
+  before gradient clipping, so clipping never hides an explosion). One step in `steps // 16` (every step
   of a short epoch, and always the run's first 8) adds each layer's gradient L2 norm to sums kept on the
   device: no host sync in the hot loop.
 - `check(epoch, step)` where the loop already syncs (each flushed step event): exploding gradients are
@@ -15,7 +15,7 @@ gradient norms, dead ReLUs, and warnings for exploding and vanishing gradients.
   weights (kernels; biases left out unless the layer has nothing else, e.g. norm layers' scales and
   shifts are kept), of the gradients of the epoch's last training step (what the optimizer applied, after
   clipping), and of its outputs (after its activation) on a fixed batch of the first validation samples
-  (training samples when there is no validation split): 1/32 of the training samples, from 32 to 256, so
+  (training samples when there is no validation split): 1/64 of the training samples, from 32 to 256, so
   that forward pass costs about 1% of an epoch; the gradient norm averaged over the sampled
   steps and its maximum; for ReLU layers the dead fraction: units (features, or channels of a
   convolution) that are zero for every sample of that batch.
@@ -48,9 +48,9 @@ from app.engine.types import Sink
 BINS = 32
 AUTO_MAX_PARAMS = 5_000_000
 MAX_LAYERS = 64  # layers recorded (the first ones with trainable parameters)
-ACTIVATION_BATCH = 256  # at most; an epoch of N training samples gets N // 32 (at least 32): see _batch_size
+ACTIVATION_BATCH = 256  # at most; an epoch of N training samples gets N // 64 (at least 32): see _batch_size
 MAX_VALUES = 2**20  # values per histogram; a larger tensor is counted every `stride`-th value
-SAMPLES_PER_EPOCH = 32  # sampled steps per epoch for the gradient norms
+SAMPLES_PER_EPOCH = 16  # sampled steps per epoch for the gradient norms
 FIRST_STEPS = 8  # the run's first steps are always sampled: the baseline for growth
 EXPLODING_NORM = 1e3
 EXPLODING_GROWTH = 100.0
@@ -136,9 +136,9 @@ def _layers(model: nn.Module, spec: dict[str, Any] | None) -> list[_Layer]:
 
 
 def _batch_size(train_samples: int) -> int:
-    """The activations' batch: a forward pass over 1/32 of an epoch's samples (about 1% of the epoch's
-    time, a forward pass being about a third of a training step), from 32 to ACTIVATION_BATCH samples."""
-    return max(32, min(ACTIVATION_BATCH, train_samples // 32))
+    """The activations' batch: a forward pass over 1/64 of an epoch's samples (about 1% of the epoch's
+    time or less: a forward pass costs a third to a half of a training step), from 32 to ACTIVATION_BATCH."""
+    return max(32, min(ACTIVATION_BATCH, train_samples // 64))
 
 
 def enabled_for(mode: str, model: nn.Module) -> bool:
