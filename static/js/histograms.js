@@ -19,6 +19,7 @@
 
   function take(event) {
     if (!event || typeof event.epoch !== "number" || !Array.isArray(event.layers)) return;
+    event.layers = event.layers.filter((layer) => layer && typeof layer.name === "string");
     const seq = event.seq ?? 0;
     const held = byEpoch.get(event.epoch);
     if (held && (held.seq ?? 0) >= seq) return; // the same event, from the answer and the stream
@@ -52,7 +53,9 @@
     const ctx = canvas.getContext("2d");
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    const have = rows.filter((h) => h && h.lo != null && h.hi != null);
+    const usable = (h) => h && Number.isFinite(h.lo) && Number.isFinite(h.hi) && Array.isArray(h.counts) && h.counts.length;
+    rows = rows.map((h) => (usable(h) ? h : null)); // a script's own events may carry anything
+    const have = rows.filter(Boolean);
     if (!have.length) return null;
     let lo = Math.min(...have.map((h) => h.lo)), hi = Math.max(...have.map((h) => h.hi));
     if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
@@ -60,7 +63,7 @@
     const rowH = height / rows.length;
     ctx.fillStyle = css("--accent") || "#2f6fed";
     rows.forEach((h, r) => {
-      if (!h || h.lo == null) return;
+      if (!h) return;
       const top = Math.max(...h.counts, 1);
       const bins = h.counts.length;
       const w = h.hi > h.lo ? (h.hi - h.lo) / bins : 0;
@@ -142,7 +145,10 @@
       const left = document.createElement("span"), right = document.createElement("span");
       left.textContent = range ? fmt(range[0]) : "no values";
       right.textContent = range ? fmt(range[1]) : "";
-      axis.append(left, right);
+      const middle = document.createElement("span");
+      const shown = list.filter((ev, i) => rows[i]).map((ev) => ev.epoch);
+      middle.textContent = shown.length ? `epoch ${shown[0]}${shown.length > 1 ? `–${shown[shown.length - 1]} ↓` : ""}` : "";
+      axis.append(left, middle, right);
 
       const latest = list[list.length - 1].layers.find((l) => l.name === layer.name) || {};
       const tr = tbody.insertRow();
