@@ -8,7 +8,7 @@ import torch
 
 from app.engine import histograms as hist
 from app.engine.types import DivergedError, ListSink
-from tests.engine.engine_testing import dataset, mlp_spec, run
+from tests.engine.engine_testing import dataset, mlp_spec, run, subset
 
 SMALL_CNN = {"layers": [
     {"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
@@ -150,3 +150,19 @@ def test_histogram_counts_finite_values_and_reports_the_rest():
     # A large tensor: every stride-th value, with its exact min and max.
     big = hist.histogram(torch.arange(10.0), bins=2, max_values=4)
     assert big == {"lo": 0.0, "hi": 9.0, "counts": [2, 2], "nonfinite": 0, "stride": 3}  # 0, 3, 6, 9
+
+
+def test_recurrent_and_norm_layers_are_recorded(tmp_path):
+    data = subset(dataset("sequence", tmp_path / "data"), 256, 64)
+    spec = {"layers": [{"type": "LSTM", "units": 12, "return_sequences": True},
+                       {"type": "LayerNormalization"}, {"type": "LSTM", "units": 8},
+                       {"type": "Dense", "units": 2, "activation": "softmax"}]}
+    _, sink = run(tmp_path, spec, data, epochs=1)
+    assert not [e for e in sink.of("log") if e["level"] == "warning"]
+    (event,) = sink.of("histograms")
+    assert [layer["name"] for layer in event["layers"]] == ["#1 LSTM", "#2 LayerNormalization", "#3 LSTM", "#4 Dense"]
+    norm = event["layers"][1]
+    assert norm["params"] == 2 * 12  # scale and shift: a norm layer's only parameters
+    for layer in event["layers"]:
+        assert layer["activations"] is not None and sum(layer["activations"]["counts"]) > 0
+        assert layer["gradients"] is not None and layer["grad_norm"] > 0
