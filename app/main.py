@@ -16,6 +16,7 @@ from app.api import compare as compare_api
 from app.api import datasets as datasets_api
 from app.api import explain as explain_api
 from app.api import health as health_api
+from app.api import histograms as histograms_api
 from app.api import ingest as ingest_api
 from app.api import runs as runs_api
 from app.api import series as series_api
@@ -84,6 +85,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(runs_api.router)
     app.include_router(explain_api.router)
     app.include_router(series_api.router)
+    app.include_router(histograms_api.router)
     app.include_router(datasets_api.router)
     app.include_router(compare_api.router)
     app.include_router(sweeps_api.router)

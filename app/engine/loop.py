@@ -19,6 +19,7 @@ from app.engine import checkpoint as ckpt
 from app.engine.data import DeviceData
 from app.engine.evaluate import eval_batch_size, evaluate
 from app.engine.export import export_all
+from app.engine.histograms import HISTOGRAM_MODES, Insight
 from app.engine.losses import make_loss, predictions
 from app.engine.optim import EarlyStopping, make_optimizer, make_scheduler, optimizer_kwargs
 from app.engine.runtime import MemoryMeter, mixed_precision, resolve_device, seed_everything, tune_for
@@ -51,6 +52,8 @@ def _check_config(job: TrainJob) -> None:
         raise EngineError("keep_checkpoints must be 0 (keep all) or more")
     if cfg.normalize not in NORMALIZE_MODES:
         raise EngineError(f"normalize must be one of {', '.join(NORMALIZE_MODES)}, got {cfg.normalize!r}")
+    if cfg.histograms not in HISTOGRAM_MODES:
+        raise EngineError(f"histograms must be one of {', '.join(HISTOGRAM_MODES)}, got {cfg.histograms!r}")
 
 
 def _warm_up(cfg: TrainConfig, device: torch.device) -> None:
@@ -109,6 +112,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     autocast, scaler, precision = mixed_precision(device, cfg.mixed_precision)
     generator = torch.Generator().manual_seed(cfg.seed)  # batch order only: resumable on its own
     early = EarlyStopping(cfg.early_stopping)
+    insight = Insight(model, job.spec, cfg.histograms, sink, amp=scaler is not None)  # app/engine/histograms.py
     history: list[dict[str, Any]] = []
     start_epoch, step, samples_total, best_state = 1, 0, 0, None
 
@@ -145,6 +149,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         epoch_first_step = step
         # The run's very first step is reported at once: people watch for it to come alive.
         next_flush = epoch_start if epoch == start_epoch else epoch_start + FLUSH_INTERVAL_S
+        insight.start_epoch(epoch_steps)
         for xb, yb, n in dd.train_batches(cfg.batch_size, generator):
             if should_stop is not None and should_stop():
                 raise StoppedError(f"stopped at epoch {epoch}, step {step}")
@@ -160,6 +165,7 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
             if cfg.l2:
                 # d/dw of l2*sum(w^2), added in one multi-tensor op instead of a penalty graph.
                 torch._foreach_add_([p.grad for p in decayed], decayed, alpha=2.0 * cfg.l2)
+            insight.after_backward()  # samples the layers' gradient norms, before clipping
             if params_for_clip:
                 torch.nn.utils.clip_grad_norm_(params_for_clip, cfg.grad_clip, foreach=True)
             if scaler is not None:
@@ -178,7 +184,9 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
                 next_flush = now + FLUSH_INTERVAL_S
                 total_loss, total_correct = loss_sum.item(), correct.item()
                 if not math.isfinite(total_loss):
+                    insight.diverged(epoch, step)  # the warnings are stored before the run stops
                     raise DivergedError(f"diverged at epoch {epoch}, step {step}")
+                insight.check(epoch, step)
                 window, elapsed = seen - flushed_seen, now - epoch_start
                 sink.emit("step", {"epoch": epoch, "step": step, "loss": (total_loss - flushed_loss) / window,
                                    "accuracy": (total_correct - flushed_correct) / window,
@@ -192,7 +200,9 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         samples_total += seen
         train_loss, train_accuracy = loss_sum.item() / seen, correct.item() / seen
         if not math.isfinite(train_loss):
+            insight.diverged(epoch, step)
             raise DivergedError(f"diverged at epoch {epoch}, step {step}")
+        insight.epoch_end(epoch, step, dd)
 
         val = evaluate(model, dd, "val", loss_fn, epoch=epoch, **eval_kwargs)
         if val is not None:

@@ -26,6 +26,9 @@ EventKind = Literal[
     "checkpoint",  # {"epoch", "path"}
     "artifact",  # {"name": "weights"|"torchscript"|"onnx", "path", "bytes"}
     "log",  # {"level", "message"}
+    "histograms",  # {"epoch", "step", "bins", "layers": [{"name", "weights", "gradients", "activations" (each
+    #                {"lo", "hi", "counts", "nonfinite"}), "grad_norm", "dead_fraction", "flags"}], "warnings"}
+    #                once per epoch (app/engine/histograms.py)
 ]
 
 
@@ -120,6 +123,9 @@ class TrainConfig:
     retries: int = 0
     # Cap on the number of training samples used (None: all); handy for quick experiments.
     max_train_samples: int | None = None
+    # Per-layer weight/gradient/activation histograms and gradient warnings each epoch (app/engine/histograms.py):
+    # "auto" (models of at most 5M trainable parameters) | "on" | "off".
+    histograms: str = "auto"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainConfig:

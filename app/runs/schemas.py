@@ -154,6 +154,9 @@ class TrainConfigIn(BaseModel):
     # How many times a run whose trainer was lost (its process killed, its Ray worker or node gone)
     # is queued again, resuming from its last checkpoint. Errors in the run itself are not retried.
     retries: Whole = Field(default=0, ge=0, le=10)
+    # Per-layer histograms and exploding/vanishing gradient warnings each epoch: "auto" records them for
+    # models of at most 5M trainable parameters (app/engine/histograms.py).
+    histograms: Literal["auto", "on", "off"] = "auto"
 
     @field_validator("epochs", "batch_size")
     @classmethod

@@ -36,6 +36,9 @@ CACHE_SIZE = 32  # answers kept per web process, by run and its last seq (a new 
 _CACHE_LOCK = threading.Lock()
 _CACHE: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 EVALUATION_FIELDS = ("split", "epoch", "accuracy", "loss", "top_k", "top_k_accuracy")
+# Kinds the latest-events list leaves out: step and epoch rows come above; histograms (large, per epoch)
+# have their own answer (app/runs/histograms.py), which the run page's panel reads.
+SNAPSHOT_SKIPS = ("step", "epoch", "histograms")
 
 
 def _survivors(steps: np.ndarray) -> np.ndarray:
@@ -113,7 +116,7 @@ def series(run_id: int, *, x: str = "step", start: float | None = None, end: flo
         if events:
             others = db_session.execute(
                 select(RunEvent.seq, RunEvent.kind, RunEvent.payload)
-                .where(*in_run, RunEvent.kind.not_in(("step", "epoch"))).order_by(RunEvent.seq.desc()).limit(events)
+                .where(*in_run, RunEvent.kind.not_in(SNAPSHOT_SKIPS)).order_by(RunEvent.seq.desc()).limit(events)
             ).all()
             recent = [{"seq": seq, "kind": kind, "data": _slim(kind, payload)} for seq, kind, payload in reversed(others)]
             latest = db_session.execute(

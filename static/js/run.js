@@ -22,7 +22,7 @@
   const LOG_LIMIT = 400;
   const OVERVIEW_POINTS = 2000; // per series, in the page's first snapshot
   const DETAIL_POINTS = 4000; // per series, in a zoomed range (all of them when it holds fewer)
-  const KINDS = ["metric", "epoch", "status", "evaluation", "log", "memory", "checkpoint", "artifact"];
+  const KINDS = ["metric", "epoch", "status", "evaluation", "log", "memory", "checkpoint", "artifact", "histograms"];
   const $ = (id) => document.getElementById(id);
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
@@ -490,6 +490,7 @@
     } catch (error) { // the stream replays the history instead
       console.error(`run ${runId}: no snapshot (${error}); reading the whole stream`);
     }
+    root.dispatchEvent(new CustomEvent("trainboard:run-snapshot", { detail: { lastSeq: state.lastSeq } }));
     connect();
   }
 
@@ -506,6 +507,8 @@
     let data = {};
     try { data = JSON.parse(event.data); } catch (_) { /* keep the seq, skip the body */ }
     handlers[kind]?.(data, seq);
+    // Panels with their own script (static/js/histograms.js) take the events they draw from here.
+    root.dispatchEvent(new CustomEvent("trainboard:run-event", { detail: { kind, data, seq } }));
   }
 
   function connect() {
