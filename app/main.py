@@ -17,6 +17,7 @@ from app.api import datasets as datasets_api
 from app.api import health as health_api
 from app.api import ingest as ingest_api
 from app.api import lr_finder as lr_finder_api
+from app.api import projection as projection_api
 from app.api import runs as runs_api
 from app.api import series as series_api
 from app.api import sweeps as sweeps_api
@@ -88,6 +89,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(sweeps_api.router)
     app.include_router(ingest_api.router)
     app.include_router(lr_finder_api.router)
+    app.include_router(projection_api.router)
     app.include_router(auth_routes.router)
 
     @app.get("/docs", include_in_schema=False)

@@ -17,6 +17,7 @@ from torch import nn
 
 from app.engine import checkpoint as ckpt
 from app.engine.data import DeviceData
+from app.engine.embedding import emit_projection
 from app.engine.evaluate import eval_batch_size, evaluate
 from app.engine.export import export_all
 from app.engine.losses import make_loss, predictions
@@ -233,6 +234,8 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     test = evaluate(model, dd, "test", loss_fn, epoch=epoch, with_misclassified=True, **eval_kwargs)
     if test is not None:
         sink.emit("evaluation", test)
+        emit_projection(model, dd, sink, epoch=epoch, batch_size=eval_kwargs["batch_size"], seed=cfg.seed,
+                        autocast=autocast)
     memory = meter.event()  # before the exports: tracing for ONNX is not what training needs
     sink.emit("memory", memory)
     for name, result in export_all(model, dd.sample_batch(2), job.artifacts_dir):

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.web import architectures, compare, datasets, home, lr_finder, pages, run_manage, runs, sweeps
+from app.web import (
+    architectures,
+    compare,
+    datasets,
+    home,
+    lr_finder,
+    pages,
+    projection,
+    run_manage,
+    runs,
+    sweeps,
+)
 from app.web.templating import PageNotFound, not_found_page
 
 
@@ -14,6 +25,7 @@ def install(app: FastAPI) -> None:
     app.include_router(lr_finder.router)  # before runs: /runs/lr-finder is not a run
     app.include_router(runs.router)
     app.include_router(run_manage.router)
+    app.include_router(projection.router)
     app.include_router(compare.router)
     app.include_router(sweeps.router)
     app.include_router(architectures.router)
