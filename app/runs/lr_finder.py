@@ -64,7 +64,7 @@ class Job:
     optimizer: str
     steps: int
     started: float = field(default_factory=time.time)
-    status: str = "running"  # running | done | failed
+    state: str = "running"  # running | done | failed (not `status`: that name is a run's, which only the lifecycle writes)
     points: list[dict[str, float]] = field(default_factory=list)
     suggestion: float | None = None
     stopped: str | None = None
@@ -73,7 +73,7 @@ class Job:
     process: subprocess.Popen | None = None
 
     def view(self) -> dict[str, Any]:
-        return {"id": self.id, "status": self.status, "dataset": self.dataset, "batch_size": self.batch_size,
+        return {"id": self.id, "status": self.state, "dataset": self.dataset, "batch_size": self.batch_size,
                 "optimizer": self.optimizer, "steps": self.steps, "points": list(self.points),
                 "suggestion": self.suggestion, "stopped": self.stopped, "error": self.error,
                 "seconds": self.seconds, "elapsed": round(time.time() - self.started, 2)}
@@ -94,7 +94,7 @@ def start(*, db_session: Session, run_in: RunCreate, steps: int = DEFAULT_STEPS)
     order = {"spec": spec, "dataset": dataset, "config": engine_config, "steps": steps,
              "data_dir": str(get_settings().data_dir.resolve())}
     with _lock:
-        running = [job for job in _jobs.values() if job.status == "running"]
+        running = [job for job in _jobs.values() if job.state == "running"]
         if len(running) >= MAX_RUNNING:
             raise Busy(f"{len(running)} learning-rate searches are running already: try again when one ends "
                        "(each takes seconds to a minute)")
@@ -121,7 +121,7 @@ def get(job_id: str) -> dict[str, Any]:
 
 def _forget_old() -> None:
     """Keep at most MAX_JOBS - 1 jobs before adding one: the oldest finished ones go first."""
-    finished = sorted((job for job in _jobs.values() if job.status != "running"), key=lambda job: job.started)
+    finished = sorted((job for job in _jobs.values() if job.state != "running"), key=lambda job: job.started)
     while len(_jobs) >= MAX_JOBS and finished:
         _jobs.pop(finished.pop(0).id, None)
 
@@ -158,9 +158,9 @@ def _follow(job: Job, order: str) -> None:
                     done = message["done"]
                     job.points = list(done["points"])[:MAX_STEPS]
                     job.suggestion, job.stopped, job.seconds = done["suggestion"], done["stopped"], done["seconds"]
-                    job.status = "done"
+                    job.state = "done"
                 elif "error" in message:
-                    job.error, job.status = str(message["error"])[:500], "failed"
+                    job.error, job.state = str(message["error"])[:500], "failed"
     finally:
         timer.cancel()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -168,8 +168,8 @@ def _follow(job: Job, order: str) -> None:
         _kill(process)
         drain.join(timeout=5)
         with _lock:
-            if job.status == "running":
-                job.status = "failed"
+            if job.state == "running":
+                job.state = "failed"
                 if expired.is_set():
                     job.error = f"the search did not end within {DEADLINE_S:g} s and was stopped: try fewer steps or a smaller batch"
                 else:
