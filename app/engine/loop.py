@@ -234,10 +234,11 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     test = evaluate(model, dd, "test", loss_fn, epoch=epoch, with_misclassified=True, **eval_kwargs)
     if test is not None:
         sink.emit("evaluation", test)
-        emit_projection(model, dd, sink, epoch=epoch, batch_size=eval_kwargs["batch_size"], seed=cfg.seed,
-                        autocast=autocast)
     memory = meter.event()  # before the exports: tracing for ONNX is not what training needs
     sink.emit("memory", memory)
+    if test is not None:
+        emit_projection(model, dd, sink, epoch=epoch, batch_size=eval_kwargs["batch_size"], seed=cfg.seed,
+                        autocast=autocast)
     for name, result in export_all(model, dd.sample_batch(2), job.artifacts_dir):
         if isinstance(result, Exception):
             sink.emit("log", {"level": "warning", "message": f"{name} export failed: {type(result).__name__}: "
