@@ -72,3 +72,11 @@ def test_no_more_than_max_running_searches_at_once(client, monkeypatch):
     else:
         assert second.status_code == 429 and "running already" in second.json()["detail"]
     _wait(client, first.json()["id"])
+
+
+def test_a_search_past_its_deadline_is_stopped_and_says_why(client, monkeypatch):
+    monkeypatch.setattr(lr_finder, "DEADLINE_S", 0.3)  # less than the search process takes to start
+    started = client.post("/api/lr-finder", json=BODY)
+    assert started.status_code == 202
+    job = _wait(client, started.json()["id"])
+    assert job["status"] == "failed" and "did not end within 0.3 s" in job["error"] and job["suggestion"] is None
