@@ -31,7 +31,7 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from app.core.config import get_settings
-from app.core.errors import DomainError, InvalidInput, NotFound
+from app.core.errors import DomainError, EngineUnavailable, InvalidInput, NotFound
 from app.runs import service as runs_service
 from app.runs.schemas import RunCreate
 
@@ -103,9 +103,14 @@ def start(*, db_session: Session, run_in: RunCreate, steps: int = DEFAULT_STEPS)
                   optimizer=str(engine_config["optimizer"].get("name", "adam")))
         _forget_old()
         _jobs[job.id] = job
-    job.process = subprocess.Popen(
-        [sys.executable, "-m", "app.runs.lr_finder"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        job.process = subprocess.Popen(
+            [sys.executable, "-m", "app.runs.lr_finder"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as exc:  # out of processes or memory: the slot is free again, and the answer says why
+        with _lock:
+            job.state, job.error = "failed", f"the search process could not start: {exc}"
+        raise EngineUnavailable(f"the learning-rate search could not start a process ({exc}): try again later") from exc
     threading.Thread(target=_follow, args=(job, json.dumps(order)), daemon=True, name=f"lr-finder-{job.id[:8]}").start()
     return job.view()
 

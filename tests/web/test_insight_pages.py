@@ -89,5 +89,14 @@ def test_a_malformed_projection_event_is_no_projection_not_a_500(client):
         persist_batch(db_session, run_id, [("projection", bad)])
     assert client.get(f"/api/runs/{run_id}/projection").status_code == 404
     assert client.get(f"/runs/{run_id}/projection").status_code == 200
+    with session_scope() as db_session:  # the latest event counts: labels that are not class indices
+        persist_batch(db_session, run_id, [("projection", {**_projection(), "true": ["a"] * 6})])
+    assert client.get(f"/api/runs/{run_id}/projection").status_code == 404
+    assert "has no test-set projection" in client.get(f"/runs/{run_id}/projection").text
+    huge = {**_projection(3000), "true": [0] * 3000, "pred": [1] * 3000}  # more than a trainer sends
+    with session_scope() as db_session:
+        persist_batch(db_session, run_id, [("projection", huge)])
+    data = client.get(f"/api/runs/{run_id}/projection").json()
+    assert data["count"] == len(data["x"]) == len(data["index"]) == 2000 and data["misclassified"] == 2000
     assert client.get("/api/runs/999999/projection").status_code == 404
     assert client.get("/runs/999999/projection").status_code == 404
