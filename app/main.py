@@ -14,6 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.api import architectures as architectures_api
 from app.api import compare as compare_api
 from app.api import datasets as datasets_api
+from app.api import explain as explain_api
 from app.api import health as health_api
 from app.api import ingest as ingest_api
 from app.api import lr_finder as lr_finder_api
@@ -83,6 +84,7 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(health_api.router)
     app.include_router(architectures_api.router)
     app.include_router(runs_api.router)
+    app.include_router(explain_api.router)
     app.include_router(series_api.router)
     app.include_router(datasets_api.router)
     app.include_router(compare_api.router)

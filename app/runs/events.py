@@ -32,16 +32,27 @@ INSERT_CHUNK_ROWS = 1000
 _INSERT_COLUMNS = ("run_id", "seq", "kind", "epoch", "step", "payload", "ts", "trainer_seq")
 
 
+# COPY's binary format for the columns above: no text parsing of numbers on the server (~10% of COPY).
+_COPY_TYPES = ("int4", "int4", "text", "int4", "int4", "text", "float8", "int4")  # json: its text as is
+
+
 def _insert_rows(connection: Any, rows: list[tuple[Any, ...]]) -> None:
-    """The driver's own INSERT of event rows, no SQLAlchemy parameter processing per row (it cost as much
-    as SQLite's insert itself); the payload is the JSON text the JSON column type would have written
-    (json.dumps), so readers decode it the same. SQLite (in-process): executemany of one-row statements;
-    PostgreSQL: one multi-row VALUES statement per chunk (executemany would be a round trip per row)."""
+    """The driver's own bulk INSERT of event rows, no SQLAlchemy parameter processing per row (it cost as
+    much as SQLite's insert itself); the payload is the JSON text the JSON column type would have written,
+    so readers decode it the same. SQLite (in-process): executemany of one-row statements; PostgreSQL:
+    binary COPY in the transaction's own connection (3-4x a multi-row VALUES statement)."""
+    if connection.dialect.driver == "psycopg":
+        sql = f"COPY run_events ({', '.join(_INSERT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        with connection.connection.dbapi_connection.cursor() as cursor, cursor.copy(sql) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
+        return
     head = f"INSERT INTO run_events ({', '.join(_INSERT_COLUMNS)}) VALUES "
     if connection.dialect.paramstyle == "qmark":
         connection.exec_driver_sql(head + "(" + ", ".join(["?"] * len(_INSERT_COLUMNS)) + ")", rows)
         return
-    one = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+    one = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"  # another driver: multi-row VALUES
     connection.exec_driver_sql(head + ", ".join([one] * len(rows)), tuple(value for row in rows for value in row))
 
 
@@ -61,7 +72,7 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
 
     The seq block is reserved by bumping `runs.last_seq` in the same transaction, so two writers
     (a trainer and the reaper, say) never collide and a committed run has no gaps. Rows go in with
-    the driver's own INSERT (INSERT_CHUNK_ROWS at a time), no ORM object per row; status events are
+    the driver's own bulk INSERT (COPY on PostgreSQL), no ORM object per row; status events are
     ORM objects (rare) because their feed number is written at commit. `first_trainer_seq` numbers the
     rows with the ingest API's trainer seqs, consecutive from it.
     """
@@ -87,8 +98,9 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
                          trainer_seq))
     if rows:
         connection = db_session.connection()
-        for start in range(0, len(rows), INSERT_CHUNK_ROWS):
-            _insert_rows(connection, rows[start:start + INSERT_CHUNK_ROWS])
+        chunk = len(rows) if connection.dialect.driver == "psycopg" else INSERT_CHUNK_ROWS  # COPY streams
+        for start in range(0, len(rows), chunk):
+            _insert_rows(connection, rows[start:start + chunk])
     if statuses:  # numbered when the transaction commits (_number_feed_events)
         db_session.add_all(statuses)
         db_session.info.setdefault(_FEED_PENDING, []).extend(statuses)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -162,11 +163,17 @@ class RunEvent(Base):
         UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),
         # One run's rows of one kind in seq order (compare's epoch curves, the latest step, the CSV).
         Index("ix_run_events_run_kind_seq", "run_id", "kind", "seq"),
-        Index("uq_run_events_run_trainer_seq", "run_id", "trainer_seq", unique=True),
+        # Partial: metric rows have neither a feed number nor a trainer seq (migration 0010).
+        Index("uq_run_events_run_trainer_seq", "run_id", "trainer_seq", unique=True,
+              postgresql_where=text("trainer_seq IS NOT NULL"), sqlite_where=text("trainer_seq IS NOT NULL")),
+        Index("ix_run_events_feed_id", "feed_id", unique=True,
+              postgresql_where=text("feed_id IS NOT NULL"), sqlite_where=text("feed_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    # No foreign key (migration 0010): a per-row check on the bulk write path; the seq block's UPDATE of
+    # the run row guards the same thing once per batch (app/runs/events.py).
+    run_id: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(20))
     epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -175,7 +182,7 @@ class RunEvent(Base):
     ts: Mapped[float] = mapped_column(Float)
     # Status events only: their place in the all-runs feed (/api/events), numbered in commit order
     # from FeedCounter when the writing transaction commits (app/runs/events.py).
-    feed_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True, index=True)
+    feed_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Events sent over the ingest API: the trainer's own number (1, 2, 3… per run), stored once.
     trainer_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 

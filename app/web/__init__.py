@@ -8,6 +8,7 @@ from app.web import (
     architectures,
     compare,
     datasets,
+    explain,
     home,
     lr_finder,
     pages,
@@ -25,6 +26,7 @@ def install(app: FastAPI) -> None:
     app.include_router(lr_finder.router)  # before runs: /runs/lr-finder is not a run
     app.include_router(runs.router)
     app.include_router(run_manage.router)
+    app.include_router(explain.router)
     app.include_router(projection.router)
     app.include_router(compare.router)
     app.include_router(sweeps.router)
