@@ -12,6 +12,7 @@ only for the commit. Status events are rare, so the serialisation costs nothing.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -29,11 +30,13 @@ _FEED_PENDING = "trainboard.feed_pending"  # session.info key: status events sti
 INSERT_CHUNK_ROWS = 1000
 
 
-_INSERT_COLUMNS = ("run_id", "seq", "kind", "epoch", "step", "payload", "ts", "trainer_seq")
+_INSERT_COLUMNS = ("run_id", "seq", "kind", "epoch", "step", "payload", "ts", "trainer_seq",
+                   "loss", "accuracy", "progress")
 
 
 # COPY's binary format for the columns above: no text parsing of numbers on the server (~10% of COPY).
-_COPY_TYPES = ("int4", "int4", "text", "int4", "int4", "text", "float8", "int4")  # json: its text as is
+_COPY_TYPES = ("int4", "int4", "text", "int4", "int4", "text", "float8", "int4",  # json: its text as is
+               "float8", "float8", "float8")
 
 
 def _insert_rows(connection: Any, rows: list[tuple[Any, ...]]) -> None:
@@ -54,6 +57,13 @@ def _insert_rows(connection: Any, rows: list[tuple[Any, ...]]) -> None:
         return
     one = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"  # another driver: multi-row VALUES
     connection.exec_driver_sql(head + ", ".join([one] * len(rows)), tuple(value for row in rows for value in row))
+
+
+def _number(value: Any) -> float | None:
+    """A finite number as a float for a metric column; anything else (absent, text, NaN, ±inf) None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def dumps(payload: dict[str, Any]) -> str:
@@ -94,8 +104,13 @@ def append_events(db_session: Session, run_id: int, events: Iterable[tuple[str, 
             statuses.append(RunEvent(run_id=run_id, seq=seq, kind=kind, epoch=payload.get("epoch"),
                                      step=payload.get("step"), payload=payload, ts=ts, trainer_seq=trainer_seq))
         else:
+            if kind == "step":
+                values = (_number(payload.get("loss")), _number(payload.get("accuracy")),
+                          _number(payload.get("epoch_progress")))
+            else:
+                values = (None, None, None)
             rows.append((run_id, seq, kind, payload.get("epoch"), payload.get("step"), dumps(payload), ts,
-                         trainer_seq))
+                         trainer_seq, *values))
     if rows:
         connection = db_session.connection()
         chunk = len(rows) if connection.dialect.driver == "psycopg" else INSERT_CHUNK_ROWS  # COPY streams

@@ -180,6 +180,11 @@ class RunEvent(Base):
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     ts: Mapped[float] = mapped_column(Float)
+    # Step rows only: the payload's loss, accuracy and epoch_progress again, for the chart snapshot to read
+    # without parsing JSON (migration 0011; NULL in rows written before it: read the payload then).
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Status events only: their place in the all-runs feed (/api/events), numbered in commit order
     # from FeedCounter when the writing transaction commits (app/runs/events.py).
     feed_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

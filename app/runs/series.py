@@ -5,8 +5,8 @@ The run page draws its charts from one snapshot (`GET /api/runs/{id}/series`) an
 event stream from the snapshot's `last_seq` on, instead of replaying the whole history; zooming into
 a range asks for that range again, at full resolution when it holds no more than `points` rows.
 
-Rows are read as plain columns (the loss, accuracy and epoch progress pulled out of the JSON payload
-by the database), never as ORM objects. Like the page (static/js/run.js), a resumed run's abandoned
+Rows are read as plain columns (a step row's loss, accuracy and epoch progress are columns of their
+own, beside the JSON payload), never as ORM objects. Like the page (static/js/run.js), a resumed run's abandoned
 tail is left out: a row is kept only if no later step or epoch row goes back to a smaller step.
 """
 
@@ -18,7 +18,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from tsdownsample import MinMaxLTTBDownsampler
 
 from app.core.db import session_scope
@@ -97,9 +97,12 @@ def series(run_id: int, *, x: str = "step", start: float | None = None, end: flo
             return cached
         db = db_session.connection()  # Core rows: no ORM objects for 100,000 step rows
         in_run = (RunEvent.run_id == run_id, RunEvent.seq <= last_seq)
+        # The metric columns (rows written before migration 0011: their payload's values).
         step_rows = db.execute(
-            select(RunEvent.seq, RunEvent.step, RunEvent.epoch, RunEvent.ts, RunEvent.payload["loss"].as_float(),
-                   RunEvent.payload["accuracy"].as_float(), RunEvent.payload["epoch_progress"].as_float())
+            select(RunEvent.seq, RunEvent.step, RunEvent.epoch, RunEvent.ts,
+                   func.coalesce(RunEvent.loss, RunEvent.payload["loss"].as_float()),
+                   func.coalesce(RunEvent.accuracy, RunEvent.payload["accuracy"].as_float()),
+                   func.coalesce(RunEvent.progress, RunEvent.payload["epoch_progress"].as_float()))
             .where(*in_run, RunEvent.kind == "step", RunEvent.step.is_not(None)).order_by(RunEvent.seq)
         ).all()
         epoch_rows = db.execute(
@@ -120,9 +123,8 @@ def series(run_id: int, *, x: str = "step", start: float | None = None, end: flo
             if latest is not None:
                 recent.append({"seq": latest[0], "kind": "step", "data": latest[1]})
 
-    columns = np.array([(r[0], r[1], r[2] if r[2] is not None else np.nan, r[3],
-                         np.nan if r[4] is None else r[4], np.nan if r[5] is None else r[5],
-                         np.nan if r[6] is None else r[6]) for r in step_rows], dtype=np.float64).reshape(-1, 7)
+    # Plain tuples (numpy probes a Row for array attributes); None (SQL NULL) becomes NaN.
+    columns = np.array(list(map(tuple, step_rows)), dtype=np.float64).reshape(-1, 7)
     seq, step, epoch, ts, loss, accuracy, progress = columns.T
     epoch_seq = np.array([r[0] for r in epoch_rows], dtype=np.float64)
     epoch_step = np.array([r[1] for r in epoch_rows], dtype=np.float64)
