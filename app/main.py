@@ -18,6 +18,8 @@ from app.api import explain as explain_api
 from app.api import health as health_api
 from app.api import histograms as histograms_api
 from app.api import ingest as ingest_api
+from app.api import lr_finder as lr_finder_api
+from app.api import projection as projection_api
 from app.api import runs as runs_api
 from app.api import series as series_api
 from app.api import sweeps as sweeps_api
@@ -90,6 +92,8 @@ def create_app(*, start_executor: bool = True) -> FastAPI:
     app.include_router(compare_api.router)
     app.include_router(sweeps_api.router)
     app.include_router(ingest_api.router)
+    app.include_router(lr_finder_api.router)
+    app.include_router(projection_api.router)
     app.include_router(auth_routes.router)
 
     @app.get("/docs", include_in_schema=False)

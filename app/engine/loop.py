@@ -17,6 +17,7 @@ from torch import nn
 
 from app.engine import checkpoint as ckpt
 from app.engine.data import DeviceData
+from app.engine.embedding import emit_projection
 from app.engine.evaluate import eval_batch_size, evaluate
 from app.engine.export import export_all
 from app.engine.histograms import HISTOGRAM_MODES, Insight
@@ -245,6 +246,9 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         sink.emit("evaluation", test)
     memory = meter.event()  # before the exports: tracing for ONNX is not what training needs
     sink.emit("memory", memory)
+    if test is not None:
+        emit_projection(model, dd, sink, epoch=epoch, batch_size=eval_kwargs["batch_size"], seed=cfg.seed,
+                        autocast=autocast)
     for name, result in export_all(model, dd.sample_batch(2), job.artifacts_dir):
         if isinstance(result, Exception):
             sink.emit("log", {"level": "warning", "message": f"{name} export failed: {type(result).__name__}: "

@@ -22,6 +22,8 @@ EventKind = Literal[
     "evaluation",  # {"split": "val"|"test", "epoch", "accuracy", "loss", "confusion_matrix",
     #                 "class_names", "per_class", "macro", "weighted", "top_k_accuracy", "top_k",
     #                 "misclassified" (test only: {"true,pred": [indices]})}
+    "projection",  # the test set's penultimate activations in 2-D (app/engine/embedding.py): {"x", "y",
+    #                 "true", "pred", "index", "class_names", "count", "total", "explained_variance", ...}
     "memory",  # {"peak_bytes", "kind": "rss"|"cuda", "training_bytes"}
     "checkpoint",  # {"epoch", "path"}
     "artifact",  # {"name": "weights"|"torchscript"|"onnx", "path", "bytes"}

@@ -200,4 +200,6 @@ def series(run_id: int, *, x: str = "step", start: float | None = None, end: flo
 def _slim(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     if kind == "evaluation":
         return {k: payload[k] for k in EVALUATION_FIELDS if k in payload}
+    if kind == "projection":  # its points are served by GET /api/runs/{id}/projection
+        return {k: payload[k] for k in ("epoch", "count", "total", "features", "explained_variance") if k in payload}
     return payload
