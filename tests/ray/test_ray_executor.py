@@ -160,7 +160,7 @@ def test_with_retries_a_lost_worker_resumes_from_its_checkpoint_and_completes(ra
 def test_a_server_off_the_cluster_trains_through_ray_client(ray_head, tmp_path):
     # TRAINBOARD_RAY_ADDRESS=ray://HOST:10001 is how docker-compose and docs/deployment.md connect.
     server = LiveServer(tmp_path / "data", env=ray_head.server_env(TRAINBOARD_RAY_ADDRESS=ray_head.client_address))
-    server.start(timeout=90)
+    server.start(timeout=180)  # the head starts a client server process for it: slow on a busy machine
     try:
         with server.api() as api:
             run_id = api.post("/api/runs", json=run_body(epochs=1)).json()["id"]
