@@ -185,3 +185,18 @@ def test_the_progress_fields_of_a_step_are_checked(payload, message):
         IngestEvent(seq=1, kind="step", payload={"epoch": 1, "step": 3, **payload})
     assert IngestEvent(seq=1, kind="step", payload={"epoch": 1, "step": 3, "epoch_step": 3, "epoch_steps": 10,
                                                     "epoch_progress": 0.3, "epoch_elapsed": 1.5})
+
+
+def test_a_script_s_minimal_test_evaluation_shows_on_the_run_page(server):
+    """A script's evaluation need not carry everything the engine's does (per-class table, macro and
+    weighted averages, a confusion matrix): the run page shows what there is, never a 500."""
+    run_id, auth = _external(server, dataset="digits")
+    events = [{"seq": 1, "kind": "evaluation", "payload": {"split": "test", "epoch": 1, "accuracy": 0.91, "loss": 0.3}}]
+    assert httpx.post(f"{server.url}/api/ingest/runs/{run_id}/events", json={"events": events}, headers=auth,
+                      timeout=30).status_code == 200
+    assert httpx.post(f"{server.url}/api/ingest/runs/{run_id}/status", json={"status": "completed"}, headers=auth,
+                      timeout=30).status_code == 200
+    for path in (f"/runs/{run_id}", f"/runs/{run_id}/results"):
+        page = httpx.get(f"{server.url}{path}", timeout=30)
+        assert page.status_code == 200, (path, page.text[-2000:])
+    assert "91.0%" in httpx.get(f"{server.url}/runs/{run_id}/results", timeout=30).text
