@@ -17,7 +17,7 @@ training samples per CPU-second of this process (all its threads): per epoch, th
 the start of the epoch's loop (the `precision` event, then the previous `epoch` event) to its `epoch`
 event, which includes that epoch's validation pass over the 1,200 validation images.
 
-    .venv/bin/python bench/precision.py [--seeds 3] [--epochs 2] [--samples 5000] [--threads 2] [--timeout 420]
+    .venv/bin/python bench/precision.py [--seeds 3] [--epochs 2] [--samples 5000] [--threads 2] [--timeout 600]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TimedSink:
 
 
 def main() -> int:
-    p = harness.parser(__doc__, timeout=420, pairs=False)
+    p = harness.parser(__doc__, timeout=600, pairs=False)
     p.set_defaults(threads=2)
     p.add_argument("--fashion", type=Path, default=harness.SHARED_DATA / "fashion-mnist")
     p.add_argument("--seeds", type=int, default=3, help="seeds, one fp32 and one auto run each (default 3)")
