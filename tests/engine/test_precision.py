@@ -121,6 +121,16 @@ def test_an_mlp_run_stays_fp32_with_bf16_hardware(monkeypatch, tmp_path):
     assert [p["precision"] for k, p in sink.events if k == "precision"] == ["fp32"]
 
 
+def test_a_run_the_device_cannot_do_fails_at_start_with_the_reason(tmp_path):
+    # The web process cannot know where device auto lands (a Ray node's CPU, say): the trainer says.
+    job = TrainJob(spec=mlp_spec(16), config=TrainConfig(epochs=1, device="cpu", precision="fp16"),
+                   checkpoint_dir=tmp_path / "ckpt", artifacts_dir=tmp_path / "export")
+    sink = ListSink()
+    with pytest.raises(EngineError, match="precision fp16 needs a CUDA device and this run trains on cpu: choose auto"):
+        train(job, dataset("digits", tmp_path), sink)
+    assert not [k for k, _ in sink.events if k in ("step", "epoch")]
+
+
 # -- the web process: the API's checks, the launch form and the run page --------------------------
 
 def _body(**config) -> dict:
@@ -172,3 +182,4 @@ def test_the_run_page_shows_the_precision_the_trainer_chose(client):
         persist_batch(db_session, run_id, [("precision", {"precision": "bf16", "reason": why, "channels_last": True})])
     page = client.get(f"/runs/{run_id}").text
     assert f'<dd id="stat-precision" title="{why}">bf16 <span class="muted small" id="stat-precision-reason">({why})' in page
+
