@@ -23,7 +23,7 @@ from app.engine.export import export_all
 from app.engine.histograms import HISTOGRAM_MODES, Insight
 from app.engine.losses import make_loss, predictions
 from app.engine.optim import EarlyStopping, make_optimizer, make_scheduler, optimizer_kwargs
-from app.engine.runtime import MemoryMeter, mixed_precision, resolve_device, seed_everything, tune_for
+from app.engine.runtime import MemoryMeter, choose_precision, resolve_device, seed_everything, tune_for
 from app.engine.types import (
     NORMALIZE_MODES,
     DatasetArrays,
@@ -98,19 +98,20 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         from app.engine.build import build_model
 
         model = build_model(job.spec, data.input_shape, weights_root=job.weights_root)
-    channels_last = device.type == "cuda" and cfg.channels_last and len(data.input_shape) == 3
+    chosen = choose_precision(cfg.precision, device, model, image_input=len(data.input_shape) == 3,
+                              channels_last=cfg.channels_last)
     dd = DeviceData(data, device, max_train_samples=cfg.max_train_samples, seed=cfg.seed,
-                    channels_last=channels_last, normalize=cfg.normalize)
+                    channels_last=chosen.channels_last, normalize=cfg.normalize)
     model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)  # NHWC: what tensor-core convolutions want
+    if chosen.channels_last:
+        model.to(memory_format=torch.channels_last)  # NHWC: what tensor-core and oneDNN convolutions want
     activation = getattr(model, "output_activation", None)
     loss_fn = make_loss(cfg.loss, activation, len(dd.class_names), _output_size(model, dd))
     trainable = [p for p in model.parameters() if p.requires_grad]
     decayed = [p for p in trainable if p.ndim >= 2]  # weights, not biases or norm scales
     optimizer_name, _ = optimizer_kwargs(cfg.optimizer)
     optimizer = make_optimizer(trainable, cfg.optimizer, device)
-    autocast, scaler, precision = mixed_precision(device, cfg.mixed_precision)
+    autocast, scaler, precision = chosen.autocast, chosen.scaler, chosen.name
     generator = torch.Generator().manual_seed(cfg.seed)  # batch order only: resumable on its own
     early = EarlyStopping(cfg.early_stopping)
     insight = Insight(model, job.spec, cfg.histograms, sink, amp=scaler is not None)  # app/engine/histograms.py
@@ -132,7 +133,8 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         start_epoch, step, samples_total = int(saved["epoch"]) + 1, int(saved["step"]), int(saved["samples"])
         ckpt.set_rng_state(saved["rng"], generator)
     origin = f", {'forked' if job.fork else 'resumed'} from {job.resume_from}" if saved is not None else ""
-    sink.emit("log", {"level": "info", "message": f"training on {device} ({precision}), "
+    sink.emit("precision", chosen.event())
+    sink.emit("log", {"level": "info", "message": f"training on {device} ({chosen.reason}), "
                       f"{dd.size('train')} samples{origin}"})
 
     eval_kwargs = {"top_k": cfg.top_k, "batch_size": eval_batch_size(cfg.batch_size), "autocast": autocast}
@@ -260,7 +262,8 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
         test_accuracy=test["accuracy"] if test else None, test_loss=test["loss"] if test else None,
         best_epoch=_best_epoch(early, history), train_time_s=time.monotonic() - started,
         peak_memory_bytes=memory["peak_bytes"], training_memory_bytes=memory["training_bytes"],
-        extra={"device": str(device), "precision": precision, "history": history})
+        extra={"device": str(device), "precision": precision, "precision_reason": chosen.reason,
+               "history": history})
 
 
 def _best_epoch(early: EarlyStopping, history: list[dict[str, Any]]) -> int | None:

@@ -1,4 +1,4 @@
-"""Device choice, seeding, mixed precision and memory readings: the hardware-facing helpers."""
+"""Device choice, seeding, precision (autocast) and memory readings: the hardware-facing helpers."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import functools
 import random
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from app.engine.types import EngineError
+from app.engine.types import PRECISIONS, EngineError
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
@@ -54,15 +56,117 @@ def tune_for(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def mixed_precision(device: torch.device, enabled: bool) -> tuple[Autocast, torch.amp.GradScaler | None, str]:
-    """(autocast factory, grad scaler or None, precision name). Mixed precision is CUDA-only."""
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext, None, "float32"
-    if torch.cuda.is_bf16_supported():
-        # bf16 has float32's range: no loss scaling needed.
-        return functools.partial(torch.autocast, "cuda", dtype=torch.bfloat16), None, "bfloat16"
-    return (functools.partial(torch.autocast, "cuda", dtype=torch.float16), torch.amp.GradScaler("cuda"),
-            "float16")
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _torch_probe(name: str) -> bool:
+    probe = getattr(torch.cpu, name, None)  # torch's own cpuinfo (private, so looked up with care)
+    try:
+        return bool(probe()) if callable(probe) else False
+    except Exception:
+        return False
+
+
+def cpu_bf16_hardware() -> str | None:
+    """The CPU feature that does bf16 math in hardware ("AMX-bf16" or "AVX512-bf16"), or None.
+
+    Detected, from torch's cpuinfo probes and the kernel's /proc/cpuinfo flags (either says yes).
+    torch.ops.mkldnn._is_mkldnn_bf16_supported() is not used: it is also true on plain AVX-512,
+    where oneDNN emulates bf16 and autocast is slower than float32."""
+    flags = _cpu_flags()
+    if "amx_bf16" in flags or _torch_probe("_is_amx_tile_supported"):
+        return "AMX-bf16"
+    if "avx512_bf16" in flags or _torch_probe("_is_avx512_bf16_supported"):
+        return "AVX512-bf16"
+    return None
+
+
+def is_convolutional(model: nn.Module) -> bool:
+    """Any convolution layer (Conv1D/2D/3D, transposed or not)."""
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run computes: `name` fp32 | bf16 | fp16, why, the autocast factory, the grad scaler (fp16
+    only) and whether the model and inputs go channels-last. Weights stay float32 in every case."""
+
+    name: str
+    reason: str
+    autocast: Autocast = contextlib.nullcontext
+    scaler: torch.amp.GradScaler | None = None
+    channels_last: bool = False
+
+    def event(self) -> dict[str, object]:
+        """The `precision` event the run page shows."""
+        return {"precision": self.name, "reason": self.reason, "channels_last": self.channels_last}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype) -> Autocast:
+    return functools.partial(torch.autocast, device.type, dtype=dtype)
+
+
+def choose_precision(requested: str, device: torch.device, model: nn.Module, *, image_input: bool,
+                     channels_last: bool = True) -> Precision:
+    """Resolve the run's `precision` setting on the device it trains on (see TrainConfig.precision).
+
+    auto: CUDA → bf16 where the GPU supports it, else AMP fp16 with a grad scaler; CPU → bf16 autocast
+    and channels-last for convolutional models when the CPU has bf16 hardware (cpu_bf16_hardware),
+    float32 otherwise (MLPs and RNNs measured slower in bf16); MPS → float32. `channels_last` False
+    keeps the contiguous format everywhere. An explicit choice the device cannot do is an EngineError."""
+    if requested not in PRECISIONS:
+        raise EngineError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    conv = is_convolutional(model)
+    # On CUDA channels-last is what tensor-core convolutions want at any precision (as before).
+    cuda_nhwc = device.type == "cuda" and channels_last and image_input
+    cpu_nhwc = device.type == "cpu" and channels_last and image_input and conv
+    nhwc_note = " + channels-last" if cuda_nhwc else ""
+    if requested == "fp32":
+        return Precision("fp32", f"fp32{nhwc_note}: set for this run", channels_last=cuda_nhwc)
+    if requested == "fp16":
+        if device.type != "cuda":
+            raise EngineError(f"precision fp16 needs a CUDA device and this run trains on {device.type}: "
+                              "choose auto, bf16 or fp32")
+        return Precision("fp16", f"AMP fp16 with a grad scaler{nhwc_note}: set for this run",
+                         _autocast(device, torch.float16), torch.amp.GradScaler("cuda"), cuda_nhwc)
+    if requested == "bf16":
+        if device.type == "mps":
+            raise EngineError("precision bf16 is not supported on MPS here: choose auto or fp32")
+        if device.type == "cuda":
+            if not torch.cuda.is_bf16_supported():
+                raise EngineError(f"this GPU ({torch.cuda.get_device_name(device)}) does not support bf16: "
+                                  "choose auto (AMP fp16 with a grad scaler), fp16 or fp32")
+            return Precision("bf16", f"bf16 autocast{nhwc_note}: set for this run",
+                             _autocast(device, torch.bfloat16), None, cuda_nhwc)
+        hardware = cpu_bf16_hardware()
+        note = f"on a CPU with {hardware}" if hardware else "on a CPU without bf16 hardware (emulated: expect it slower)"
+        return Precision("bf16", f"bf16 autocast{' + channels-last' if cpu_nhwc else ''}: set for this run, {note}",
+                         _autocast(device, torch.bfloat16), None, cpu_nhwc)
+    # auto
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16", f"bf16 autocast{nhwc_note}: the GPU supports bf16",
+                             _autocast(device, torch.bfloat16), None, cuda_nhwc)
+        return Precision("fp16", f"AMP fp16 with a grad scaler{nhwc_note}: the GPU has no bf16",
+                         _autocast(device, torch.float16), torch.amp.GradScaler("cuda"), cuda_nhwc)
+    if device.type != "cpu":
+        return Precision("fp32", f"fp32: auto uses mixed precision on CUDA and on CPUs with bf16 hardware, "
+                                 f"not on {device.type}")
+    if not conv:
+        return Precision("fp32", "fp32: not a convolutional model (MLPs and RNNs measured slower in bf16 on CPU)")
+    hardware = cpu_bf16_hardware()
+    if hardware is None:
+        return Precision("fp32", "fp32: this CPU has no bf16 hardware (AMX-bf16 or AVX512-bf16)")
+    return Precision("bf16", f"bf16 autocast{' + channels-last' if cpu_nhwc else ''}: convolutional model "
+                             f"on a CPU with {hardware}", _autocast(device, torch.bfloat16), None, cpu_nhwc)
 
 
 class MemoryMeter:

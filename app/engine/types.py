@@ -86,6 +86,10 @@ def input_normalization(mode: str, input_shape: list[int] | tuple[int, ...], mea
     return mean, std
 
 
+# TrainConfig.precision's choices (app/engine/runtime.choose_precision resolves "auto").
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides how a model trains. Defaults follow the Keras tutorial."""
@@ -110,8 +114,14 @@ class TrainConfig:
     seed: int = 0
     # "auto" (CUDA, then MPS, then CPU) | "cpu" | "cuda" | "cuda:N" | "mps"
     device: str = "auto"
-    # Mixed precision and channels-last apply on CUDA only.
+    # "auto" | "fp32" | "bf16" | "fp16" (CUDA only): how the forward pass computes; weights stay float32
+    # (app/engine/runtime.choose_precision). A config without it (stored before it existed) reads
+    # mixed_precision: False as "fp32" and True as "auto".
+    precision: str = "auto"
+    # Kept for old configs and API bodies: False means fp32 when `precision` is not given.
     mixed_precision: bool = True
+    # False: never channels-last. True: channels-last on CUDA for image inputs, and on CPU for
+    # convolutional models trained in bf16.
     channels_last: bool = True
     # Fraction of the training set held out (seeded) for validation.
     val_split: float = 0.1
@@ -137,6 +147,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+        if "precision" not in data and data.get("mixed_precision") is False:
+            data["precision"] = "fp32"  # a config from before `precision`: mixed precision was off
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:

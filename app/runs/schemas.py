@@ -142,6 +142,10 @@ class TrainConfigIn(BaseModel):
     grad_clip: Number | None = Field(default=None, gt=0)
     seed: Whole = Field(default=0, ge=0, le=SEED_MAX)
     device: str = "auto"
+    # How the forward pass computes (app/engine/runtime.choose_precision): "auto" picks bf16 (+ channels-last)
+    # for convolutional models on CPUs with bf16 hardware, bf16 or AMP fp16 on CUDA, fp32 otherwise.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Old bodies: mixed_precision false without a precision means "fp32" (see _legacy_precision).
     mixed_precision: bool = True
     channels_last: bool = True
     val_split: Number = Field(default=0.1, ge=0, lt=0.9)
@@ -184,6 +188,33 @@ class TrainConfigIn(BaseModel):
         choices = ", ".join(["auto", "cpu", "cuda", *(f"cuda:{i}" for i in range(len(gpus)))])
         raise ValueError(f"there is no {value}: this server has {len(gpus)} GPU{'s' * (len(gpus) > 1)} "
                          f"(cuda:0 to cuda:{len(gpus) - 1}); use one of {choices}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_precision(cls, data: Any) -> Any:
+        """A body from before `precision`: mixed_precision false (or "0", "false") asks for fp32."""
+        if isinstance(data, Mapping) and "precision" not in data and str(data.get("mixed_precision")).lower() in (
+                "false", "0", "off", "no"):
+            return {**data, "precision": "fp32"}
+        return data
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_fits_the_device(cls, value: str, info: ValidationInfo) -> str:
+        """What the web process can know: fp16 and bf16 are not for MPS, fp16 is not for the CPU, nor for
+        device auto when this server (local executor) has no GPU. The rest is checked when the run starts."""
+        device = info.data.get("device")
+        if device is None or value in ("auto", "fp32"):
+            return value
+        if device == "mps":
+            raise ValueError(f"{value} is not available on MPS: choose auto or fp32")
+        if value == "fp16" and device == "cpu":
+            raise ValueError("fp16 needs a CUDA device (it is not available on the CPU): choose auto, bf16 or fp32, "
+                             "or a cuda device")
+        if value == "fp16" and device == "auto" and get_settings().executor == "local" and not visible_gpus():
+            raise ValueError("fp16 needs a CUDA device and this server has no GPU, so device auto trains on the "
+                             "CPU: choose auto, bf16 or fp32")
+        return value
 
     def to_engine_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")

@@ -135,6 +135,8 @@ def config_fields(config: Mapping[str, Any], prefix: str = "config") -> dict[str
             fields.update({f"{path}.{i}": field_text(item) for i, item in enumerate(value)})
         elif value is not None:
             fields[path] = field_text(value)
+    if prefix == "config" and "precision" not in config and config.get("mixed_precision") is False:
+        fields["config.precision"] = "fp32"  # a config from before `precision` (the form has no mixed_precision)
     return fields
 
 

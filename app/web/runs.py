@@ -31,6 +31,7 @@ from app.datasets import registry as datasets_registry
 from app.runs import figures as run_figures
 from app.runs import service as runs_service
 from app.runs.models import TERMINAL_STATUSES, Run
+from app.runs.precision import recorded_precision
 from app.runs.schemas import ForkRequest, RunCreate, describe, nest
 from app.web import run_form, run_views
 from app.web.architectures import FormDep
@@ -183,6 +184,7 @@ def detail_page(request: Request, db_session: SessionDep, run: RunPageDep) -> HT
         "dataset_info": info, "terminal": run.status in TERMINAL_STATUSES,
         "can_draw": len(shape) == 3 and shape[0] == 1 and shape[1] == shape[2] and shape[1] in (8, 28),
         "input_shape": shape, "latest_checkpoint": runs_service.latest_checkpoint_epoch(run.id),
+        "precision": recorded_precision(db_session, run.id),
         **_results_context(db_session, run),
     })
 

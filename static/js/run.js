@@ -22,7 +22,7 @@
   const LOG_LIMIT = 400;
   const OVERVIEW_POINTS = 2000; // per series, in the page's first snapshot
   const DETAIL_POINTS = 4000; // per series, in a zoomed range (all of them when it holds fewer)
-  const KINDS = ["metric", "epoch", "status", "evaluation", "log", "memory", "checkpoint", "artifact", "histograms"];
+  const KINDS = ["metric", "epoch", "status", "evaluation", "log", "memory", "checkpoint", "artifact", "histograms", "precision"];
   const $ = (id) => document.getElementById(id);
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
@@ -452,6 +452,17 @@
       if (epoch && !epoch.matches(":focus")) epoch.value = d.epoch;
     },
     artifact(d, seq) { addLog(seq, `exported ${d.name} (${bytes(d.bytes || 0)})`, "artifact"); },
+    precision(d) { // what the trainer chose (templates/runs/_precision.html)
+      const stat = $("stat-precision");
+      if (!stat || !d.precision) return;
+      stat.textContent = `${d.precision} `;
+      const why = document.createElement("span");
+      why.className = "muted small";
+      why.id = "stat-precision-reason";
+      why.textContent = `(${d.reason || ""})`;
+      stat.append(why);
+      stat.title = d.reason || "";
+    },
   };
 
   // ---------- the snapshot ----------

@@ -112,7 +112,7 @@ def test_launch_form_offers_every_setting_and_available_data_sets(client):
                  "config.schedule.name", "config.schedule.step_size", "config.schedule.gamma",
                  "config.early_stopping.enabled", "config.early_stopping.patience", "config.grad_clip",
                  "config.seed", "config.device", "config.val_split", "config.normalize", "config.keep_checkpoints",
-                 "config.mixed_precision"):
+                 "config.precision"):
         assert f'name="{name}"' in html, name
     assert re.search(r'<option value="preset:mnist-mlp" selected>', html)
     assert re.search(r'<option value="digits"\s*>', html)
