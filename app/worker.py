@@ -160,6 +160,10 @@ def export_after_completion(store: RunStore, pending: Any, watch: Callable[[str,
         pending.run(AfterSink())
     except Exception:  # the run is complete whatever happens to its exports
         traceback.print_exc()
+    try:
+        store.load()
+    except LookupError:  # the run was deleted while its exports were written: leave no files behind
+        shutil.rmtree(runs_service.run_dir(store.run_id), ignore_errors=True)
 
 
 def standby() -> int:
