@@ -33,7 +33,6 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.datasets.remote import node_cache
 from app.runs import service as runs_service
-from app.runs.http_store import HttpRunStore
 from app.runs.models import CANCELLED, COMPLETED, FAILED, RUNNING
 from app.runs.sink import DbSink
 from app.runs.store import RunStore, StoreSink
@@ -80,7 +79,7 @@ def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     store = store or DbSink(run_id)
-    remote = isinstance(store, HttpRunStore)
+    remote = getattr(store, "remote", False)  # HttpRunStore: no disk shared with the server
     # starting → running. A run that is no longer starting (cancelled meanwhile, or failed by the
     # start timeout) is not ours to train.
     if not store.report(RUNNING):
@@ -114,7 +113,9 @@ def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None 
             resume_from = store.fetch_checkpoint(directory / "start" / resume_from.name)
         job = TrainJob(spec=order.spec, config=config, checkpoint_dir=directory / "checkpoints",
                        artifacts_dir=directory / "export", resume_from=resume_from, fork=fork,
-                       weights_root=(node_cache() if remote else settings.data_dir).resolve())
+                       weights_root=(node_cache() if remote else settings.data_dir).resolve(),
+                       # A remote trainer's ingest token ends with the run: it uploads every export first.
+                       defer_exports=not remote)
         result = train(job, data, sink, should_stop=stop)
         status, reason = COMPLETED, None
     except StoppedError:
@@ -126,13 +127,43 @@ def train_run(run_id: int, store: RunStore | None = None, stop: StopFlag | None 
     except Exception as exc:  # the reason is shown to the user; the traceback goes to the log
         traceback.print_exc()
         status, reason = FAILED, f"{type(exc).__name__}: {exc}"
+    pending = result.pending_exports if result is not None and status == COMPLETED else None
+    marker = runs_service.exports_marker(run_id) if pending is not None else None
     try:
         store_sink.close()  # sends what is left, checkpoints and exports included
-        store.report(status, reason, result)
+        if marker is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()  # the run page shows "exporting…" until it is gone
+        if store.report(status, reason, result) and pending is not None:
+            export_after_completion(store, pending, watch)
     finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def export_after_completion(store: RunStore, pending: Any, watch: Callable[[str, dict[str, Any]], None] | None) -> None:
+    """Write the exports the engine left (TorchScript, ONNX) once the run is reported complete, recording
+    each as an artifact with its event: the run is `completed` ~1 s sooner and its files follow."""
+    class AfterSink:
+        def emit(self, kind: str, payload: dict[str, Any]) -> None:
+            payload.setdefault("ts", time.time())
+            if kind == "artifact":
+                store.save_artifact(payload["name"], Path(payload["path"]))
+            store.append([(kind, payload)])
+            if watch is not None:
+                watch(kind, payload)
+
+    try:
+        pending.run(AfterSink())
+    except Exception:  # the run is complete whatever happens to its exports
+        traceback.print_exc()
+    try:
+        store.load()
+    except LookupError:  # the run was deleted while its exports were written: leave no files behind
+        shutil.rmtree(runs_service.run_dir(store.run_id), ignore_errors=True)
 
 
 def standby() -> int:
@@ -170,6 +201,8 @@ def store_for(order: dict) -> RunStore:
     """The run store the order asks for: the database unless it says `"store": "http"`."""
     run_id = int(order["run_id"])
     if order.get("store") == "http":
+        from app.runs.http_store import HttpRunStore  # httpx: only trainers that report over HTTP import it
+
         return HttpRunStore(order["server_url"], run_id, order["token"], pid=os.getpid())
     return DbSink(run_id)
 

@@ -8,6 +8,10 @@ the torch import. Each pair posts the MNIST MLP to the warm server, then to the 
 cancelled as soon as its first metric row is read, and the next side waits until the warm server's
 next standby has warmed up, so no measurement shares the CPU with a warm-up.
 
+Beside the cold side, the floor any PyTorch program pays before its first step is timed the same way:
+a bare `python -c` that imports torch, builds an `nn.Linear`, takes one fused-Adam step (the first
+optimizer step imports torch._dynamo) and exits ("bare torch"), once per pair, right after the cold run.
+
 Then `trainboard serve` is started --pairs times on a fresh data dir each (migrations included,
 default settings) and the time from spawning the process to the first 200 from /healthz is taken.
 
@@ -16,6 +20,7 @@ default settings) and the time from spawning the process to the first 200 from /
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +44,18 @@ def first_metric(client, body: dict) -> float:
     return elapsed
 
 
+BARE_TORCH = ("import torch, torch.nn.functional as F; torch.set_num_threads(1); m = torch.nn.Linear(784, 10);"
+              "o = torch.optim.Adam(m.parameters(), fused=True);"
+              "F.cross_entropy(m(torch.rand(32, 784)), torch.zeros(32, dtype=torch.long)).backward(); o.step()")
+
+
+def bare_torch() -> float:
+    """Seconds from spawning `python -c BARE_TORCH` to its exit: imports, one training step."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", BARE_TORCH], check=True)
+    return time.perf_counter() - started
+
+
 def main() -> int:
     p = harness.parser(__doc__, timeout=600)
     p.add_argument("--mnist", type=Path, default=harness.MNIST_DIR)
@@ -51,9 +68,12 @@ def main() -> int:
     warm_side = harness.Side("warm: POST → first metric")
     cold_side = harness.Side("cold: POST → first metric")
     boot = harness.Side("server spawn → /healthz 200")
+    bare = harness.Side("bare torch: spawn → first step done")
 
     def report() -> None:
         print(harness.table(cold_side, warm_side))
+        if bare.times:
+            print(f"   bare torch (spawn → one Adam step, exit), after each cold run: {harness.summary(bare.times)}")
         if boot.times:
             print(f"   server cold start: {harness.summary(boot.times)}")
         print(f"   {harness.load()} (after)", flush=True)
@@ -80,7 +100,10 @@ def main() -> int:
 
                 def run_cold() -> float:
                     warm.wait_standby(posted[0] + 1)  # the warm server's next standby is ready: idle
-                    return first_metric(cold_api, body)
+                    seconds = first_metric(cold_api, body)
+                    bare.times.append(bare_torch())
+                    print(f"   {bare.name:<44} {bare.times[-1]:8.3f} s", flush=True)
+                    return seconds
 
                 harness.interleave(args.pairs, warm_side, run_warm, cold_side, run_cold)
         for index in range(args.pairs):

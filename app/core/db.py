@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from fastapi import Request
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -89,15 +88,6 @@ def session_scope(*, write: bool = True) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
-    finally:
-        session.close()
-
-
-def get_db(request: Request) -> Iterator[Session]:
-    """FastAPI dependency: one session per request; writing methods take the write lock first."""
-    session = _session_factory(request.method not in ("GET", "HEAD"))()
-    try:
-        yield session
     finally:
         session.close()
 

@@ -4,20 +4,29 @@ hold (SQLite and PostgreSQL integers are 64-bit) is a 422 before any query runs,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
-from app.core.db import get_db
+from app.core.db import _session_factory
+from app.core.models_base import DB_INT_MAX
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: one session per request; writing methods take the write lock first.
+    (Here, not in app/core/db.py: trainers use the database without importing FastAPI.)"""
+    session = _session_factory(request.method not in ("GET", "HEAD"))()
+    try:
+        yield session
+    finally:
+        session.close()
+
 
 SessionDep = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-# The largest id, seq or count every database column holds: ids are INTEGER columns, which are
-# 32-bit on PostgreSQL (SQLite's are 64-bit). A larger number in a path or query names nothing.
-DB_INT_MAX = 2**31 - 1
 
 RunId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the run's id")]
 ArchitectureId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the architecture's id")]

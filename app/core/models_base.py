@@ -7,6 +7,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
+# The largest id, seq or count every database column holds: ids are INTEGER columns, which are
+# 32-bit on PostgreSQL (SQLite's are 64-bit). A larger number in a path or query names nothing.
+# (app/core/deps.py bounds every int a route takes with it; here so that schemas need no FastAPI.)
+DB_INT_MAX = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)

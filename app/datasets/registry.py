@@ -177,14 +177,19 @@ def split_validation(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
 
 def load_dataset(name: str, data_dir: Path | str, *, val_split: float = 0.1, seed: int = 0,
                  download: bool = True) -> DatasetArrays:
-    """Load a data set from the cache (materializing built-ins first) with a seeded validation split."""
+    """Load a data set from the cache (materializing built-ins first) with a seeded validation split.
+
+    The cache holds the decoded arrays (.npy, written once when the data set is imported or first used);
+    they are memory-mapped, not parsed or copied again per run. Without a validation split the training
+    arrays are the mapped files themselves; with one, the two splits are gathered from them."""
     ensure_cached(name, data_dir, download=download)
     meta = store.read_meta(data_dir, name)
-    arrays = store.read_arrays(data_dir, name)
+    arrays = store.read_arrays(data_dir, name, mmap=True)
     train_idx, val_idx = split_validation(arrays["y_train"], val_split, seed)
     x, y = arrays["x_train"], arrays["y_train"]
+    x_train, y_train = (x, y) if len(val_idx) == 0 else (x[train_idx], y[train_idx])
     return DatasetArrays(
-        name=name, x_train=x[train_idx], y_train=y[train_idx], x_val=x[val_idx], y_val=y[val_idx],
+        name=name, x_train=x_train, y_train=y_train, x_val=x[val_idx], y_val=y[val_idx],
         x_test=arrays["x_test"], y_test=arrays["y_test"], class_names=list(meta["class_names"]),
         input_shape=list(meta["input_shape"]), mean=meta.get("mean"), std=meta.get("std"))
 

@@ -47,9 +47,11 @@ def read_meta(data_dir: Path | str, name: str) -> dict[str, Any] | None:
 
 
 def read_arrays(data_dir: Path | str, name: str, *, mmap: bool = False) -> dict[str, np.ndarray]:
-    """The four arrays of a cached data set (memory-mapped when only a few samples are needed)."""
+    """The four arrays of a cached data set, read whole or memory-mapped. Mapped copy-on-write ("c"):
+    pages come from the page cache as they are touched (a trainer maps the decoded cache instead of
+    reading it), and a write, should a reader make one, stays private to that process."""
     folder = dataset_dir(data_dir, name)
-    mode = "r" if mmap else None
+    mode = "c" if mmap else None
     return {a: np.load(folder / f"{a}.npy", mmap_mode=mode, allow_pickle=False) for a in ARRAY_NAMES}
 
 

@@ -9,7 +9,10 @@ history. Only tensors and plain Python values are stored, so loading uses
 from __future__ import annotations
 
 import os
+import queue
 import random
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,59 @@ def save(path: Path, payload: dict[str, Any]) -> Path:
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
+
+
+class Writer:
+    """Saves checkpoints on one background thread, so an epoch's end does not wait on the disk.
+
+    `submit` takes a payload whose tensors are already CPU copies (`cpu_state_dict`): training may change
+    the live weights meanwhile. The thread saves each payload atomically, in order, prunes old epochs when
+    asked, then calls `saved(path, pruned)` (the loop emits the `checkpoint` event there, so the event never
+    names a file that is not on disk yet). At most `MAX_PENDING` payloads wait: a disk slower than the
+    epochs slows training down instead of holding every epoch's copy in memory. `close` waits for every
+    write, so the last checkpoint is on disk before the run reports its end, and raises the first error.
+    """
+
+    MAX_PENDING = 2
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=self.MAX_PENDING)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="checkpoint-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, path: Path, payload: dict[str, Any], saved: Callable[[Path, list[int]], None], *,
+               keep_last: int = 0, keep: set[int] | None = None) -> None:
+        """Queue one checkpoint (a failed earlier write is raised here, on the training thread)."""
+        self._raise()
+        self._queue.put((Path(path), payload, saved, keep_last, set(keep or ())))
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            path, payload, saved, keep_last, keep = item
+            try:
+                if self._error is None:
+                    save(path, payload)
+                    pruned = prune(path.parent, keep_last=keep_last, keep=keep) if keep_last else []
+                    saved(path, pruned)
+            except BaseException as exc:  # noqa: BLE001 (raised on the training thread)
+                self._error = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait for every queued write and stop the thread; raise the first write error (unless told not to)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if raise_errors:
+            self._raise()
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -85,17 +86,46 @@ def export_onnx(model: nn.Module, example: torch.Tensor, directory: Path) -> Pat
 
 
 EXPORTERS = {"weights": export_weights, "torchscript": export_torchscript, "onnx": export_onnx}
+# What may wait until the run is reported complete: tracing and the onnx import cost a second or more on
+# the seed MLP. The weights are written at once (milliseconds): predictions and explanations read them.
+DEFERRABLE = ("torchscript", "onnx")
 
 
-def export_all(model: nn.Module, example: torch.Tensor, directory: Path) -> list[tuple[str, Path | Exception]]:
-    """Run every exporter; each result is (name, path) or (name, the exception it raised)."""
+def export_all(model: nn.Module, example: torch.Tensor, directory: Path,
+               names: tuple[str, ...] = tuple(EXPORTERS)) -> list[tuple[str, Path | Exception]]:
+    """Run the exporters named (every one by default); each result is (name, path) or (name, the exception)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     results: list[tuple[str, Path | Exception]] = []
-    for name, exporter in EXPORTERS.items():
+    for name in names:
+        exporter = EXPORTERS[name]
         try:
             path = exporter(model, directory) if name == "weights" else exporter(model, example, directory)
             results.append((name, path))
         except Exception as exc:  # an export must never fail the run
             results.append((name, exc))
     return results
+
+
+class Exports:
+    """A trained model's exports, run now or later: `run(sink, names)` writes them and emits an `artifact`
+    event per file (a warning `log` event per failure). The model is not copied: whoever runs the rest
+    later (app/worker.py, after reporting the run complete) must not train it meanwhile."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, directory: Path):
+        self.model, self.example, self.directory = model, example, Path(directory)
+
+    @staticmethod
+    def immediate(defer: bool) -> tuple[str, ...]:
+        """The exports to run at the end of training: all, or those that cannot wait."""
+        return tuple(n for n in EXPORTERS if not (defer and n in DEFERRABLE))
+
+    def run(self, sink: Any, names: tuple[str, ...] = DEFERRABLE) -> list[tuple[str, Path | Exception]]:
+        results = export_all(self.model, self.example, self.directory, names)
+        for name, result in results:
+            if isinstance(result, Exception):
+                sink.emit("log", {"level": "warning", "message": f"{name} export failed: {type(result).__name__}: "
+                                  f"{result}"})
+            else:
+                sink.emit("artifact", {"name": name, "path": str(result), "bytes": result.stat().st_size})
+        return results

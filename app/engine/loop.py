@@ -19,7 +19,7 @@ from app.engine import checkpoint as ckpt
 from app.engine.data import DeviceData
 from app.engine.embedding import emit_projection
 from app.engine.evaluate import eval_batch_size, evaluate
-from app.engine.export import export_all
+from app.engine.export import Exports
 from app.engine.histograms import HISTOGRAM_MODES, Insight
 from app.engine.losses import make_loss, predictions
 from app.engine.optim import EarlyStopping, make_optimizer, make_scheduler, optimizer_kwargs
@@ -85,7 +85,22 @@ def _monitored(monitor: str, metrics: dict[str, Any]) -> float:
 
 def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[[], bool] | None = None, *,
           model: nn.Module | None = None) -> TrainResult:
-    """Train `job` on `data`, reporting through `sink`; `model` overrides building `job.spec`."""
+    """Train `job` on `data`, reporting through `sink`; `model` overrides building `job.spec`.
+
+    Checkpoints are written by a background thread (ckpt.Writer); every one is on disk when this
+    returns or raises (a stopped run can be resumed from its last epoch)."""
+    writer = ckpt.Writer()
+    try:
+        result = _train(job, data, sink, should_stop, model=model, writer=writer)
+    except BaseException:
+        writer.close(raise_errors=False)
+        raise
+    writer.close()
+    return result
+
+
+def _train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[[], bool] | None, *,
+           model: nn.Module | None, writer: ckpt.Writer) -> TrainResult:
     cfg = job.config
     _check_config(job)
     started = time.monotonic()
@@ -220,19 +235,19 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
             best_state = ckpt.cpu_state_dict(model)
         history.append({"epoch": epoch, **metrics, "lr": lr})
 
-        path = ckpt.save(ckpt.checkpoint_path(job.checkpoint_dir, epoch), {
+        # Copied now (CPU copies, a snapshot of the history), written by the writer's thread while the next
+        # epoch trains; the `checkpoint` event is emitted once the file is on disk.
+        best = _best_epoch(early, history) if cfg.keep_checkpoints else None
+        writer.submit(ckpt.checkpoint_path(job.checkpoint_dir, epoch), {
             "epoch": epoch, "step": step, "samples": samples_total, "model": ckpt.cpu_state_dict(model), "optimizer_name": optimizer_name,
             "optimizer": ckpt.cpu_state_dict(optimizer),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "early_stopping": early.state_dict(), "history": history, "best_model": best_state,
-            "rng": ckpt.rng_state(generator), "config": cfg.to_dict()})
+            "scheduler": ckpt.cpu_state_dict(scheduler) if scheduler is not None else None,
+            "early_stopping": early.state_dict(), "history": [dict(h) for h in history], "best_model": best_state,
+            "rng": ckpt.rng_state(generator), "config": cfg.to_dict()},
+            lambda path, pruned, epoch=epoch: sink.emit("checkpoint", {"epoch": epoch, "path": str(path), "pruned": pruned}),
+            keep_last=cfg.keep_checkpoints, keep={best} if best else set())
         sink.emit("epoch", {"epoch": epoch, "epochs": cfg.epochs, "step": step, **metrics, "lr": lr,
                             "epoch_time": epoch_time, "samples_per_sec": seen / max(epoch_time, 1e-9)})
-        pruned: list[int] = []
-        if cfg.keep_checkpoints:
-            best = _best_epoch(early, history)
-            pruned = ckpt.prune(job.checkpoint_dir, keep_last=cfg.keep_checkpoints, keep={best} if best else set())
-        sink.emit("checkpoint", {"epoch": epoch, "path": str(path), "pruned": pruned})
         sink.emit("memory", meter.event())
         if early.should_stop:
             stopped_early = True
@@ -251,13 +266,11 @@ def train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable[
     if test is not None:
         emit_projection(model, dd, sink, epoch=epoch, batch_size=eval_kwargs["batch_size"], seed=cfg.seed,
                         autocast=autocast)
-    for name, result in export_all(model, dd.sample_batch(2), job.artifacts_dir):
-        if isinstance(result, Exception):
-            sink.emit("log", {"level": "warning", "message": f"{name} export failed: {type(result).__name__}: "
-                              f"{result}"})
-        else:
-            sink.emit("artifact", {"name": name, "path": str(result), "bytes": result.stat().st_size})
-    return TrainResult(
+    # TorchScript and ONNX cost a second or more (tracing, the onnx import): with `defer_exports` the
+    # caller runs them after reporting the run complete (result.pending_exports).
+    exports = Exports(model, dd.sample_batch(2), job.artifacts_dir)
+    exports.run(sink, exports.immediate(job.defer_exports))
+    return TrainResult(pending_exports=exports if job.defer_exports else None,
         epochs_completed=epoch if history else 0, stopped_early=stopped_early,
         test_accuracy=test["accuracy"] if test else None, test_loss=test["loss"] if test else None,
         best_epoch=_best_epoch(early, history), train_time_s=time.monotonic() - started,

@@ -193,6 +193,8 @@ class TrainJob:
     fork: bool = False
     # The data directory, for specs whose Pretrained weights are "file:<path inside it>".
     weights_root: Path | None = None
+    # Leave TorchScript and ONNX to the caller (TrainResult.pending_exports), to run after the run is reported complete.
+    defer_exports: bool = False
 
 
 @dataclass
@@ -206,3 +208,5 @@ class TrainResult:
     peak_memory_bytes: int | None = None  # the process's peak RSS (CPU) or the CUDA allocator's peak
     training_memory_bytes: int | None = None  # the part training added (see runtime.MemoryMeter)
     extra: dict[str, Any] = field(default_factory=dict)
+    # With TrainJob.defer_exports: the exports still to write (app.engine.export.Exports; run(sink) writes them).
+    pending_exports: Any = None

@@ -44,6 +44,8 @@ def _result_fields(result: Any) -> dict[str, Any] | None:
 class HttpRunStore:
     """RunStore over HTTP for one run, authenticated by the run's ingest token."""
 
+    remote = True  # its trainer shares no disk with the server (app/worker.py fetches and uploads files)
+
     def __init__(self, server_url: str, run_id: int, token: str, *, timeout_s: float = 10.0,
                  send_deadline_s: float = 2.0, report_deadline_s: float = 300.0, pid: int | None = None):
         self.run_id = run_id

@@ -21,8 +21,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from app.core.config import get_settings
-from app.core.deps import DB_INT_MAX
-from app.core.models_base import UtcDatetime
+from app.core.models_base import DB_INT_MAX, UtcDatetime
 
 OPTIMIZER_SETTINGS = {
     "sgd": {"momentum", "nesterov", "weight_decay"},

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,26 @@ from app.runs.schemas import RunCreate, TrainConfigIn, describe, error_message
 def run_dir(run_id: int) -> Path:
     """Everything a run writes (checkpoints, exports) lives here, inside the artifacts dir."""
     return get_settings().artifacts_dir / f"run-{run_id}"
+
+
+# Present in a run's export folder while its trainer writes the exports left for after completion.
+EXPORTS_PENDING = ".exports-pending"
+# A marker older than this is left over from a trainer that died while exporting: not pending any more.
+EXPORTS_PENDING_MAX_S = 600
+
+
+def exports_marker(run_id: int) -> Path:
+    """The marker file app/worker.py keeps while it writes a completed run's TorchScript and ONNX exports."""
+    return run_dir(run_id) / "export" / EXPORTS_PENDING
+
+
+def exports_pending(run_id: int) -> bool:
+    """True while the trainer of a completed run is still writing its deferred exports."""
+    try:
+        age = time.time() - exports_marker(run_id).stat().st_mtime
+    except OSError:
+        return False
+    return age < EXPORTS_PENDING_MAX_S
 
 
 def checkpoint_path(run_id: int, epoch: int) -> Path:

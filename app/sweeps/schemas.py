@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.core.deps import DB_INT_MAX
-from app.core.models_base import UtcDatetime
+from app.core.models_base import DB_INT_MAX, UtcDatetime
 from app.sweeps.space import MAX_CHOICES, MAX_KEYS, Distribution, Domain
 
 MAX_TRIALS = 500

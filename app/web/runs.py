@@ -201,6 +201,18 @@ def results(request: Request, db_session: SessionDep, run: RunPageDep) -> HTMLRe
     })
 
 
+@router.get("/runs/{run_id}/downloads", response_class=HTMLResponse)
+def downloads(request: Request, db_session: SessionDep, run: RunPageDep) -> HTMLResponse:
+    """The downloads panel alone: it reloads itself while the exports left for after completion are written."""
+    artifacts = {a.name: a for a in runs_service.list_artifacts(db_session=db_session, run_id=run.id)}
+    return render(request, "runs/_downloads.html", {"run": run, "artifacts": artifacts,
+                                                     "exports_pending": _exports_pending(run)})
+
+
+def _exports_pending(run: Run) -> bool:
+    return run.status == "completed" and runs_service.exports_pending(run.id)
+
+
 @router.get("/runs/{run_id}/confusion", response_class=HTMLResponse)
 def confusion(request: Request, db_session: SessionDep, run: RunPageDep, split: str = "test",
               epoch: EpochQuery = None, normalized: bool = False, gallery: str = "",
@@ -292,7 +304,7 @@ def _test_evaluation(db_session: Any, run: Run) -> dict[str, Any] | None:
 def _results_context(db_session: Any, run: Run) -> dict[str, Any]:
     evaluation = _test_evaluation(db_session, run)
     artifacts = {a.name: a for a in runs_service.list_artifacts(db_session=db_session, run_id=run.id)}
-    return {"evaluation": evaluation, "artifacts": artifacts,
+    return {"evaluation": evaluation, "artifacts": artifacts, "exports_pending": _exports_pending(run),
             "figure_rows": run_views.figure_rows(run_figures.for_run(db_session, run)),
             **_confusion_context(db_session, run, split="test", epoch=None, normalized=False, test=evaluation)}
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import LiveServer
-from tests.runs.helpers import run_body, wait_status
+from tests.runs.helpers import run_body, wait_exports, wait_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("manage-browser")]
 
@@ -41,6 +41,7 @@ def finished_runs(server: LiveServer, count: int, name: str) -> list[int]:
             ids.append(answer.json()["id"])
         for run_id in ids:
             assert wait_status(api, run_id, "completed", "failed", timeout=120)["status"] == "completed"
+            wait_exports(api, run_id)  # written after `completed`
     return ids
 
 

@@ -41,6 +41,22 @@ def wait_status(api: httpx.Client, run_id: int, *statuses: str, timeout: float =
     return wait_for(api, run_id, lambda r: r["status"] in statuses, timeout, "/".join(statuses))
 
 
+EXPORTS = {"weights", "torchscript", "onnx"}
+
+
+def wait_exports(api: httpx.Client, run_id: int, timeout: float = 60.0) -> set[str]:
+    """A completed run's artifact names once its exports are all recorded: TorchScript and ONNX are
+    written after the run is reported complete (app/worker.py), so `completed` does not mean they are there."""
+    deadline = time.monotonic() + timeout
+    names: set[str] = set()
+    while time.monotonic() < deadline:
+        names = {a["name"] for a in api.get(f"/api/runs/{run_id}/artifacts").json()}
+        if names >= EXPORTS:
+            return names
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} has only the artifacts {sorted(names)} after {timeout}s")
+
+
 def wait_metrics(api: httpx.Client, run_id: int, timeout: float = 60.0) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveServer
-from tests.runs.helpers import run_body, slow_body, wait_metrics, wait_status
+from tests.runs.helpers import run_body, slow_body, wait_exports, wait_metrics, wait_status
 
 pytestmark = pytest.mark.xdist_group("runs-live")
 
@@ -37,6 +37,7 @@ def test_run_goes_queued_running_completed_with_metrics_and_evaluation(api):
     done = wait_status(api, run["id"], "completed", "failed")
     assert done["status"] == "completed", done["failure_reason"]
     assert done["test_accuracy"] > 0.5 and done["epoch"] == 3
+    assert {"weights", "torchscript", "onnx", "pytorch"} <= wait_exports(api, run["id"])  # written after `completed`
     rows = api.get(f"/api/runs/{run['id']}/metrics").json()
     seqs = [r["seq"] for r in rows]
     assert seqs == list(range(1, len(seqs) + 1)), "seq must be gap-free and increasing"
@@ -52,8 +53,6 @@ def test_run_goes_queued_running_completed_with_metrics_and_evaluation(api):
     assert evaluation["epochs"] == [1, 2, 3]
     by_epoch = api.get(f"/api/runs/{run['id']}/evaluation", params={"epoch": 2}).json()
     assert by_epoch["split"] == "val" and by_epoch["epoch"] == 2
-    names = {a["name"] for a in api.get(f"/api/runs/{run['id']}/artifacts").json()}
-    assert {"weights", "torchscript", "onnx", "pytorch"} <= names
     weights = api.get(f"/api/runs/{run['id']}/artifacts/weights")
     assert weights.status_code == 200 and len(weights.content) > 1000
 

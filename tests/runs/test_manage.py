@@ -13,7 +13,7 @@ from app.runs import lifecycle
 from app.runs.manage import render_note
 from app.runs.models import COMPLETED, QUEUED, RUNNING, STARTING, Run
 from tests.conftest import LiveServer
-from tests.runs.helpers import run_body, wait_status
+from tests.runs.helpers import run_body, wait_exports, wait_status
 
 
 def _new_run(status: str = QUEUED, name: str = "t") -> int:
@@ -170,6 +170,8 @@ def trained(tmp_path_factory):
             assert wait_status(api, run_id, "completed", "failed", timeout=120)["status"] == "completed"
         child = api.post(f"/api/runs/{ids[0]}/fork", json={"epoch": 1, "config": {"epochs": 2}}).json()
         assert wait_status(api, child["id"], "completed", "failed", timeout=120)["status"] == "completed"
+        for run_id in [*ids, child["id"]]:  # the exports follow `completed`: their files are part of the test
+            wait_exports(api, run_id)
     yield server, ids, child["id"]
     server.stop()
 
