@@ -110,3 +110,15 @@ def test_an_unknown_recipe_is_a_422_that_says_what_to_choose(client, stored):
     response = client.post("/runs/recipe", data={"recipe": "turbo" * 50}, headers=HTMX)
     assert response.status_code == 422
     assert "no recipe named" in unescape(response.text) and "tutorial, fast" in response.text
+
+
+def test_the_committed_measurement_is_what_the_form_shows(client):
+    stored = recipes.figures()
+    assert stored is not None, "app/architectures/recipe_figures.json is missing or unreadable"
+    page = client.get("/runs/new").text
+    for name in recipes.RECIPES:
+        measured = stored["recipes"][name]
+        assert measured["seeds"] >= 2 and measured["reached"] == measured["seeds"]
+        shown = recipe_time(page, name)
+        assert f"{measured['seconds_to_target']:.1f} s" in shown and stored["measured"] in shown, shown
+    assert stored["recipes"]["fast"]["seconds_to_target"] < stored["recipes"]["tutorial"]["seconds_to_target"]
