@@ -11,7 +11,7 @@ Runs go tutorial, fast, tutorial, fast ... once per seed; a run stops at the epo
 reaches the target counts as infinitely slow). One untimed warm-up run goes first (lazy imports). `--write` stores the result in
 app/architectures/recipe_figures.json, which the launch form shows.
 
-    .venv/bin/python bench/time_to_accuracy.py [--threads 2] [--seeds 0 1 2] [--timeout 300] [--write]
+    .venv/bin/python bench/time_to_accuracy.py [--threads 2] [--seeds 0 1 2] [--timeout 360] [--write]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import harness  # noqa: E402
 
 
 def main() -> int:
-    p = harness.parser(__doc__, timeout=300, pairs=False)
+    p = harness.parser(__doc__, timeout=360, pairs=False)
     p.set_defaults(threads=2)
     p.add_argument("--mnist", type=Path, default=harness.MNIST_DIR)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
