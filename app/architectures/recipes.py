@@ -33,13 +33,14 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "tutorial": Recipe(
         name="tutorial", title="Tutorial recipe",
-        summary="Adam, learning rate 0.001, batch 32, 5 epochs, constant rate",
+        summary="Adam, learning rate 0.001, batch 32, 5 epochs, constant rate; all 60,000 images, no "
+                "validation split (as the tutorial)",
         config={"epochs": 5, "batch_size": 32, "optimizer": {"name": "adam", "lr": 0.001}, "schedule": None,
                 "val_split": 0.0}),
     "fast": Recipe(
         name="fast", title="Fast recipe",
         summary="batch 256, Adam at 0.008 (the tutorial's rate × 256/32), a 100-step linear warm-up, then a "
-                "cosine decay to 0, 3 epochs",
+                "cosine decay to 0, 3 epochs; no validation split",
         config={"epochs": 3, "batch_size": 256, "optimizer": {"name": "adam", "lr": 0.008},
                 "schedule": {"name": "warmup_cosine", "warmup_steps": 100}, "val_split": 0.0}),
 }
