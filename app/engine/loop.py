@@ -22,7 +22,13 @@ from app.engine.evaluate import eval_batch_size, evaluate
 from app.engine.export import Exports
 from app.engine.histograms import HISTOGRAM_MODES, Insight
 from app.engine.losses import make_loss, predictions
-from app.engine.optim import EarlyStopping, make_optimizer, make_scheduler, optimizer_kwargs
+from app.engine.optim import (
+    EarlyStopping,
+    make_optimizer,
+    make_scheduler,
+    make_step_schedule,
+    optimizer_kwargs,
+)
 from app.engine.runtime import MemoryMeter, choose_precision, resolve_device, seed_everything, tune_for
 from app.engine.types import (
     NORMALIZE_MODES,
@@ -157,6 +163,8 @@ def _train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable
     stopped_early, epoch = False, start_epoch - 1
     train_size = max(dd.size("train"), 1)
     epoch_steps = math.ceil(train_size / cfg.batch_size)
+    # Warm-up and per-step decay (app/engine/optim.py): its only state is `step`, restored with the run.
+    warmup = make_step_schedule(optimizer, cfg.schedule, epoch_steps * cfg.epochs)
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         epoch_start = time.monotonic()
@@ -186,11 +194,15 @@ def _train(job: TrainJob, data: DatasetArrays, sink: Sink, should_stop: Callable
             insight.after_backward()  # samples the layers' gradient norms, before clipping
             if params_for_clip:
                 torch.nn.utils.clip_grad_norm_(params_for_clip, cfg.grad_clip, foreach=True)
+            if warmup is not None:
+                warmup.scale(step)
             if scaler is not None:
                 scaler.step(optimizer)
                 scaler.update()
             else:
                 optimizer.step()
+            if warmup is not None:
+                warmup.restore()
             # Stay on the device: no .item() here (it would stall a GPU every step).
             loss_sum.add_(loss.detach(), alpha=n)
             correct.add_((predictions(out.detach()) == yb).sum())

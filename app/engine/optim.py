@@ -57,11 +57,15 @@ def make_optimizer(params: list[nn.Parameter], settings: dict[str, Any], device:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: dict[str, Any] | None, epochs: int) -> Any:
-    """An epoch-level LR scheduler (step | cosine | plateau), or None."""
+    """An epoch-level LR scheduler (step | cosine | plateau), or None: no schedule, or one that works per
+    step (`warmup`: a linear warm-up, then the constant rate; `warmup_cosine`: the warm-up, then a cosine
+    decay to 0 at the run's last step). `make_step_schedule` builds those, and the warm-up of any schedule."""
     if not schedule:
         return None
     settings = dict(schedule)
     name = settings.pop("name", None)
+    if name in ("warmup", "warmup_cosine"):
+        return None  # per step: make_step_schedule
     if name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(settings.get("step_size", 10)),
                                                gamma=float(settings.get("gamma", 0.1)))
@@ -73,7 +77,63 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: dict[str, Any] | 
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode=monitor_mode(monitor), factor=float(settings.get("factor", 0.1)),
             patience=int(settings.get("patience", 10)), min_lr=float(settings.get("min_lr", 0.0)))
-    raise EngineError(f"unknown schedule {name!r}: use step, cosine or plateau")
+    raise EngineError(f"unknown schedule {name!r}: use warmup, warmup_cosine, step, cosine or plateau")
+
+
+class StepSchedule:
+    """The per-step part of a schedule: a linear warm-up over the run's first `warmup` optimizer steps (step
+    k, counted from 0, uses (k + 1) / warmup of the rate; Goyal et al., "Accurate, Large Minibatch SGD")
+    and, for `warmup_cosine`, a cosine decay from the full rate to 0 over the steps after it (`total`: all
+    the run's steps). The rate is scaled for one optimizer step and put back after it, so the epoch
+    schedulers (which read and write the groups' `lr`) never see a scaled rate; its only state is the
+    run's step count, so a resumed or forked run carries on where it stood."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup: int, total: int | None = None):
+        if warmup < 0 or (total is not None and total < 1):
+            raise EngineError(f"a step schedule needs warmup >= 0 and total >= 1, got {warmup} and {total}")
+        self.optimizer, self.warmup, self.total = optimizer, int(warmup), total
+        self._saved: list[float] = []
+
+    @property
+    def steps(self) -> int:
+        """The steps whose rate this schedule scales (after them, the scheduled rate as it is)."""
+        return self.total if self.total is not None else self.warmup
+
+    def factor(self, step: int) -> float:
+        """The fraction of the scheduled rate that step `step` (0-based) uses."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.total is None:
+            return 1.0
+        span = max(self.total - self.warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(step - self.warmup, span) / span))
+
+    def scale(self, step: int) -> None:
+        """Before the optimizer step `step`: scale every group's rate (nothing once past `steps`)."""
+        if step >= self.steps:
+            return
+        factor = self.factor(step)
+        self._saved = [group["lr"] for group in self.optimizer.param_groups]
+        for group, lr in zip(self.optimizer.param_groups, self._saved, strict=True):
+            group["lr"] = lr * factor
+
+    def restore(self) -> None:
+        """After the optimizer step: the scheduled rates again."""
+        if self._saved:
+            for group, lr in zip(self.optimizer.param_groups, self._saved, strict=True):
+                group["lr"] = lr
+            self._saved = []
+
+
+def make_step_schedule(optimizer: torch.optim.Optimizer, schedule: dict[str, Any] | None,
+                       total_steps: int) -> StepSchedule | None:
+    """The schedule's per-step part (a `warmup_steps` warm-up, any schedule; the decay of `warmup_cosine`
+    over `total_steps`), or None."""
+    settings = schedule or {}
+    warmup = int(settings.get("warmup_steps") or 0)
+    if settings.get("name") == "warmup_cosine":
+        return StepSchedule(optimizer, min(warmup, total_steps), max(total_steps, 1))
+    return StepSchedule(optimizer, warmup) if warmup > 0 else None
 
 
 def monitor_mode(monitor: str) -> str:

@@ -104,7 +104,9 @@ class TrainConfig:
     # L2 penalty added to the loss: l2 * sum(w^2) over weights (not biases/norm parameters).
     l2: float = 0.0
     # None | {"name": "step", "step_size", "gamma"} | {"name": "cosine", "t_max"?, "eta_min"?}
-    #      | {"name": "plateau", "monitor", "factor", "patience", "min_lr"?}
+    #      | {"name": "plateau", "monitor", "factor", "patience", "min_lr"?} | {"name": "warmup"} (constant)
+    #      | {"name": "warmup_cosine"} (cosine decay per step to 0 at the last step); any of them may add
+    #      "warmup_steps": a linear warm-up over the first N optimizer steps.
     schedule: dict[str, Any] | None = None
     # None | {"monitor": "val_loss"|"val_accuracy", "patience": int, "min_delta": float,
     #         "restore_best": bool}

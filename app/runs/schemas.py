@@ -31,10 +31,14 @@ OPTIMIZER_SETTINGS = {
 }
 # What each learning-rate schedule reads (the others' settings mean nothing to it).
 SCHEDULE_SETTINGS = {
-    "step": {"step_size", "gamma"},
-    "cosine": {"t_max", "eta_min"},
-    "plateau": {"monitor", "factor", "patience", "min_lr"},
+    "warmup": {"warmup_steps"},
+    "warmup_cosine": {"warmup_steps"},
+    "step": {"step_size", "gamma", "warmup_steps"},
+    "cosine": {"t_max", "eta_min", "warmup_steps"},
+    "plateau": {"monitor", "factor", "patience", "min_lr", "warmup_steps"},
 }
+# A warm-up longer than this many optimizer steps is almost surely a typo (epochs or samples meant).
+WARMUP_STEPS_MAX = 100_000
 # numpy seeds with 32-bit numbers: a larger seed would only fail in the trainer.
 SEED_MAX = 2**32 - 1
 DEVICES = "auto, cpu, cuda, cuda:N (N the GPU's number) or mps"
@@ -99,7 +103,10 @@ class OptimizerConfig(BaseModel):
 class ScheduleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: Literal["step", "cosine", "plateau"]
+    name: Literal["warmup", "warmup_cosine", "step", "cosine", "plateau"]
+    # A linear warm-up over the run's first N optimizer steps (batches), with any schedule
+    # (`warmup_cosine`: then a cosine decay, step by step, to 0 at the run's last step).
+    warmup_steps: Whole | None = Field(default=None, ge=0, le=WARMUP_STEPS_MAX)
     step_size: Whole | None = Field(default=None, ge=1, validate_default=True)
     gamma: Number | None = Field(default=None, gt=0, le=1)
     t_max: Whole | None = Field(default=None, ge=1)
@@ -115,6 +122,12 @@ class ScheduleConfig(BaseModel):
         if value is None and info.data.get("name") == "step":
             raise ValueError("a step schedule needs a step size (epochs between decays)")
         return value
+
+    @model_validator(mode="after")
+    def _warmup_has_steps(self) -> ScheduleConfig:
+        if self.name == "warmup" and not self.warmup_steps:
+            raise ValueError("a warm-up schedule needs its number of warm-up steps (optimizer steps, ≥ 1)")
+        return self
 
 
 class EarlyStoppingConfig(BaseModel):

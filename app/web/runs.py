@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from app.architectures import presets
+from app.architectures import presets, recipes
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
 from app.core.deps import (
@@ -159,12 +159,31 @@ def quick_launch(request: Request, db_session: SessionDep, form: FormDep) -> Res
     return _redirect(request, f"/runs/{run.id}")
 
 
+@router.post("/runs/recipe", response_class=HTMLResponse)
+def apply_recipe(request: Request, db_session: SessionDep, form: FormDep) -> HTMLResponse:
+    """The launch form again with a recipe's settings filled in (what else was typed stays); a model that
+    the recipe is not for becomes the MNIST perceptron it was measured on. Nothing is queued."""
+    posted = run_form.from_form(form)
+    name = posted.values.pop("recipe", "")
+    recipe = recipes.get(name)
+    if recipe is None:
+        posted.add("", f"no recipe named “{name[:40]}”: choose one of {', '.join(recipes.RECIPES)}")
+        return _form_page(request, db_session, posted, status_code=422)
+    posted.values.update(recipes.form_fields(recipe))
+    notice = f"The {recipe.title.lower()}'s settings are filled in."
+    if posted.value("model").removeprefix("preset:") not in recipe.presets:
+        posted.values.update({"model": f"preset:{recipe.presets[0]}", "dataset": ""})
+        notice += f" It is made for the MNIST perceptrons, so the model is now {presets.get_preset(recipe.presets[0]).title}."
+    posted.notice = notice
+    return _form_page(request, db_session, posted)
+
+
 def _form_page(request: Request, db_session: Any, posted: run_form.RunForm, status_code: int = 200) -> HTMLResponse:
     architectures, _ = architectures_service.list_(db_session=db_session, limit=500)
     datasets = datasets_registry.list_datasets(get_settings().data_dir)
     return render(request, "runs/new.html", {
         "form": posted, "architectures": architectures, "presets": presets.list_presets(), "datasets": datasets,
-        "quick_specs": run_form.QUICK_SPECS, "devices": run_form.DEVICES,
+        "quick_specs": run_form.QUICK_SPECS, "devices": run_form.DEVICES, "recipes": recipes.view(),
     }, partial="runs/_form.html", status_code=status_code)
 
 
