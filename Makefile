@@ -50,13 +50,17 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench
 
-## bench: engine vs the fair reference loop, the API vs it, start-up, SSE fan-out under a writing run,
-## local vs Ray executor (and ingest over HTTP vs direct writes), how a trainer starts on Ray
-## (3 interleaved pairs, 1 torch thread per side; figures and how to read them: docs/benchmarks.md)
+## bench: engine vs the fair reference loop, the API vs it, start-up (cold and warm first metric), the CNN
+## in fp32 vs precision auto, the recipes' time to 0.974, histogram recording's cost, SSE fan-out under a
+## writing run, local vs Ray executor (and ingest over HTTP vs direct writes), how a trainer starts on Ray
+## (interleaved pairs at equal threads, printed; figures and how to read them: docs/benchmarks.md)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/seed_mnist.py --pairs 3 --threads 1 --timeout 900
 	$(BIN)/python bench/api_seed_mnist.py --pairs 3 --threads 1 --timeout 900
 	$(BIN)/python bench/startup.py --pairs 3 --threads 1 --timeout 600
+	$(BIN)/python bench/precision.py --threads 2
+	$(BIN)/python bench/time_to_accuracy.py
+	$(BIN)/python bench/insight_overhead.py
 	$(BIN)/python bench/sse_fanout.py --clients 500 1000 --threads 1 --timeout 600
 	$(BIN)/python bench/ray_executor.py --pairs 3 --threads 1 --timeout 900
 	$(BIN)/python bench/ray_start_paths.py --pairs 3 --timeout 600
