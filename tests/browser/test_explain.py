@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import LiveServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("explain-browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("explain-browser"), pytest.mark.usefixtures("patient_expect")]
 
 WAIT_MS = 30_000  # two cores shared with other test runs: trainers and the predictor vary in speed
 CNN = {"layers": [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
@@ -18,13 +18,6 @@ CNN = {"layers": [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": 
 MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 16, "activation": "relu"},
                   {"type": "Dense", "units": 10, "activation": "softmax"}]}
 BARELY = {"epochs": 1, "batch_size": 64, "seed": 0, "optimizer": {"name": "sgd", "lr": 0.001}}
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import LiveServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser"), pytest.mark.usefixtures("patient_expect")]
 
 WAIT_MS = 60_000  # two cores shared with other test runs: trainers start and train at varying speed
 MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 32, "activation": "relu"},
@@ -19,13 +19,6 @@ MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 32, "activatio
 CNN = {"layers": [{"type": "Conv2D", "filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"},
                   {"type": "MaxPooling2D", "pool_size": 2}, {"type": "Flatten"},
                   {"type": "Dense", "units": 10, "activation": "softmax"}]}
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)
 
 
 @pytest.fixture(scope="module")

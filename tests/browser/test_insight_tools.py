@@ -11,16 +11,9 @@ from playwright.sync_api import Page, expect
 from tests.conftest import LiveServer
 from tests.runs.helpers import wait_status
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("insight-browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("insight-browser"), pytest.mark.usefixtures("patient_expect")]
 
 WAIT_MS = 60_000  # a search or a run in a process of its own, on two cores shared with other tests
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)
 
 
 @pytest.fixture(scope="module")

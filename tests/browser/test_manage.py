@@ -12,16 +12,9 @@ from playwright.sync_api import Page, expect
 from tests.conftest import LiveServer
 from tests.runs.helpers import run_body, wait_exports, wait_status
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("manage-browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("manage-browser"), pytest.mark.usefixtures("patient_expect")]
 
 WAIT_MS = 30_000  # two cores shared with other test runs
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import LiveServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser"), pytest.mark.usefixtures("patient_expect")]
 
 WAIT_MS = 60_000  # two cores shared with other test runs: trainers start and train at varying speed
 
@@ -24,13 +24,6 @@ def mlp(units: int) -> dict:
     return {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": units, "activation": "relu"},
                        {"type": "Dense", "units": units, "activation": "relu"},
                        {"type": "Dense", "units": 10, "activation": "softmax"}]}
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +158,7 @@ def test_chart_tools_smoothing_log_scale_x_axis_hover_and_csv(live_server, page:
     assert loss_chart()["data"][0][0] == 0 and loss_chart()["yDistr"] == 3  # the log scale stays
 
     # Hovering shows the values under the cursor in the legend.
+    page.locator("#chart-loss .u-over").scroll_into_view_if_needed()  # the mouse hovers inside the viewport only
     over = page.locator("#chart-loss .u-over").bounding_box()
     page.mouse.move(over["x"] + over["width"] * 0.5, over["y"] + over["height"] * 0.5)
     legend = page.locator("#chart-loss .u-legend .u-series")

@@ -11,19 +11,11 @@ from playwright.sync_api import Page, expect
 from tests.conftest import LiveServer
 from tests.runs.helpers import wait_status
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("runs-browser"), pytest.mark.usefixtures("patient_expect")]
 
 WAIT_MS = 30_000  # two cores shared with other test runs: trainers start and train at varying speed
 DIGITS_MLP = {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 32, "activation": "relu"},
                          {"type": "Dense", "units": 10, "activation": "softmax"}]}
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    """expect() waits for trainers and the predictor process too, not only for the page."""
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)  # Playwright's default, for the other browser tests
 
 
 @pytest.fixture(scope="module")

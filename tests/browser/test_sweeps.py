@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import LiveServer
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("sweeps-browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("sweeps-browser"), pytest.mark.usefixtures("patient_expect")]
 
 WAIT_MS = 60_000  # four trainers on two slots, on two cores shared with other test runs
 SPACE = {"config.optimizer.lr": [0.001, 0.01], "spec.dense_units": [16, 64]}
@@ -23,14 +23,6 @@ COUNT_SWAPS = """() => {
     if (event.target && event.target.id === "sweep-body") window.sweepSwaps += 1;
   });
 }"""
-
-
-@pytest.fixture(autouse=True)
-def patient_expect():
-    """expect() waits for the trainers too, not only for the page."""
-    expect.set_options(timeout=WAIT_MS)
-    yield
-    expect.set_options(timeout=5_000)  # Playwright's default, for the other browser tests
 
 
 def values_in_order(page: Page) -> list[float | None]:
