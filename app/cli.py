@@ -14,15 +14,12 @@ from app import cli_run
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    import uvicorn
-
     if args.host:
         os.environ["TRAINBOARD_HOST"] = args.host
     if args.port:
         os.environ["TRAINBOARD_PORT"] = str(args.port)
     from app.core.config import get_settings
-    from app.core.db import upgrade_database
-    from app.executors import ExecutorUnavailable, check_executor
+    from app.executors import ExecutorUnavailable, check_executor, local
 
     get_settings.cache_clear()
     settings = get_settings()
@@ -32,14 +29,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_database()
-    refusal = _check_exposure(settings, insecure_no_auth=args.insecure_no_auth)
-    if refusal:
-        print(f"error: {refusal}", file=sys.stderr)
-        return 2
-    print(f"Trainboard on http://{settings.host}:{settings.port}  (database: {_redact(settings.sqlalchemy_url)})")
-    uvicorn.run("app.main:create_app", factory=True, host=settings.host, port=settings.port,
-                log_level=args.log_level, timeout_graceful_shutdown=3)
+    # Warm the first trainer beside the server's own start, before its imports (app/executors/local.py).
+    local.start_early_standby(settings)
+    try:
+        import uvicorn
+
+        from app.core.db import upgrade_database
+
+        upgrade_database()
+        refusal = _check_exposure(settings, insecure_no_auth=args.insecure_no_auth)
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
+        print(f"Trainboard on http://{settings.host}:{settings.port}  (database: {_redact(settings.sqlalchemy_url)})")
+        uvicorn.run("app.main:create_app", factory=True, host=settings.host, port=settings.port,
+                    log_level=args.log_level, timeout_graceful_shutdown=3)
+    finally:
+        local.discard_early_standby()  # not taken over: the server did not start (or is gone)
     return 0
 
 

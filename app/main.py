@@ -56,6 +56,11 @@ async def lifespan(app: FastAPI):
     finally:
         if executor is not None:
             executor.stop()
+        # Processes a request started go with the server: the predictor and any learning-rate search.
+        from app.runs import lr_finder, predict
+
+        predict.stop()
+        lr_finder.stop_all()
 
 
 def create_app(*, start_executor: bool = True) -> FastAPI:

@@ -74,8 +74,9 @@ class Launcher(Protocol):
     def resources(self) -> Resources:
         """The CPU threads and GPUs it offers."""
 
-    def prepare(self) -> None:
-        """Called every scheduler tick: e.g. keep a warm standby trainer."""
+    def prepare(self, wanted: bool = True) -> None:
+        """Called every scheduler tick: e.g. keep a warm standby trainer. `wanted` is False while every
+        slot is busy and no run is queued: a standby could not be used yet, so none is started."""
 
     def launch(self, run_id: int, assignment: Assignment) -> Handle:
         """Start a trainer for a claimed (`starting`) run; raise OSError when it cannot be started."""

@@ -39,10 +39,80 @@ ROOT = Path(__file__).resolve().parents[2]
 STANDBY_RETRY_S = 2.0
 
 
+# Warm standbys run at the lowest CPU priority so their imports do not slow down training runs;
+# launch() restores normal priority when it hands one a run. Only root may lower a nice value
+# again, so other users' standbys keep normal priority throughout.
+_NICE = ["nice", "-n", "19"] if os.geteuid() == 0 else []
+
+
 @dataclass
 class LocalHandle(Handle):
     process: subprocess.Popen | None = None  # None for a trainer adopted after a restart
     log_path: Path | None = None
+
+
+def _spawn_standby(python: str, logs_dir: Path, extra_env: dict[str, str]) -> LocalHandle:
+    if shutil.which(python) is None:  # say so here: behind `nice` it would only be an exit code
+        raise FileNotFoundError(f"no Python interpreter at {python}")
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = logs_dir / f"standby-{time.time_ns()}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            # Warming up (imports) must not steal CPU from runs that are training: lowest priority
+            # until it is handed a run (see launch).
+            [*_NICE, python, "-m", "app.worker", "--standby"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **extra_env},
+            start_new_session=True,  # its own process group: signals reach its children too
+        )
+    return LocalHandle(run_id=0, pid=process.pid, process=process, log_path=log_path)
+
+
+# -- the first standby, started as `trainboard serve` starts ---------------------------------------
+# Its warm-up (~3 s of `import torch` and the first optimizer) then runs beside the server's own
+# start (imports, migrations, the app: ~1.4 s) instead of after it, so a run posted as soon as the
+# server answers waits ~1.4 s less for its first metric. The launcher takes it over (_take_early).
+_early: LocalHandle | None = None
+
+
+def start_early_standby(settings: Settings) -> None:
+    """Spawn the first standby trainer now, for the local executor with warm workers (else nothing)."""
+    global _early
+    if settings.executor != "local" or not settings.warm_workers or _early is not None:
+        return
+    try:
+        _early = _spawn_standby(sys.executable, settings.data_dir.resolve() / "logs", {})
+    except OSError as exc:  # the launcher tries again on its first tick and says why
+        print(f"trainboard: cannot start a standby trainer: {exc}", file=sys.stderr, flush=True)
+
+
+def discard_early_standby() -> None:
+    """Stop the early standby when the server does not start after all (EOF: it exits untrained)."""
+    global _early
+    early, _early = _early, None
+    if early is not None and early.process is not None:
+        _close_standby(early)
+
+
+def _take_early(logs_dir: Path, python: str) -> LocalHandle | None:
+    global _early
+    early = _early
+    if early is None or early.log_path is None or early.log_path.parent != logs_dir or python != sys.executable:
+        return None
+    _early = None
+    return early
+
+
+def _close_standby(standby: LocalHandle) -> None:
+    if standby.process.poll() is None:
+        with contextlib.suppress(OSError):
+            standby.process.stdin.close()  # EOF: the standby exits without training
+        try:
+            standby.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:  # still importing: it reads stdin only once warm
+            standby.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                standby.process.wait(timeout=5)
 
 
 def _gpu_ids() -> list[str]:
@@ -109,26 +179,25 @@ class LocalLauncher:
         self.warm = settings.warm_workers if warm is None else warm
         self.logs_dir = settings.data_dir.resolve() / "logs"
         self.gpus = tuple(_gpu_ids())
-        self.standby: LocalHandle | None = None
+        # The standby `trainboard serve` started before anything else, when it was started for this
+        # data dir and interpreter (its imports overlapped the server's own start).
+        self.standby: LocalHandle | None = _take_early(self.logs_dir, self.python) if self.warm else None
         self._standby_retry_at = 0.0
-        # Warm standbys run at the lowest CPU priority so their imports do not slow down training
-        # runs; launch() restores normal priority when it hands one a run. Only root may lower a
-        # nice value again, so other users' standbys keep normal priority throughout.
-        self._nice = ["nice", "-n", "19"] if os.geteuid() == 0 else []
+        self._nice = _NICE
 
     # -- what it offers ----------------------------------------------------------------------
     def resources(self) -> Resources:
         return Resources(cpu_threads=os.cpu_count() or 1, gpus=self.gpus)
 
     # -- the warm standby --------------------------------------------------------------------
-    def prepare(self) -> None:
+    def prepare(self, wanted: bool = True) -> None:
         if not self.warm:
             return
         now = time.monotonic()
         if self.standby is not None and self.standby.process.poll() is not None:
             self.standby = None  # it died while warming up; its log says why
             self._standby_retry_at = now + STANDBY_RETRY_S
-        if self.standby is None and now >= self._standby_retry_at:
+        if self.standby is None and wanted and now >= self._standby_retry_at:
             try:
                 self.standby = self._spawn()
             except OSError as exc:
@@ -136,30 +205,12 @@ class LocalLauncher:
                 self._standby_retry_at = now + STANDBY_RETRY_S
 
     def _spawn(self) -> LocalHandle:
-        if shutil.which(self.python) is None:  # say so here: behind `nice` it would only be an exit code
-            raise FileNotFoundError(f"no Python interpreter at {self.python}")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs_dir / f"standby-{time.time_ns()}.log"
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                # Warming up (imports) must not steal CPU from runs that are training: lowest priority
-                # until it is handed a run (see launch).
-                [*self._nice, self.python, "-m", "app.worker", "--standby"],
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env},
-                start_new_session=True,  # its own process group: signals reach its children too
-            )
-        return LocalHandle(run_id=0, pid=process.pid, process=process, log_path=log_path)
+        return _spawn_standby(self.python, self.logs_dir, self.extra_env)
 
     def close(self) -> None:
         standby, self.standby = self.standby, None
-        if standby and standby.process.poll() is None:
-            with contextlib.suppress(OSError):
-                standby.process.stdin.close()  # EOF: the standby exits without training
-            try:
-                standby.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
-                standby.process.kill()
+        if standby:
+            _close_standby(standby)
 
     # -- trainers ----------------------------------------------------------------------------
     def launch(self, run_id: int, assignment: Assignment) -> LocalHandle:

@@ -154,7 +154,7 @@ class RayLauncher:
         except Exception as exc:
             print(f"trainboard: cannot list the Ray actors: {exc}", file=sys.stderr, flush=True)
 
-    def prepare(self) -> None:
+    def prepare(self, wanted: bool = True) -> None:
         if not self.settings.warm_workers:
             return
         now = time.monotonic()
@@ -162,7 +162,8 @@ class RayLauncher:
             self._kill(self.standby)
             self.standby = None
             self._standby_retry_at = now + STANDBY_RETRY_S
-        if self.standby is None and now >= self._standby_retry_at and len(self.live) + 1 <= self.resources().slots:
+        if (self.standby is None and wanted and now >= self._standby_retry_at
+                and len(self.live) + 1 <= self.resources().slots):
             actor = self._new_actor(0)
             # It watches this server and exits if it goes away before handing it a run.
             self.standby = RayHandle(run_id=0, pid=None, actor=actor, ref=actor.ready.remote(self.settings.ingest_url))

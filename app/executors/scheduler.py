@@ -103,7 +103,7 @@ class Scheduler:
         self._check_starts()
         self._advance_sweeps()
         self._start_queued()
-        self.launcher.prepare()
+        self.launcher.prepare(self._standby_wanted())
         now = time.monotonic()
         if now - self._last_reap > REAP_EVERY_S:
             self._last_reap = now
@@ -123,6 +123,15 @@ class Scheduler:
                 return
         with session_scope() as db_session:
             sweeps_service.advance(db_session, self.slots)
+
+    def _standby_wanted(self) -> bool:
+        """Whether a warm standby trainer could be used soon: a slot is free, or a queued run waits for
+        one. With every slot busy and nothing queued its warm-up (`import torch`, ~3 s of a core) would
+        only take CPU from the runs training; it starts when a slot frees or a run is queued."""
+        if len(self.active) < self.slots:
+            return True
+        with session_scope(write=False) as db_session:
+            return db_session.scalar(select(Run.id).where(Run.status == QUEUED).limit(1)) is not None
 
     # -- slots -------------------------------------------------------------------------------
     def _free_gpu(self) -> str | None:

@@ -183,6 +183,14 @@ def _follow(job: Job, order: str) -> None:
             job.process = None
 
 
+def stop_all() -> None:
+    """At server shutdown: stop every search's process (their jobs live in this process's memory)."""
+    with _lock:
+        processes = [job.process for job in _jobs.values() if job.process is not None]
+    for process in processes:
+        _kill(process)
+
+
 def _kill(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if process.poll() is None:

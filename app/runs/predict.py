@@ -220,6 +220,14 @@ def _kill(process: subprocess.Popen) -> None:
 _predictor = Predictor()
 
 
+def stop() -> None:
+    """At server shutdown: the predictor process goes with the server (without waiting for a request in
+    flight: it gets its error, as when a deadline kills the process)."""
+    process = _predictor._process
+    if process is not None:
+        _kill(process)
+
+
 def predict(*, db_session: Session, run_id: int, image: bytes, top_k: int = 5) -> dict[str, Any]:
     """Top-k classes with probabilities for one uploaded image."""
     run = runs_service.get(db_session=db_session, run_id=run_id)

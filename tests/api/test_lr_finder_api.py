@@ -3,6 +3,7 @@ The search runs in its own process (python -m app.runs.lr_finder), never in the 
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -80,3 +81,20 @@ def test_a_search_past_its_deadline_is_stopped_and_says_why(client, monkeypatch)
     assert started.status_code == 202
     job = _wait(client, started.json()["id"])
     assert job["status"] == "failed" and "did not end within 0.3 s" in job["error"] and job["suggestion"] is None
+
+
+def test_the_server_stopping_stops_its_searches(data_dir):
+    """A search runs in a process of its own: when the server shuts down, that process goes with it."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.conftest import LOCAL
+
+    with TestClient(create_app(start_executor=False), base_url=LOCAL) as client:
+        started = client.post("/api/lr-finder", json={**BODY, "steps": 300})
+        assert started.status_code == 202, started.text
+        job = lr_finder._jobs[started.json()["id"]]
+        process = job.process
+        assert process is not None and process.poll() is None
+    # Killed by the shutdown (a search ending by itself exits 0; it could otherwise run on up to its deadline).
+    assert process.wait(timeout=5) == -signal.SIGKILL

@@ -169,3 +169,26 @@ def test_big_png_helper_makes_a_real_image(tmp_path: Path):
     image = Image.open(io.BytesIO(_big_png(300, 200)))
     image.load()
     assert image.size == (300, 200) and image.getextrema() == (0, 0)
+
+
+def test_the_server_stopping_stops_its_predictor_process(data_dir, monkeypatch):
+    """The predictor process (torch, the loaded weights) goes with the server that started it."""
+    import subprocess
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.runs import predict
+    from tests.conftest import LOCAL
+
+    # Stands in for the predictor process (what matters is that shutdown stops whatever is there).
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    monkeypatch.setattr(predict._predictor, "_process", stand_in)
+    try:
+        with TestClient(create_app(start_executor=False), base_url=LOCAL) as client:
+            assert client.get("/healthz").status_code == 200
+            assert stand_in.poll() is None
+        assert stand_in.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()

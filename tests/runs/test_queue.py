@@ -85,3 +85,62 @@ def test_the_ray_executor_without_the_ray_extra_says_how_to_install_it(monkeypat
     with pytest.raises(ExecutorUnavailable, match=r"needs the Ray extra: pip install 'trainboard\[ray\]'"):
         check_executor(Settings(executor="ray"))
     check_executor(Settings(executor="local"))  # the local executor needs nothing more
+
+
+class _Launcher:
+    """A launcher that starts nothing: it records what each tick asks of its standby."""
+
+    owner, remote = "local:test", False
+
+    def __init__(self) -> None:
+        self.wanted: list[bool] = []
+        self.launched: list[int] = []
+
+    def resources(self):
+        from app.executors.base import Resources
+
+        return Resources(cpu_threads=2, slots=1)
+
+    def prepare(self, wanted: bool = True) -> None:
+        self.wanted.append(wanted)
+
+    def launch(self, run_id, assignment):
+        from app.executors.base import Handle
+
+        self.launched.append(run_id)
+        return Handle(run_id=run_id, pid=None)
+
+    def alive(self, handle) -> bool:
+        return True
+
+    def adopt(self, run):
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_no_standby_warms_up_while_every_slot_is_busy_and_nothing_waits(data_dir):
+    """A standby's warm-up takes a core for seconds: it is wanted only when a run could use it soon."""
+    from app.core.config import get_settings
+    from app.core.db import session_scope
+    from app.executors.scheduler import Scheduler
+    from app.runs import lifecycle
+    from app.runs.models import Run
+
+    def enqueue() -> int:
+        with session_scope() as db_session:
+            return lifecycle.enqueue(db_session, Run(name="t", spec={}, dataset="digits", config={})).id
+
+    launcher = _Launcher()
+    scheduler = Scheduler(get_settings(), launcher)
+    scheduler.tick()
+    assert launcher.wanted[-1] is True, "a free slot: a standby should be warm for the next run"
+    first = enqueue()
+    scheduler.tick()
+    assert launcher.launched == [first]
+    assert launcher.wanted[-1] is False, "the only slot is busy and nothing waits: no standby yet"
+    enqueue()
+    scheduler.tick()
+    assert len(launcher.launched) == 1, "one slot: the second run waits"
+    assert launcher.wanted[-1] is True, "a run waits for the slot: its trainer should be warm when it frees"

@@ -109,6 +109,34 @@ def test_status_events_written_between_chunks_keep_seq_gap_free_and_steps_in_ord
     assert len([kind for _, kind, *_ in rows if kind == "log"]) == len(written)
 
 
+def test_a_flush_reads_the_cancel_flag_in_its_own_transaction(data_dir):
+    """The sink asks "should I stop?" after every batch: the batch's transaction answers it, so a flush
+    is one transaction, and the next question (no batch in between) reads the database again."""
+    from app.core.db import session_scope
+    from app.runs import sink
+    from app.runs.models import Run
+    from app.runs.store import StoreSink
+
+    run_id = _new_run()
+    cancelled: list[bool] = []
+    store_sink = StoreSink(sink.DbSink(run_id), on_cancel=lambda: cancelled.append(True))
+    commits = _count_commits()
+    store_sink.emit("step", {"epoch": 1, "step": 1, "loss": 0.5})
+    store_sink.flush()
+    assert len(commits) == 1 and not cancelled, "a batch and the cancel check: one transaction"
+    with session_scope() as db_session:
+        db_session.get(Run, run_id).cancel_requested = True
+    store_sink.emit("step", {"epoch": 1, "step": 2, "loss": 0.4})
+    store_sink.flush()
+    assert cancelled == [True], "a cancel asked before the batch's transaction is seen with it"
+    store = sink.DbSink(run_id)
+    store.append(_steps(1, start=10))
+    with session_scope() as db_session:
+        db_session.get(Run, run_id).cancel_requested = False
+    assert store.cancel_requested() is True, "the answer read with the batch"
+    assert store.cancel_requested() is False, "asked again without a batch: read afresh"
+
+
 def test_a_failure_between_chunks_leaves_no_gap_and_only_the_rest_is_sent_again(data_dir, monkeypatch):
     """The third chunk fails: the two committed chunks stay (gap-free), the third left nothing, and the
     trainer's StoreSink sends only the rows not stored, so nothing is stored twice."""
