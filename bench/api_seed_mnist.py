@@ -4,8 +4,9 @@ reference loop, interleaved.
 Starts `trainboard serve` (one slot, `TRAINBOARD_TRAINER_THREADS` = --threads) on a temporary data
 dir with the real MNIST files imported, and runs A B A B ...: A posts the MLP (5 epochs, batch 32,
 Adam 1e-3, `val_split` 0 as the tutorial's `model.fit(x_train, y_train, epochs=5)`) with a warm
-trainer standing by and waits for `completed`; B runs bench/harness.py's reference loop in this
-process with the same thread count. Before each side the bench waits until the server's next
+trainer standing by and waits for `completed` (timed from the POST to the run's `finished_at`, the
+moment the status was stored); B runs bench/harness.py's reference loop in this process with the
+same thread count. Before each side the bench waits until the server's next
 standby trainer has warmed up, so neither side shares the CPU with that warm-up.
 
     .venv/bin/python bench/api_seed_mnist.py [--epochs 5] [--pairs 3] [--threads 1] [--timeout 900]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,7 +75,7 @@ def main() -> int:
 
             def run_api() -> float:
                 server.wait_standby(posted_runs[0] + 1)
-                posted = time.perf_counter()
+                posted, posted_at = time.perf_counter(), time.time()
                 run = client.post("/api/runs", json=body)
                 run.raise_for_status()
                 run_id = run.json()["id"]
@@ -94,7 +96,9 @@ def main() -> int:
                     if state["status"] in ("completed", "failed", "cancelled"):
                         break
                     time.sleep(0.05)
-                elapsed = time.perf_counter() - posted
+                # Until the run's `finished_at` (when `completed` was stored; the same clock as this
+                # process's), not until this poll saw it: the 50 ms poll's granularity is not the run's.
+                elapsed = datetime.fromisoformat(state["finished_at"]).timestamp() - posted_at
                 if state["status"] != "completed":
                     raise SystemExit(f"run {run_id} {state['status']}: {state['failure_reason']}")
                 epochs = [r for r in client.get(f"/api/runs/{run_id}/metrics").json() if r["kind"] == "epoch"]

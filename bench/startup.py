@@ -12,8 +12,10 @@ Beside the cold side, the floor any PyTorch program pays before its first step i
 a bare `python -c` that imports torch, builds an `nn.Linear`, takes one fused-Adam step (the first
 optimizer step imports torch._dynamo) and exits ("bare torch"), once per pair, right after the cold run.
 
-Then `trainboard serve` is started --pairs times on a fresh data dir each (migrations included,
-default settings) and the time from spawning the process to the first 200 from /healthz is taken.
+Then `trainboard serve` is started --pairs times on a fresh data dir each (migrations included, the
+MNIST files imported beforehand, the same settings as the warm server): the time from spawning the
+process to the first 200 from /healthz is taken, and the MNIST MLP is posted at that moment ("fresh
+server": its first standby trainer is still warming up, started as the server process started).
 
     .venv/bin/python bench/startup.py [--pairs 3] [--threads 1] [--timeout 600]
 """
@@ -68,6 +70,7 @@ def main() -> int:
     warm_side = harness.Side("warm: POST → first metric")
     cold_side = harness.Side("cold: POST → first metric")
     boot = harness.Side("server spawn → /healthz 200")
+    fresh = harness.Side("fresh server: POST at its first /healthz → first metric")
     bare = harness.Side("bare torch: spawn → first step done")
 
     def report() -> None:
@@ -76,6 +79,8 @@ def main() -> int:
             print(f"   bare torch (spawn → one Adam step, exit), after each cold run: {harness.summary(bare.times)}")
         if boot.times:
             print(f"   server cold start: {harness.summary(boot.times)}")
+        if fresh.times:
+            print(f"   {fresh.name}: {harness.summary(fresh.times)}")
         print(f"   {harness.load()} (after)", flush=True)
 
     body = {"preset": "mnist-mlp", "dataset": "mnist",
@@ -107,10 +112,14 @@ def main() -> int:
 
                 harness.interleave(args.pairs, warm_side, run_warm, cold_side, run_cold)
         for index in range(args.pairs):
-            with harness.Server(watchdog=watchdog) as server:
+            with harness.Server(env=base_env, watchdog=watchdog) as server:
+                harness.import_mnist(server.data_dir, args.mnist)
                 seconds = server.start()
+                with httpx.Client(base_url=server.url, timeout=30) as api:
+                    fresh.times.append(first_metric(api, body))
             boot.times.append(seconds)
-            print(f"   start {index + 1}/{args.pairs}: {boot.name:<36} {seconds:8.3f} s", flush=True)
+            print(f"   start {index + 1}/{args.pairs}: {boot.name:<36} {seconds:8.3f} s, then POST → first metric "
+                  f"{fresh.times[-1]:.3f} s", flush=True)
         report()
     return 0
 

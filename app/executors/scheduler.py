@@ -224,9 +224,14 @@ class Scheduler:
         if not self.active:
             return
         limit = utcnow() - timedelta(seconds=self.settings.start_timeout_s)
+        late_runs = select(Run.id).where(Run.id.in_(list(self.active)), Run.status == STARTING, Run.started_at < limit)
+        # Read first: this runs every tick, and a write session takes SQLite's write lock, which the
+        # trainers' metric writes then queue behind.
+        with session_scope(write=False) as db_session:
+            if db_session.scalar(late_runs.limit(1)) is None:
+                return
         with session_scope() as db_session:
-            late = list(db_session.scalars(select(Run.id).where(
-                Run.id.in_(list(self.active)), Run.status == STARTING, Run.started_at < limit)))
+            late = list(db_session.scalars(late_runs))
             for run_id in late:
                 if lifecycle.fail(db_session, run_id, f"the trainer did not report within "
                                   f"{self.settings.start_timeout_s:g} s (TRAINBOARD_START_TIMEOUT_S) and was killed"):
