@@ -15,7 +15,8 @@ optimizer step imports torch._dynamo) and exits ("bare torch"), once per pair, r
 Then `trainboard serve` is started --pairs times on a fresh data dir each (migrations included, the
 MNIST files imported beforehand, the same settings as the warm server): the time from spawning the
 process to the first 200 from /healthz is taken, and the MNIST MLP is posted at that moment ("fresh
-server": its first standby trainer is still warming up, started as the server process started).
+server": its first standby trainer is still warming up, started as the server process started);
+then the server is stopped and started again on the same data dir (a restart: no migration to run).
 
     .venv/bin/python bench/startup.py [--pairs 3] [--threads 1] [--timeout 600]
 """
@@ -71,6 +72,7 @@ def main() -> int:
     cold_side = harness.Side("cold: POST → first metric")
     boot = harness.Side("server spawn → /healthz 200")
     fresh = harness.Side("fresh server: POST at its first /healthz → first metric")
+    restart = harness.Side("server restart (same data dir) → /healthz 200")
     bare = harness.Side("bare torch: spawn → first step done")
 
     def report() -> None:
@@ -81,6 +83,8 @@ def main() -> int:
             print(f"   server cold start: {harness.summary(boot.times)}")
         if fresh.times:
             print(f"   {fresh.name}: {harness.summary(fresh.times)}")
+        if restart.times:
+            print(f"   {restart.name}: {harness.summary(restart.times)}")
         print(f"   {harness.load()} (after)", flush=True)
 
     body = {"preset": "mnist-mlp", "dataset": "mnist",
@@ -117,9 +121,11 @@ def main() -> int:
                 seconds = server.start()
                 with httpx.Client(base_url=server.url, timeout=30) as api:
                     fresh.times.append(first_metric(api, body))
+                server.stop()
+                restart.times.append(server.start())
             boot.times.append(seconds)
             print(f"   start {index + 1}/{args.pairs}: {boot.name:<36} {seconds:8.3f} s, then POST → first metric "
-                  f"{fresh.times[-1]:.3f} s", flush=True)
+                  f"{fresh.times[-1]:.3f} s; restarted → /healthz {restart.times[-1]:.3f} s", flush=True)
         report()
     return 0
 

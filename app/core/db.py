@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
@@ -101,7 +102,41 @@ def reset_engine_cache() -> None:
 
 
 def upgrade_database() -> None:
-    """Apply pending Alembic migrations (the only way tables are created)."""
+    """Apply pending Alembic migrations (the only way tables are created). A database already at the
+    newest revision is left as is without importing Alembic (~0.1 s of every server restart)."""
+    head = head_revision()
+    if head is None or current_revisions() != [head]:
+        _alembic_upgrade()
+    analyze_sqlite()
+
+
+def head_revision() -> str | None:
+    """The newest migration's revision, read from alembic/versions without importing Alembic: the one
+    revision no file names as its down_revision. None when that is not exactly one (Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (ROOT_DIR / "alembic" / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision = re.search(r"^revision(?:\s*:[^=\n]*)?\s*=\s*[\"']([^\"']+)[\"']", source, re.M)
+        down = re.search(r"^down_revision(?:\s*:[^=\n]*)?\s*=\s*(.+)$", source, re.M)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision.group(1))
+        parents.update(re.findall(r"[\"']([^\"']+)[\"']", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def current_revisions() -> list[str]:
+    """The revisions the database says it is at (none for a new database)."""
+    try:
+        with get_engine().connect() as connection:
+            return [row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")]
+    except DBAPIError:  # no alembic_version table yet
+        return []
+
+
+def _alembic_upgrade() -> None:
     from alembic.config import Config
 
     from alembic import command
@@ -110,7 +145,6 @@ def upgrade_database() -> None:
     config.set_main_option("script_location", str(ROOT_DIR / "alembic"))
     config.set_main_option("sqlalchemy.url", get_settings().sqlalchemy_url.replace("%", "%%"))
     command.upgrade(config, "head")
-    analyze_sqlite()
 
 
 # Rows ANALYZE samples per index: statistics good enough for the planner in milliseconds on any size.
