@@ -56,7 +56,7 @@ lint: $(VENV)/.installed-dev
 ## (interleaved pairs at equal threads, printed; figures and how to read them: docs/benchmarks.md)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/seed_mnist.py --pairs 3 --threads 1 --timeout 900
-	$(BIN)/python bench/api_seed_mnist.py --pairs 3 --threads 1 --timeout 900
+	$(BIN)/python bench/api_seed_mnist.py --pairs 7 --threads 1 --timeout 900
 	$(BIN)/python bench/startup.py --pairs 3 --threads 1 --timeout 600
 	$(BIN)/python bench/precision.py --threads 2
 	$(BIN)/python bench/time_to_accuracy.py
