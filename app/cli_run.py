@@ -100,6 +100,9 @@ class RunProgress:
                 self.bar.reset(self.task, total=1, epoch=epoch + 1, epochs=self.epochs, steps="", figures="")
             else:
                 self.bar.update(self.task, visible=False)
+        elif kind == "log" and data.get("level") in ("warning", "error"):
+            # What the run page shows as an alert (e.g. exploding or vanishing gradients in a layer).
+            self.line(f"{data['level']}: {data.get('message', '')}")
         elif kind == "status":
             if data.get("status") not in ("queued", "running") or data.get("reason"):
                 self.line(f"status: {data.get('status')}" + (f" ({data['reason']})" if data.get("reason") else ""))

@@ -21,6 +21,7 @@ from app.core.deps import (
 )
 from app.core.errors import InvalidInput, NotFound
 from app.runs import manage, search
+from app.runs import precision as run_precision
 from app.runs import service as runs_service
 from app.runs.schemas import (
     BulkArchive,
@@ -29,6 +30,7 @@ from app.runs.schemas import (
     DeleteResult,
     ForkRequest,
     RunCreate,
+    RunDetail,
     RunEventPublic,
     RunPublic,
     RunsPublic,
@@ -91,9 +93,11 @@ def list_runs(
                       next_cursor=next_cursor)
 
 
-@router.get("/api/runs/{run_id}", response_model=RunPublic)
+@router.get("/api/runs/{run_id}", response_model=RunDetail)
 def get_run(db_session: SessionDep, run_id: RunId) -> Any:
-    return runs_service.get(db_session=db_session, run_id=run_id)
+    run = RunDetail.model_validate(runs_service.get(db_session=db_session, run_id=run_id))
+    run.precision = run_precision.recorded_precision(db_session, run_id)
+    return run
 
 
 @router.patch("/api/runs/{run_id}", response_model=RunPublic)

@@ -27,7 +27,8 @@ from app.architectures.models import Architecture
 from app.core.deps import DB_INT_MAX
 from app.core.errors import DomainError, InvalidInput, NotFound
 from app.runs import figures as run_figures
-from app.runs.models import Evaluation, Run
+from app.runs import precision as run_precision
+from app.runs.models import Evaluation, Run, RunEvent
 
 MAX_RUNS = 12
 CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -67,6 +68,8 @@ class RunSummary:
     training_memory_bytes: int | None  # what training added (see engine.runtime.MemoryMeter)
     peak_memory_bytes: int | None  # the trainer process's peak (CPU: includes torch itself)
     config: dict[str, Any]
+    # What the trainer chose for `config.precision` ("fp32", "bf16", "fp16"; None before it started)
+    precision: str | None = None
     # "epoch", "time_s" (training time at the end of each epoch, figures.training_time_so_far) + CURVES
     curves: dict[str, list[float | None]] = field(default_factory=dict)
 
@@ -126,8 +129,9 @@ def compare(*, db_session: Session, run_ids: Sequence[int]) -> Comparison:
     names = _architecture_names(db_session, ordered)
     curves = _curves(db_session, run_ids)
     evaluations = _test_evaluations(db_session, run_ids)
-    summaries = [_summary(run, names, curves.get(run.id, []), _macro_f1(evaluations.get(run.id)))
-                 for run in ordered]
+    precisions = _precisions(db_session, run_ids)
+    summaries = [_summary(run, names, curves.get(run.id, []), _macro_f1(evaluations.get(run.id)),
+                          precisions.get(run.id)) for run in ordered]
     differences, same = _settings(summaries)
     groups = by_dataset(summaries)
     best: dict[str, list[int]] = {}
@@ -141,6 +145,8 @@ def compare(*, db_session: Session, run_ids: Sequence[int]) -> Comparison:
                       per_class=[table for name, runs in groups.items()
                                  if (table := _per_class_table(name, runs, evaluations))])
 
+
+PRECISION_USED = "precision used"
 
 # The CSV's columns before the settings that differ: who the run is, then the headline numbers.
 CSV_RUN_COLUMNS = ("id", "name", "dataset", "model", "kind", "status")
@@ -232,6 +238,17 @@ def _test_evaluations(db_session: Session, run_ids: Sequence[int]) -> dict[int, 
     return {run_id: payload for run_id, payload in rows if isinstance(payload, dict)}
 
 
+def _precisions(db_session: Session, run_ids: Sequence[int]) -> dict[int, str]:
+    """Per run, the precision it trained in: its latest `precision` event (a resumed run chooses again)."""
+    rows = db_session.execute(
+        select(RunEvent.run_id, RunEvent.payload).where(RunEvent.run_id.in_(list(run_ids)),
+                                                        RunEvent.kind == run_precision.KIND)
+        .order_by(RunEvent.seq)
+    )
+    return {run_id: payload["precision"] for run_id, payload in rows
+            if isinstance(payload, dict) and payload.get("precision") in run_precision.NAMES}
+
+
 def _macro_f1(payload: dict[str, Any] | None) -> float | None:
     macro = (payload or {}).get("macro")
     return _number(macro.get("f1")) if isinstance(macro, dict) else None
@@ -277,7 +294,8 @@ def _best_in_row(ids: Sequence[int], values: Sequence[float | None]) -> list[int
     return [run_id for run_id, value in zip(ids, values, strict=True) if value == max(present)]
 
 
-def _summary(run: Run, names: dict[int, str], epochs: list[dict[str, Any]], macro_f1: float | None) -> RunSummary:
+def _summary(run: Run, names: dict[int, str], epochs: list[dict[str, Any]], macro_f1: float | None,
+             precision: str | None = None) -> RunSummary:
     try:
         summary = architectures_service.validate(spec=run.spec)
         layers = " → ".join(layer.description for layer in summary.layers)
@@ -299,7 +317,7 @@ def _summary(run: Run, names: dict[int, str], epochs: list[dict[str, Any]], macr
         train_time_s=figures.whole_run_s, time_per_epoch_s=figures.time_per_epoch_s,
         samples_per_sec=figures.samples_per_sec,
         training_memory_bytes=run.training_memory_bytes, peak_memory_bytes=run.peak_memory_bytes,
-        config=dict(run.config or {}), curves=curves,
+        config=dict(run.config or {}), precision=precision, curves=curves,
     )
 
 
@@ -320,7 +338,9 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _settings(runs: Sequence[RunSummary]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The settings (data set, model, every config key) that differ between the runs, and those that do not."""
-    flats = [{"dataset": r.dataset, "model": r.model, "layers": r.layers, **_flatten(r.config)} for r in runs]
+    # Beside the `precision` asked for ("auto"), what each run trained in: the setting that mattered.
+    flats = [{"dataset": r.dataset, "model": r.model, "layers": r.layers, **_flatten(r.config),
+              **({PRECISION_USED: r.precision} if r.precision else {})} for r in runs]
     keys = list(dict.fromkeys(key for flat in flats for key in flat))
     differences, same = [], []
     for key in keys:

@@ -180,8 +180,9 @@ class LocalLauncher:
         self.logs_dir = settings.data_dir.resolve() / "logs"
         self.gpus = tuple(_gpu_ids())
         # The standby `trainboard serve` started before anything else, when it was started for this
-        # data dir and interpreter (its imports overlapped the server's own start).
-        self.standby: LocalHandle | None = _take_early(self.logs_dir, self.python) if self.warm else None
+        # data dir, interpreter and environment (its imports overlapped the server's own start).
+        self.standby: LocalHandle | None = (_take_early(self.logs_dir, self.python)
+                                            if self.warm and not self.extra_env else None)
         self._standby_retry_at = 0.0
         self._nice = _NICE
 

@@ -401,6 +401,19 @@ class RunPublic(BaseModel):
     tags: list[TagPublic] = []
 
 
+class PrecisionPublic(BaseModel):
+    precision: str = Field(description="what the trainer chose: fp32, bf16 or fp16")
+    reason: str = Field(description="why, in words (the run page shows it)")
+    channels_last: bool
+
+
+class RunDetail(RunPublic):
+    """One run (GET /api/runs/{id}): the list's fields and what its trainer chose for precision."""
+
+    precision: PrecisionPublic | None = Field(
+        default=None, description="set once the trainer has started (None while queued, or for a script's run)")
+
+
 class RunsPublic(BaseModel):
     items: list[RunPublic]
     total: int

@@ -295,3 +295,19 @@ def test_the_live_bar_shows_the_current_epoch_and_the_epoch_lines_stay():
     # Without a validation split there is nothing to say about it: no bare "val".
     assert "epoch 1/2 - 8.0s - loss: 0.5000 - accuracy: 0.8000 - 159 samples/s\n" in printed
     assert "epoch 2/2 - 4.0s - loss: 0.2500 - accuracy: 0.9000 - val_loss: 0.3000 - val_accuracy: 0.8500 - 320 samples/s" in printed
+
+
+def test_warnings_of_the_run_are_printed_and_info_logs_are_not():
+    """A gradient warning (or any warning/error log of the run) gets its own line, as the run page's alert."""
+    from rich.console import Console
+
+    from app.cli_run import RunProgress
+
+    out = io.StringIO()
+    progress = RunProgress(1, console=Console(file=out, width=200))
+    progress.show("log", {"level": "info", "message": "training on cpu"})
+    progress.show("log", {"level": "warning", "epoch": 1, "step": 7,
+                          "message": "exploding gradients in layer dense_1: norm 3.2e+03"})
+    printed = out.getvalue()
+    assert "warning: exploding gradients in layer dense_1: norm 3.2e+03" in printed
+    assert "training on cpu" not in printed

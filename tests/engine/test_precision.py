@@ -183,3 +183,28 @@ def test_the_run_page_shows_the_precision_the_trainer_chose(client):
     page = client.get(f"/runs/{run_id}").text
     assert f'<dd id="stat-precision" title="{why}">bf16 <span class="muted small" id="stat-precision-reason">({why})' in page
 
+
+
+def test_the_api_and_compare_say_which_precision_each_run_trained_in(client):
+    from app.core.db import session_scope
+    from app.runs.sink import persist_batch
+
+    cnn, mlp = (client.post("/api/runs", json=_body()).json()["id"] for _ in range(2))
+    assert client.get(f"/api/runs/{cnn}").json()["precision"] is None, "queued: nothing chosen yet"
+    why = "bf16 autocast + channels-last: convolutional model on a CPU with AVX512-bf16"
+    with session_scope() as db_session:
+        persist_batch(db_session, cnn, [("precision", {"precision": "fp32", "reason": "first start",
+                                                       "channels_last": False})])
+        # A resumed run chooses again: the latest choice is the one that holds.
+        persist_batch(db_session, cnn, [("precision", {"precision": "bf16", "reason": why, "channels_last": True})])
+        persist_batch(db_session, mlp, [("precision", {"precision": "fp32", "reason": "not convolutional",
+                                                       "channels_last": False})])
+    assert client.get(f"/api/runs/{cnn}").json()["precision"] == {"precision": "bf16", "reason": why,
+                                                                   "channels_last": True}
+    compared = client.get("/api/compare", params={"runs": f"{cnn},{mlp}"}).json()
+    assert [r["precision"] for r in compared["runs"]] == ["bf16", "fp32"]
+    assert {"setting": "precision used", "values": ["bf16", "fp32"]} in compared["differences"]
+    table = client.get("/api/compare.csv", params={"runs": f"{cnn},{mlp}"})
+    assert table.status_code == 200, table.text  # the CSV lists the settings that differ, this one included
+    header, first, second = table.text.splitlines()[:3]
+    assert "precision used" in header and "bf16" in first and "fp32" in second
