@@ -77,7 +77,8 @@ def install_error_handlers(app: FastAPI, *, page: PageRenderer | None = None) ->
 
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message, "errors": exc.details}, status_code=exc.status_code)
+        return JSONResponse({"detail": exc.message, "errors": exc.details}, status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

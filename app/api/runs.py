@@ -204,9 +204,16 @@ def delete_run(db_session: SessionDep, run_id: RunId) -> Response:
 
 @router.get("/api/runs/{run_id}/artifacts")
 def list_artifacts(db_session: SessionDep, run_id: RunId) -> list[dict[str, Any]]:
+    """The run's files. Right after a run completes its TorchScript and ONNX exports may still be being
+    written: they are listed with `pending: true` (their download answers 503 with Retry-After until then)."""
     rows = runs_service.list_artifacts(db_session=db_session, run_id=run_id)
-    items = [{"name": a.name, "bytes": a.bytes, "url": f"/api/runs/{run_id}/artifacts/{a.name}"} for a in rows]
-    items.append({"name": "pytorch", "bytes": None, "url": f"/api/runs/{run_id}/artifacts/pytorch"})
+    items = [{"name": a.name, "bytes": a.bytes, "url": f"/api/runs/{run_id}/artifacts/{a.name}", "pending": False}
+             for a in rows]
+    if runs_service.exports_pending(run_id):
+        written = {a.name for a in rows}
+        items += [{"name": name, "bytes": None, "url": f"/api/runs/{run_id}/artifacts/{name}", "pending": True}
+                  for name in runs_service.DEFERRED_EXPORTS if name not in written]
+    items.append({"name": "pytorch", "bytes": None, "url": f"/api/runs/{run_id}/artifacts/pytorch", "pending": False})
     return items
 
 

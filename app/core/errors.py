@@ -7,6 +7,7 @@ class DomainError(Exception):
     """Base for errors a user can cause; `details` is a list of dicts for the 422 body."""
 
     status_code = 422
+    headers: dict[str, str] | None = None  # e.g. Retry-After on a 503
 
     def __init__(self, message: str, details: list[dict] | None = None):
         super().__init__(message)

@@ -23,7 +23,7 @@ from app.architectures import presets
 from app.architectures import service as architectures_service
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.errors import DomainError, InvalidInput, NotFound
+from app.core.errors import DomainError, EngineUnavailable, InvalidInput, NotFound
 from app.datasets import registry as datasets_registry
 from app.runs import lifecycle
 from app.runs.events import step_row
@@ -51,6 +51,20 @@ EXPORTS_PENDING_MAX_S = 600
 def exports_marker(run_id: int) -> Path:
     """The marker file app/worker.py keeps while it writes a completed run's TorchScript and ONNX exports."""
     return run_dir(run_id) / "export" / EXPORTS_PENDING
+
+
+# The exports a local trainer writes after reporting the run complete (app/engine/export.py DEFERRABLE).
+DEFERRED_EXPORTS = ("torchscript", "onnx")
+
+
+class ExportPending(EngineUnavailable):
+    """A deferred export asked for while the trainer is still writing it: 503 with Retry-After."""
+
+    headers = {"Retry-After": "2"}
+
+    def __init__(self, run_id: int, name: str):
+        super().__init__(f"run {run_id} is still writing its {name} export (it completed moments ago): "
+                         "try again in a few seconds")
 
 
 def exports_pending(run_id: int) -> bool:
@@ -428,6 +442,8 @@ def artifact_file(*, db_session: Session, run_id: int, name: str) -> Path:
     row = db_session.scalars(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)).first()
     missing = NotFound(f"run {run_id} has no artifact '{name}'")
     if row is None:
+        if name in DEFERRED_EXPORTS and exports_pending(run_id):
+            raise ExportPending(run_id, name)
         raise missing
     own_folder = run_dir(run_id).resolve()
     path = (get_settings().artifacts_dir / row.path).resolve()

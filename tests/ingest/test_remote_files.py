@@ -396,7 +396,7 @@ def test_an_artifact_with_its_own_filename_lands_in_export_and_is_listed_by_name
     assert sorted(p.name for p in export.iterdir()) == ["model.onnx"]
     assert (export / "model.onnx").read_bytes() == body
     listed = client.get(f"/api/runs/{run_id}/artifacts").json()
-    assert {"name": "onnx", "bytes": len(body), "url": f"/api/runs/{run_id}/artifacts/onnx"} in listed
+    assert {"name": "onnx", "bytes": len(body), "url": f"/api/runs/{run_id}/artifacts/onnx", "pending": False} in listed
     downloaded = client.get(f"/api/runs/{run_id}/artifacts/onnx")
     assert downloaded.status_code == 200 and downloaded.content == body
     assert f"run-{run_id}-model.onnx" in downloaded.headers["content-disposition"]

@@ -50,7 +50,7 @@ def wait_exports(api: httpx.Client, run_id: int, timeout: float = 60.0) -> set[s
     deadline = time.monotonic() + timeout
     names: set[str] = set()
     while time.monotonic() < deadline:
-        names = {a["name"] for a in api.get(f"/api/runs/{run_id}/artifacts").json()}
+        names = {a["name"] for a in api.get(f"/api/runs/{run_id}/artifacts").json() if not a["pending"]}
         if names >= EXPORTS:
             return names
         time.sleep(0.05)

@@ -33,8 +33,10 @@ class RecordingStore(DbSink):
         self.calls.append(("artifact", name))
         if name == "torchscript":  # the run is complete already; what do its readers see?
             self.seen["status"] = self.client.get(f"/api/runs/{self.run_id}").json()["status"]
-            self.seen["artifacts"] = {a["name"] for a in self.client.get(f"/api/runs/{self.run_id}/artifacts").json()}
+            self.seen["artifacts"] = {a["name"]: a["pending"]
+                                      for a in self.client.get(f"/api/runs/{self.run_id}/artifacts").json()}
             self.seen["panel"] = self.client.get(f"/runs/{self.run_id}/downloads").text
+            self.seen["download"] = self.client.get(f"/api/runs/{self.run_id}/artifacts/onnx")
         super().save_artifact(name, path)
 
 
@@ -50,12 +52,14 @@ def test_a_run_completes_before_its_exports_and_they_appear_afterwards(client):
     assert order.index(("report", "completed")) < order.index(("artifact", "torchscript")) < order.index(("artifact", "onnx"))
     # While the exports were written: completed, weights downloadable, the panel waiting for the rest.
     assert store.seen["status"] == "completed"
-    assert {"weights", "pytorch"} <= store.seen["artifacts"] and "torchscript" not in store.seen["artifacts"]
+    assert store.seen["artifacts"] == {"weights": False, "torchscript": True, "onnx": True, "pytorch": False}
+    early = store.seen["download"]  # an export asked for before it is written: try again shortly
+    assert early.status_code == 503 and early.headers["retry-after"] == "2" and "still writing" in early.json()["detail"]
     assert "exporting…" in store.seen["panel"] and f'hx-get="/runs/{run_id}/downloads"' in store.seen["panel"]
 
     # Afterwards: every export is an artifact with its event, the marker is gone, the panel links them.
-    names = {a["name"] for a in client.get(f"/api/runs/{run_id}/artifacts").json()}
-    assert {"weights", "torchscript", "onnx", "pytorch"} <= names
+    listed = {a["name"]: a["pending"] for a in client.get(f"/api/runs/{run_id}/artifacts").json()}
+    assert listed == {"weights": False, "torchscript": False, "onnx": False, "pytorch": False}
     onnx = client.get(f"/api/runs/{run_id}/artifacts/onnx")
     assert onnx.status_code == 200 and len(onnx.content) > 1000
     rows = client.get(f"/api/runs/{run_id}/metrics").json()
@@ -66,3 +70,9 @@ def test_a_run_completes_before_its_exports_and_they_appear_afterwards(client):
     assert "exporting…" not in panel and "hx-get" not in panel and f"/api/runs/{run_id}/artifacts/onnx" in panel
     page = client.get(f"/runs/{run_id}").text
     assert f"/api/runs/{run_id}/artifacts/torchscript" in page
+
+
+def test_the_exports_left_for_after_completion_are_the_engines():
+    from app.engine.export import DEFERRABLE
+
+    assert runs_service.DEFERRED_EXPORTS == DEFERRABLE
