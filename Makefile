@@ -42,9 +42,9 @@ test: $(VENV)/.installed-dev
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
 	  else echo "docker-compose is missing (it validates docker-compose.yml): apt-get install docker-compose"; exit 1; fi; }
 	$(BIN)/ruff check app tests bench
-	TRAINBOARD_STRICT_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	TRAINBOARD_STRICT_TESTS=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 	@echo "--- the storage, runs and API tests again, on PostgreSQL (a server the tests start) ---"
-	TRAINBOARD_STRICT_TESTS=1 TRAINBOARD_TEST_DB=postgres $(BIN)/python -m pytest -n 2 --dist loadgroup \
+	TRAINBOARD_STRICT_TESTS=1 TRAINBOARD_TEST_DB=postgres $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=10 \
 	  $(POSTGRES_TESTS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
