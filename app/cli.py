@@ -29,6 +29,11 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The app's own warnings, formatted as Alembic's logging config (alembic.ini) does when migrations run:
+    # the same lines whether or not this start had a migration to apply (upgrade_database skips Alembic).
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)-5.5s [%(name)s] %(message)s")
     # Warm the first trainer beside the server's own start, before its imports (app/executors/local.py).
     local.start_early_standby(settings)
     try:

@@ -3,8 +3,8 @@
     python -m app.worker RUN_ID      train one run
     python -m app.worker --standby   import torch now, then read the run's order (JSON) from stdin
 
-The local launcher keeps one standby process warm (torch imported, no CUDA touched) so a run starts
-in well under a second; each run still gets a fresh process of its own. SIGTERM asks the run
+The local launcher keeps one standby process warm while a slot could use it (torch imported, no
+CUDA touched) so a run starts in well under a second; each run still gets a fresh process of its own. SIGTERM asks the run
 to stop at its next step. The trainer reaches the server's state only through its run store
 (app/runs/store.py): `running` on its first report, then completed, failed or cancelled. The order
 picks the store: the database (DbSink) by default, or the ingest API over HTTP (HttpRunStore) when

@@ -29,6 +29,7 @@ from app.runs.schemas import (
     BulkTags,
     DeleteResult,
     ForkRequest,
+    PrecisionPublic,
     RunCreate,
     RunDetail,
     RunEventPublic,
@@ -96,7 +97,8 @@ def list_runs(
 @router.get("/api/runs/{run_id}", response_model=RunDetail)
 def get_run(db_session: SessionDep, run_id: RunId) -> Any:
     run = RunDetail.model_validate(runs_service.get(db_session=db_session, run_id=run_id))
-    run.precision = run_precision.recorded_precision(db_session, run_id)
+    chosen = run_precision.recorded_precision(db_session, run_id)
+    run.precision = PrecisionPublic.model_validate(chosen) if chosen else None
     return run
 
 

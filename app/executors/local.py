@@ -8,7 +8,8 @@ every status change.
   process group, torch already imported, CUDA untouched) waits for its run on stdin; a claimed
   run is handed to it as one JSON line (`{"run_id", "gpu", "threads"}`, plus `store`, `server_url`
   and the run's ingest `token` when TRAINBOARD_TRAINER_STORE=http) and the next standby is
-  warmed on the next tick. Standbys warm up at the lowest CPU priority when the server runs as
+  warmed once it could be used (a slot free or a run queued: the scheduler's `_standby_wanted`).
+  `trainboard serve` spawns the first one before its own imports (`start_early_standby`). Standbys warm up at the lowest CPU priority when the server runs as
   root, and get normal priority back when they are handed a run.
 - Each trainer's output goes to `<data_dir>/logs/standby-<ns>.log`; `logs/run-<id>.log` links
   to the log of the run's latest trainer, so a restarted server still finds it.

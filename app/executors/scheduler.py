@@ -130,6 +130,8 @@ class Scheduler:
         only take CPU from the runs training; it starts when a slot frees or a run is queued."""
         if len(self.active) < self.slots:
             return True
+        if not self.settings.warm_workers or getattr(self.launcher, "standby", None) is not None:
+            return False  # no standby to start (off, or one is warm already): no need to ask the database
         with session_scope(write=False) as db_session:
             return db_session.scalar(select(Run.id).where(Run.status == QUEUED).limit(1)) is not None
 

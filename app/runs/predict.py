@@ -226,6 +226,8 @@ def stop() -> None:
     process = _predictor._process
     if process is not None:
         _kill(process)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)  # reaped: no zombie left holding its pipes
 
 
 def predict(*, db_session: Session, run_id: int, image: bytes, top_k: int = 5) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class DbSink:
         """Store the batch CHUNK_ROWS rows at a time, each chunk in its own short transaction with its
         own seq block (a backlog never holds SQLite's write lock for long). Committed chunks stay: a
         failure after some raises PartlyStored with how many rows are in, so only the rest is sent again."""
-        stored = 0
+        stored, self._stop_seen = 0, None
         try:
             for start in range(0, len(events), CHUNK_ROWS):
                 chunk = events[start:start + CHUNK_ROWS]
@@ -65,6 +65,7 @@ class DbSink:
             raise
 
     def heartbeat(self) -> None:
+        self._stop_seen = None
         with session_scope() as db_session:
             lifecycle.heartbeat(db_session, self.run_id)
             self._stop_seen = lifecycle.should_stop(db_session, self.run_id)
