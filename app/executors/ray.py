@@ -66,6 +66,11 @@ def first_lines(text: str, limit: int = 300) -> str:
     return " ".join(lines[:2])[:limit]
 
 
+# Connecting through Ray Client: attempts when the head's proxy fails to start the client's server.
+CLIENT_INIT_ATTEMPTS = 3
+CLIENT_RETRY_DELAY_S = 2.0
+
+
 def _check_reachable(address: str) -> None:
     """A head at HOST:PORT that does not answer: say so now (ray.init would retry for minutes)."""
     if address == "auto" or "://" in address or ":" not in address:
@@ -96,8 +101,7 @@ class RayLauncher:
         # (a graceful shutdown that stops the scheduler and the standby) must stay.
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            ray.init(address=settings.ray_address, namespace=self.namespace, logging_level="ERROR",
-                     log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
+            self._connect()
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError: say where it looked
             raise RayUnavailable(f"cannot connect to the Ray cluster at TRAINBOARD_RAY_ADDRESS="
                                  f"{settings.ray_address}: {first_lines(exc)}") from exc
@@ -114,6 +118,23 @@ class RayLauncher:
         self._has_gpu = False
         self._standby_retry_at = 0.0
         self._remove_old_standbys()
+
+    def _connect(self) -> None:
+        for attempt in range(1, CLIENT_INIT_ATTEMPTS + 1):
+            try:
+                self.ray.init(address=self.settings.ray_address, namespace=self.namespace, logging_level="ERROR",
+                              log_to_driver=False, ignore_reinit_error=True, configure_logging=False)
+                return
+            except ConnectionAbortedError as exc:
+                # Ray Client: the head's proxy could not start this client's own server process ("Initialization
+                # failure from server", seen on a loaded head); a new connection gets a new one.
+                if attempt == CLIENT_INIT_ATTEMPTS or "Initialization failure" not in str(exc):
+                    raise
+                print(f"trainboard: the Ray client server did not start ({first_lines(exc)}): trying again "
+                      f"({attempt + 1}/{CLIENT_INIT_ATTEMPTS})", file=sys.stderr, flush=True)
+                with contextlib.suppress(Exception):
+                    self.ray.shutdown()
+                time.sleep(CLIENT_RETRY_DELAY_S)
 
     # -- what it offers ----------------------------------------------------------------------
     def resources(self) -> Resources:

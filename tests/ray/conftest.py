@@ -118,6 +118,10 @@ def ray_head():
                 leftover.kill()  # psutil checks it is still the process it was (pid and start time)
         process.wait()
         log.close()
+        # The Ray client servers' own errors, for a failed test's report (the folder goes next).
+        for err in sorted((temp_dir / "ray").glob("session_*/logs/ray_client_server*.err")):
+            if text := err.read_text(errors="replace").strip():
+                print(f"--- {err.name} (last lines) ---\n{text[-2000:]}")
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
