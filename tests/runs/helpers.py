@@ -42,17 +42,22 @@ def wait_status(api: httpx.Client, run_id: int, *statuses: str, timeout: float =
 
 
 EXPORTS = {"weights", "torchscript", "onnx"}
+DEFERRED_EXPORTS = {"torchscript", "onnx"}  # written after `completed` (app/runs/service.py DEFERRED_EXPORTS)
 
 
 def wait_exports(api: httpx.Client, run_id: int, timeout: float = 60.0) -> set[str]:
-    """A completed run's artifact names once its exports are all recorded: TorchScript and ONNX are
-    written after the run is reported complete (app/worker.py), so `completed` does not mean they are there."""
+    """A completed run's artifact names once its exports are all recorded and their `artifact` events stored:
+    TorchScript and ONNX are written after the run is reported complete (app/worker.py), so `completed`
+    does not mean they are there; each is recorded, then its event follows (a test reading the run's
+    events right after must not see one more arrive)."""
     deadline = time.monotonic() + timeout
     names: set[str] = set()
     while time.monotonic() < deadline:
         names = {a["name"] for a in api.get(f"/api/runs/{run_id}/artifacts").json() if not a["pending"]}
         if names >= EXPORTS:
-            return names
+            rows = api.get(f"/api/runs/{run_id}/metrics", params={"limit": 10000}).json()
+            if {r["payload"].get("name") for r in rows if r["kind"] == "artifact"} >= DEFERRED_EXPORTS:
+                return names
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} has only the artifacts {sorted(names)} after {timeout}s")
 
